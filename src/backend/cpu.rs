@@ -1,0 +1,217 @@
+//! CPU operations on row-major `f32` activations (`rows × width`).
+
+use crate::error::Result;
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::{Device, Module, Tensor};
+use half::f16;
+use std::sync::Arc;
+
+/// A weight matrix `out × in`, kept in its GGUF block type.
+#[derive(Clone)]
+pub struct Linear {
+    w: QMatMul,
+    bias: Option<Vec<f32>>,
+    pub out_dim: usize,
+    pub in_dim: usize,
+}
+
+impl Linear {
+    pub fn new(w: Arc<QTensor>, bias: Option<Vec<f32>>) -> Result<Self> {
+        let (out_dim, in_dim) = w.shape().dims2()?;
+        // QMatMul::from_arc would expand F16/BF16 matrices to f32 (twice the memory);
+        // keep every block type as it is: candle's kernels multiply them directly.
+        Ok(Linear { w: QMatMul::QTensor(w), bias, out_dim, in_dim })
+    }
+
+    /// `x` holds `rows` vectors of `in_dim`; returns `rows` vectors of `out_dim`.
+    pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        let t = Tensor::from_slice(x, (rows, self.in_dim), &Device::Cpu)?;
+        let mut y = self.w.forward(&t)?.flatten_all()?.to_vec1::<f32>()?;
+        if let Some(b) = &self.bias {
+            for row in y.chunks_exact_mut(self.out_dim) {
+                for (v, b) in row.iter_mut().zip(b) {
+                    *v += b;
+                }
+            }
+        }
+        Ok(y)
+    }
+}
+
+/// Dequantizes a small tensor (norm weights, biases) to f32.
+pub fn to_f32(t: &QTensor) -> Result<Vec<f32>> {
+    Ok(t.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// Looks up and dequantizes only the embedding rows that `ids` use.
+pub fn embedding_rows(table: &QTensor, ids: &[u32]) -> Result<Vec<f32>> {
+    let ids = Tensor::from_slice(ids, ids.len(), &Device::Cpu)?;
+    Ok(table.embedding(&ids)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// RMSNorm of every `w.len()`-wide row of `x`, in place.
+pub fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
+    for row in x.chunks_exact_mut(w.len()) {
+        let ms = row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32;
+        let scale = 1.0 / (ms + eps).sqrt();
+        for (v, w) in row.iter_mut().zip(w) {
+            *v = *v * scale * w;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RopeStyle {
+    /// Rotates adjacent pairs (x[2i], x[2i+1]): llama.cpp's "normal" type (Llama files).
+    Interleaved,
+    /// Rotates x[i] with x[i + d/2]: llama.cpp's "neox" type (Qwen, Gemma, Phi-3).
+    Halves,
+}
+
+/// Rotary position embedding for `n_heads` heads of `head_dim` in each row of `x`;
+/// row `r` is at position `pos0 + r`. `inv_freq` has `rot_dim / 2` entries.
+pub fn rope(x: &mut [f32], n_heads: usize, head_dim: usize, pos0: usize, inv_freq: &[f32], style: RopeStyle) {
+    let half = inv_freq.len();
+    let mut cs = vec![(0f32, 0f32); half];
+    for (r, row) in x.chunks_exact_mut(n_heads * head_dim).enumerate() {
+        let pos = (pos0 + r) as f32;
+        for (c, f) in cs.iter_mut().zip(inv_freq) {
+            let (s, co) = (pos * f).sin_cos();
+            *c = (co, s);
+        }
+        for head in row.chunks_exact_mut(head_dim) {
+            for (i, &(c, s)) in cs.iter().enumerate() {
+                let (a, b) = match style {
+                    RopeStyle::Interleaved => (2 * i, 2 * i + 1),
+                    RopeStyle::Halves => (i, i + half),
+                };
+                let (x0, x1) = (head[a], head[b]);
+                head[a] = x0 * c - x1 * s;
+                head[b] = x0 * s + x1 * c;
+            }
+        }
+    }
+}
+
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// GELU, tanh approximation (what llama.cpp uses for Gemma).
+pub fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh())
+}
+
+pub fn softcap(x: &mut [f32], cap: f32) {
+    for v in x {
+        *v = (*v / cap).tanh() * cap;
+    }
+}
+
+pub fn add_in_place(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+/// Shape of one attention call.
+pub struct AttentionShape {
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    pub scale: f32,
+    pub softcap: Option<f32>,
+    /// Keys further back than this many positions are not attended to (Gemma's local layers).
+    pub window: Option<usize>,
+}
+
+/// Causal attention of `q` (rows at positions `pos0..`, `n_head × head_dim` each) over the
+/// cached keys and values (`[position][kv head][head_dim]`, positions `0..` covering every query).
+///
+/// Like llama.cpp's CPU path, queries and attention weights are rounded to f16 before they
+/// meet the f16 cache; the products accumulate in f32.
+pub fn attention(q: &[f32], k: &[f16], v: &[f16], pos0: usize, s: &AttentionShape) -> Vec<f32> {
+    let (hd, nkv) = (s.head_dim, s.n_kv_head);
+    let group = s.n_head / nkv;
+    let q_width = s.n_head * hd;
+    let kv_width = nkv * hd;
+    let rows = q.len() / q_width;
+    let mut out = vec![0f32; q.len()];
+    let mut scores = Vec::new();
+    for r in 0..rows {
+        let pos = pos0 + r;
+        let first = match s.window {
+            Some(w) if pos + 1 > w => pos + 1 - w,
+            _ => 0,
+        };
+        for h in 0..s.n_head {
+            let kvh = h / group;
+            let qv: Vec<f32> = q[r * q_width + h * hd..r * q_width + (h + 1) * hd].iter().map(|&x| round_f16(x)).collect();
+            scores.clear();
+            let mut max = f32::NEG_INFINITY;
+            for p in first..=pos {
+                let kv = &k[p * kv_width + kvh * hd..p * kv_width + (kvh + 1) * hd];
+                let mut d = qv.iter().zip(kv).map(|(a, b)| a * b.to_f32()).sum::<f32>() * s.scale;
+                if let Some(c) = s.softcap {
+                    d = (d / c).tanh() * c;
+                }
+                max = max.max(d);
+                scores.push(d);
+            }
+            let mut sum = 0.0;
+            for sc in scores.iter_mut() {
+                *sc = (*sc - max).exp();
+                sum += *sc;
+            }
+            let o = &mut out[r * q_width + h * hd..r * q_width + (h + 1) * hd];
+            for (i, p) in (first..=pos).enumerate() {
+                let w = round_f16(scores[i] / sum);
+                let vv = &v[p * kv_width + kvh * hd..p * kv_width + (kvh + 1) * hd];
+                for (a, b) in o.iter_mut().zip(vv) {
+                    *a += w * b.to_f32();
+                }
+            }
+        }
+    }
+    out
+}
+
+fn round_f16(x: f32) -> f32 {
+    f16::from_f32(x).to_f32()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(x: &[f32]) -> Vec<f16> {
+        x.iter().map(|&v| f16::from_f32(v)).collect()
+    }
+
+    #[test]
+    fn attention_with_one_key_returns_its_value() {
+        let s = AttentionShape { n_head: 2, n_kv_head: 1, head_dim: 2, scale: 1.0, softcap: None, window: None };
+        let out = attention(&[1.0, 0.0, 0.0, 1.0], &h(&[0.5, 0.5]), &h(&[3.0, -1.0]), 0, &s);
+        assert_eq!(out, vec![3.0, -1.0, 3.0, -1.0]);
+    }
+
+    #[test]
+    fn sliding_window_ignores_old_keys() {
+        let s = AttentionShape { n_head: 1, n_kv_head: 1, head_dim: 1, scale: 1.0, softcap: None, window: Some(1) };
+        // Query at position 1 with a window of one sees only key 1.
+        let out = attention(&[1.0], &h(&[100.0, 0.0]), &h(&[7.0, 2.0]), 1, &s);
+        assert_eq!(out, vec![2.0]);
+    }
+
+    #[test]
+    fn rope_styles_rotate_different_pairs() {
+        let inv = [1.0f32, 0.0];
+        let mut a = [1.0, 0.0, 1.0, 0.0];
+        rope(&mut a, 1, 4, 1, &inv, RopeStyle::Interleaved);
+        assert!((a[0] - 1f32.cos()).abs() < 1e-6 && (a[1] - 1f32.sin()).abs() < 1e-6);
+        let mut b = [1.0, 0.0, 0.0, 0.0];
+        rope(&mut b, 1, 4, 1, &inv, RopeStyle::Halves);
+        assert!((b[0] - 1f32.cos()).abs() < 1e-6 && (b[2] - 1f32.sin()).abs() < 1e-6);
+    }
+}

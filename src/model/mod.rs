@@ -1,0 +1,9 @@
+//! Decoder models: configuration from GGUF metadata, the forward pass and the KV cache.
+
+mod config;
+mod decoder;
+mod kv_cache;
+
+pub use config::{Activation, Config, SUPPORTED};
+pub use decoder::Decoder;
+pub use kv_cache::KvCache;

@@ -1,0 +1,164 @@
+//! Chat templates: the Jinja template in `tokenizer.chat_template`, rendered with
+//! minijinja, or a documented fallback for files that have none.
+
+use crate::error::{Error, Result};
+use minijinja::{Environment, ErrorKind, Value};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+impl Message {
+    pub fn new(role: &str, content: &str) -> Self {
+        Message { role: role.into(), content: content.into() }
+    }
+}
+
+/// Formats used when a file has no template, chosen by the special tokens its vocabulary has.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fallback {
+    /// `<|im_start|>role\n...<|im_end|>\n`
+    ChatMl,
+    /// `<start_of_turn>user\n...<end_of_turn>\n`, with the system prompt folded into the first user turn.
+    Gemma,
+    /// `User: ...\nAssistant: ...` for base models without chat tokens.
+    Plain,
+}
+
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    source: Option<String>,
+    fallback: Fallback,
+    bos: String,
+    eos: String,
+}
+
+fn raise_exception(msg: String) -> std::result::Result<Value, minijinja::Error> {
+    Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+}
+
+impl ChatTemplate {
+    pub fn new(source: Option<&str>, fallback: Fallback, bos: &str, eos: &str) -> Result<Self> {
+        let mut env = Environment::new();
+        // Hugging Face templates are written for Python's Jinja: allow its string methods
+        // (`.strip()`, `.startswith()`...) and its whitespace handling.
+        minijinja_contrib::add_to_environment(&mut env);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_trim_blocks(false);
+        env.add_function("raise_exception", raise_exception);
+        if let Some(src) = source {
+            env.add_template_owned("chat", src.to_string())
+                .map_err(|e| Error::Template(format!("cannot parse the file's chat template: {e}")))?;
+        }
+        Ok(ChatTemplate { env, source: source.map(str::to_string), fallback, bos: bos.into(), eos: eos.into() })
+    }
+
+    pub fn has_template(&self) -> bool {
+        self.source.is_some()
+    }
+
+    pub fn fallback(&self) -> Fallback {
+        self.fallback
+    }
+
+    pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+        if self.source.is_none() {
+            return Ok(render_fallback(self.fallback, messages, add_generation_prompt));
+        }
+        let tmpl = self.env.get_template("chat").map_err(|e| Error::Template(e.to_string()))?;
+        tmpl.render(minijinja::context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => self.bos,
+            eos_token => self.eos,
+        })
+        .map_err(|e| Error::Template(format!("rendering failed: {e}")))
+    }
+}
+
+fn render_fallback(kind: Fallback, messages: &[Message], add_generation_prompt: bool) -> String {
+    let mut out = String::new();
+    match kind {
+        Fallback::ChatMl => {
+            for m in messages {
+                out += &format!("<|im_start|>{}\n{}<|im_end|>\n", m.role, m.content);
+            }
+            if add_generation_prompt {
+                out += "<|im_start|>assistant\n";
+            }
+        }
+        Fallback::Gemma => {
+            let mut system = String::new();
+            for m in messages {
+                match m.role.as_str() {
+                    "system" => system = format!("{}\n\n", m.content),
+                    role => {
+                        let role = if role == "assistant" { "model" } else { role };
+                        out += &format!("<start_of_turn>{role}\n{}{}<end_of_turn>\n", std::mem::take(&mut system), m.content);
+                    }
+                }
+            }
+            if add_generation_prompt {
+                out += "<start_of_turn>model\n";
+            }
+        }
+        Fallback::Plain => {
+            for m in messages {
+                let role = match m.role.as_str() {
+                    "system" => "System",
+                    "assistant" => "Assistant",
+                    _ => "User",
+                };
+                out += &format!("{role}: {}\n", m.content);
+            }
+            if add_generation_prompt {
+                out += "Assistant:";
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'].strip() + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+    #[test]
+    fn renders_a_jinja_template_with_python_methods() {
+        let t = ChatTemplate::new(Some(CHATML), Fallback::Plain, "<s>", "</s>").unwrap();
+        let msgs = [Message::new("system", "Be brief."), Message::new("user", "  Hi  ")];
+        assert_eq!(
+            t.render(&msgs, true).unwrap(),
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert!(!t.render(&msgs, false).unwrap().ends_with("assistant\n"));
+    }
+
+    #[test]
+    fn raise_exception_becomes_an_error() {
+        let src = "{% if messages[0]['role'] != 'user' %}{{ raise_exception('first message must be from the user') }}{% endif %}";
+        let t = ChatTemplate::new(Some(src), Fallback::Plain, "", "").unwrap();
+        let err = t.render(&[Message::new("assistant", "x")], true).unwrap_err().to_string();
+        assert!(err.contains("first message must be from the user"), "{err}");
+    }
+
+    #[test]
+    fn fallbacks_are_used_without_a_template() {
+        let msgs = [Message::new("system", "S"), Message::new("user", "U")];
+        let g = ChatTemplate::new(None, Fallback::Gemma, "", "").unwrap();
+        assert_eq!(g.render(&msgs, true).unwrap(), "<start_of_turn>user\nS\n\nU<end_of_turn>\n<start_of_turn>model\n");
+        let p = ChatTemplate::new(None, Fallback::Plain, "", "").unwrap();
+        assert_eq!(p.render(&msgs, true).unwrap(), "System: S\nUser: U\nAssistant:");
+    }
+
+    #[test]
+    fn a_broken_template_is_a_clear_error() {
+        let err = ChatTemplate::new(Some("{% for %}"), Fallback::Plain, "", "").err().unwrap();
+        assert!(err.to_string().contains("chat template"));
+    }
+}
