@@ -13,13 +13,24 @@ pub enum Error {
     #[error("truncated GGUF: {0}")]
     Truncated(String),
     #[error("implausible GGUF header: {what} = {count} exceeds the limit of {limit}")]
-    AbsurdCount { what: &'static str, count: u64, limit: u64 },
+    AbsurdCount {
+        what: &'static str,
+        count: u64,
+        limit: u64,
+    },
     #[error("malformed GGUF: {0}")]
     Malformed(String),
     #[error("tensor `{name}` has unknown block type {type_id}")]
     UnknownBlockType { name: String, type_id: u32 },
-    #[error("tensor `{name}` lies outside the file: bytes {start}..{end} of a {file_len}-byte file")]
-    TensorOutOfBounds { name: String, start: u64, end: u64, file_len: u64 },
+    #[error(
+        "tensor `{name}` lies outside the file: bytes {start}..{end} of a {file_len}-byte file"
+    )]
+    TensorOutOfBounds {
+        name: String,
+        start: u64,
+        end: u64,
+        file_len: u64,
+    },
     #[error("unsupported model architecture `{0}` (supported: llama, qwen2, qwen3, gemma3, phi3-style llama variants)")]
     UnsupportedArchitecture(String),
     #[error("model metadata: {0}")]

@@ -26,13 +26,25 @@ fn tokenizer_parity(name: &str) {
         let text = case["text"].as_str().unwrap();
         let want = ids(&case["ids"]);
         let got = tok
-            .encode(text, case["add_special"].as_bool().unwrap(), case["parse_special"].as_bool().unwrap())
+            .encode(
+                text,
+                case["add_special"].as_bool().unwrap(),
+                case["parse_special"].as_bool().unwrap(),
+            )
             .unwrap();
         if got != want {
-            failures.push(format!("{text:?} (special={}):\n  got  {got:?}\n  want {want:?}", case["parse_special"]));
+            failures.push(format!(
+                "{text:?} (special={}):\n  got  {got:?}\n  want {want:?}",
+                case["parse_special"]
+            ));
         }
     }
-    assert!(failures.is_empty(), "{name}: {} tokenizer mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{name}: {} tokenizer mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// Logit differences below this are near-ties: llama.cpp disagrees with itself (batched vs
@@ -54,7 +66,13 @@ fn logits_parity(name: &str) {
             .as_array()
             .unwrap()
             .iter()
-            .map(|row| row.as_array().unwrap().iter().map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap() as f32)).collect())
+            .map(|row| {
+                row.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap() as f32))
+                    .collect()
+            })
             .collect();
 
         // Teacher-forced: the whole sequence in one pass, argmax at every position.
@@ -92,7 +110,10 @@ fn logits_parity(name: &str) {
             agree as f64 / n as f64,
             case["self_agreement"]
         );
-        assert!(mean_diff < 0.6, "{name}: logits differ by {mean_diff} on average");
+        assert!(
+            mean_diff < 0.6,
+            "{name}: logits differ by {mean_diff} on average"
+        );
         agree_all += agree;
         total_all += n;
 

@@ -20,7 +20,12 @@ impl Linear {
         let (out_dim, in_dim) = w.shape().dims2()?;
         // QMatMul::from_arc would expand F16/BF16 matrices to f32 (twice the memory);
         // keep every block type as it is: candle's kernels multiply them directly.
-        Ok(Linear { w: QMatMul::QTensor(w), bias, out_dim, in_dim })
+        Ok(Linear {
+            w: QMatMul::QTensor(w),
+            bias,
+            out_dim,
+            in_dim,
+        })
     }
 
     /// `x` holds `rows` vectors of `in_dim`; returns `rows` vectors of `out_dim`.
@@ -40,7 +45,9 @@ impl Linear {
 
 /// Dequantizes a small tensor (norm weights, biases) to f32.
 pub fn to_f32(t: &QTensor) -> Result<Vec<f32>> {
-    Ok(t.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
+    Ok(t.dequantize(&Device::Cpu)?
+        .flatten_all()?
+        .to_vec1::<f32>()?)
 }
 
 /// Looks up and dequantizes only the embedding rows that `ids` use.
@@ -70,7 +77,14 @@ pub enum RopeStyle {
 
 /// Rotary position embedding for `n_heads` heads of `head_dim` in each row of `x`;
 /// row `r` is at position `pos0 + r`. `inv_freq` has `rot_dim / 2` entries.
-pub fn rope(x: &mut [f32], n_heads: usize, head_dim: usize, pos0: usize, inv_freq: &[f32], style: RopeStyle) {
+pub fn rope(
+    x: &mut [f32],
+    n_heads: usize,
+    head_dim: usize,
+    pos0: usize,
+    inv_freq: &[f32],
+    style: RopeStyle,
+) {
     let half = inv_freq.len();
     let mut cs = vec![(0f32, 0f32); half];
     for (r, row) in x.chunks_exact_mut(n_heads * head_dim).enumerate() {
@@ -147,7 +161,10 @@ pub fn attention(q: &[f32], k: &[f16], v: &[f16], pos0: usize, s: &AttentionShap
         };
         for h in 0..s.n_head {
             let kvh = h / group;
-            let qv: Vec<f32> = q[r * q_width + h * hd..r * q_width + (h + 1) * hd].iter().map(|&x| round_f16(x)).collect();
+            let qv: Vec<f32> = q[r * q_width + h * hd..r * q_width + (h + 1) * hd]
+                .iter()
+                .map(|&x| round_f16(x))
+                .collect();
             scores.clear();
             let mut max = f32::NEG_INFINITY;
             for p in first..=pos {
@@ -191,14 +208,34 @@ mod tests {
 
     #[test]
     fn attention_with_one_key_returns_its_value() {
-        let s = AttentionShape { n_head: 2, n_kv_head: 1, head_dim: 2, scale: 1.0, softcap: None, window: None };
-        let out = attention(&[1.0, 0.0, 0.0, 1.0], &h(&[0.5, 0.5]), &h(&[3.0, -1.0]), 0, &s);
+        let s = AttentionShape {
+            n_head: 2,
+            n_kv_head: 1,
+            head_dim: 2,
+            scale: 1.0,
+            softcap: None,
+            window: None,
+        };
+        let out = attention(
+            &[1.0, 0.0, 0.0, 1.0],
+            &h(&[0.5, 0.5]),
+            &h(&[3.0, -1.0]),
+            0,
+            &s,
+        );
         assert_eq!(out, vec![3.0, -1.0, 3.0, -1.0]);
     }
 
     #[test]
     fn sliding_window_ignores_old_keys() {
-        let s = AttentionShape { n_head: 1, n_kv_head: 1, head_dim: 1, scale: 1.0, softcap: None, window: Some(1) };
+        let s = AttentionShape {
+            n_head: 1,
+            n_kv_head: 1,
+            head_dim: 1,
+            scale: 1.0,
+            softcap: None,
+            window: Some(1),
+        };
         // Query at position 1 with a window of one sees only key 1.
         let out = attention(&[1.0], &h(&[100.0, 0.0]), &h(&[7.0, 2.0]), 1, &s);
         assert_eq!(out, vec![2.0]);

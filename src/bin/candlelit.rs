@@ -1,1 +1,282 @@
+//! Native command line: generate, chat, tokenize, bench.
+
+#[cfg(target_arch = "wasm32")]
 fn main() {}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() {
+    if let Err(e) = cli::run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod cli {
+    use candlelit::engine::{clock, Engine, Prompt, Request, Step};
+    use candlelit::gguf::Loader;
+    use candlelit::sample::{argmax, SamplingParams};
+    use candlelit::tokenizer::Message;
+    use candlelit::Result;
+    use clap::{Args, Parser, Subcommand};
+    use serde_json::json;
+    use std::io::{BufRead, Write};
+    use std::path::PathBuf;
+
+    #[derive(Parser)]
+    #[command(
+        name = "candlelit",
+        about = "Run quantized GGUF language models",
+        version
+    )]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: Cmd,
+    }
+
+    #[derive(Args)]
+    struct ModelArgs {
+        /// Path of a GGUF file.
+        #[arg(long)]
+        model: PathBuf,
+        /// KV cache size in tokens (default: the model's context, at most 4096).
+        #[arg(long)]
+        ctx: Option<usize>,
+        /// CPU threads for the matrix products (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    }
+
+    #[derive(Args)]
+    struct SampleArgs {
+        /// 0 is greedy.
+        #[arg(long, default_value_t = 0.7)]
+        temperature: f32,
+        #[arg(long, default_value_t = 40)]
+        top_k: usize,
+        #[arg(long, default_value_t = 0.95)]
+        top_p: f32,
+        #[arg(long, default_value_t = 0.05)]
+        min_p: f32,
+        #[arg(long, default_value_t = 1.0)]
+        repeat_penalty: f32,
+        #[arg(long, default_value_t = 0.0)]
+        presence_penalty: f32,
+        #[arg(long, default_value_t = 0.0)]
+        frequency_penalty: f32,
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long, default_value_t = 256)]
+        max_tokens: usize,
+        /// Stop string (repeatable); not included in the output.
+        #[arg(long)]
+        stop: Vec<String>,
+    }
+
+    impl SampleArgs {
+        fn request(&self) -> Request {
+            Request {
+                sampling: SamplingParams {
+                    temperature: self.temperature,
+                    top_k: self.top_k,
+                    top_p: self.top_p,
+                    min_p: self.min_p,
+                    repetition_penalty: self.repeat_penalty,
+                    presence_penalty: self.presence_penalty,
+                    frequency_penalty: self.frequency_penalty,
+                    seed: self.seed,
+                    ..SamplingParams::default()
+                },
+                max_tokens: self.max_tokens,
+                stop: self.stop.clone(),
+            }
+        }
+    }
+
+    #[derive(Subcommand)]
+    enum Cmd {
+        /// Raw completion of a prompt.
+        Generate {
+            #[command(flatten)]
+            model: ModelArgs,
+            #[arg(long)]
+            prompt: String,
+            #[command(flatten)]
+            sample: SampleArgs,
+            /// One JSON object per token, then a stats object.
+            #[arg(long)]
+            json: bool,
+        },
+        /// Interactive multi-turn chat through the model's chat template.
+        Chat {
+            #[command(flatten)]
+            model: ModelArgs,
+            #[arg(long, default_value = "You are a helpful assistant.")]
+            system: String,
+            #[command(flatten)]
+            sample: SampleArgs,
+        },
+        /// Token ids of a text as a JSON array.
+        Tokenize {
+            #[command(flatten)]
+            model: ModelArgs,
+            #[arg(long)]
+            text: String,
+            /// Do not add BOS/EOS.
+            #[arg(long)]
+            no_special: bool,
+        },
+        /// Prefill and decode speed as JSON.
+        Bench {
+            #[command(flatten)]
+            model: ModelArgs,
+            #[arg(long, default_value_t = 128)]
+            prompt_tokens: usize,
+            #[arg(long, default_value_t = 128)]
+            gen_tokens: usize,
+        },
+    }
+
+    fn load(m: &ModelArgs) -> Result<(Engine, f64)> {
+        if let Some(n) = m.threads {
+            // Read by the thread pool when it starts, which is at the first matrix product.
+            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        }
+        let t0 = clock::now_ms();
+        let gguf = Loader::load_file(&m.model)?;
+        let engine = Engine::new(gguf, m.ctx)?;
+        Ok((engine, clock::now_ms() - t0))
+    }
+
+    pub fn run() -> Result<()> {
+        match Cli::parse().cmd {
+            Cmd::Generate {
+                model,
+                prompt,
+                sample,
+                json,
+            } => {
+                let (mut engine, _) = load(&model)?;
+                engine.start(&Prompt::Text(prompt), &sample.request())?;
+                let mut out = std::io::stdout().lock();
+                loop {
+                    match engine.step()? {
+                        Step::Prefill { .. } => {}
+                        Step::Token { id, text, .. } => {
+                            if json {
+                                writeln!(out, "{}", json!({"id": id, "text": text}))?;
+                            } else {
+                                write!(out, "{text}")?;
+                                out.flush()?;
+                            }
+                        }
+                        Step::Done {
+                            reason,
+                            text,
+                            stats,
+                        } => {
+                            if json {
+                                if !text.is_empty() {
+                                    writeln!(out, "{}", json!({"text": text}))?;
+                                }
+                                writeln!(
+                                    out,
+                                    "{}",
+                                    json!({"finish_reason": reason, "stats": stats})
+                                )?;
+                            } else {
+                                writeln!(out, "{text}")?;
+                                eprintln!(
+                                    "[{reason:?}; {:.1} tok/s prefill, {:.1} tok/s decode]",
+                                    stats.prefill_tokens_per_s, stats.decode_tokens_per_s
+                                );
+                            }
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            Cmd::Chat {
+                model,
+                system,
+                sample,
+            } => {
+                let (mut engine, _) = load(&model)?;
+                let mut messages = vec![];
+                if !system.is_empty() {
+                    messages.push(Message::new("system", &system));
+                }
+                let stdin = std::io::stdin();
+                let mut out = std::io::stdout();
+                eprintln!("Type a message (empty line or Ctrl-D to quit).");
+                loop {
+                    write!(out, "> ")?;
+                    out.flush()?;
+                    let mut line = String::new();
+                    if stdin.lock().read_line(&mut line)? == 0 || line.trim().is_empty() {
+                        return Ok(());
+                    }
+                    messages.push(Message::new("user", line.trim_end()));
+                    let reply =
+                        engine.generate(&Prompt::Chat(messages.clone()), &sample.request())?;
+                    writeln!(out, "{}", reply.text)?;
+                    eprintln!(
+                        "[{} prompt tokens, {} from cache; {:.1} tok/s]",
+                        reply.stats.prompt_tokens,
+                        reply.stats.cached_tokens,
+                        reply.stats.decode_tokens_per_s
+                    );
+                    messages.push(Message::new("assistant", &reply.text));
+                }
+            }
+            Cmd::Tokenize {
+                model,
+                text,
+                no_special,
+            } => {
+                let gguf = Loader::load_file(&model.model)?;
+                let tok = candlelit::tokenizer::Tokenizer::from_gguf(&gguf.metadata)?;
+                println!("{}", json!(tok.encode(&text, !no_special, true)?));
+                Ok(())
+            }
+            Cmd::Bench {
+                model,
+                prompt_tokens,
+                gen_tokens,
+            } => {
+                let (engine, load_ms) = load(&model)?;
+                let m = &engine.model;
+                // A fixed prompt: real text repeated to the requested length.
+                let text = "The quick brown fox jumps over the lazy dog while the cat watches from the window. ".repeat(64);
+                let mut ids = engine.tokenizer.encode(&text, true, false)?;
+                ids.truncate(
+                    prompt_tokens.min(engine.context_size().saturating_sub(gen_tokens + 1)),
+                );
+                let mut cache = m.new_cache();
+                let t0 = clock::now_ms();
+                let mut logits = m.forward(&ids, &mut cache, false)?;
+                let prefill_ms = clock::now_ms() - t0;
+                let t1 = clock::now_ms();
+                for _ in 0..gen_tokens {
+                    logits = m.forward(&[argmax(&logits)], &mut cache, false)?;
+                }
+                let decode_ms = clock::now_ms() - t1;
+                println!(
+                    "{}",
+                    json!({
+                        "model": model.model.file_name().map(|f| f.to_string_lossy().into_owned()),
+                        "threads": model.threads,
+                        "load_ms": load_ms,
+                        "prompt_tokens": ids.len(),
+                        "prefill_ms": prefill_ms,
+                        "prefill_tokens_per_s": ids.len() as f64 / prefill_ms * 1000.0,
+                        "gen_tokens": gen_tokens,
+                        "decode_ms": decode_ms,
+                        "decode_tokens_per_s": gen_tokens as f64 / decode_ms * 1000.0,
+                    })
+                );
+                Ok(())
+            }
+        }
+    }
+}

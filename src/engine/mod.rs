@@ -1,1 +1,384 @@
-//! engine
+//! Sessions over a loaded model: a request is started, then driven one step at a time
+//! (a prefill chunk or one token per call), so callers can stream and cancel between
+//! any two steps. The KV cache stays across requests and the longest common token
+//! prefix is reused.
+
+pub mod clock;
+mod stop;
+
+pub use stop::{StopMatcher, StopResult};
+
+use crate::error::{Error, Result};
+use crate::gguf::Gguf;
+use crate::model::{Decoder, KvCache};
+use crate::sample::{Sampled, Sampler, SamplingParams};
+use crate::tokenizer::{ChatTemplate, Message, Tokenizer, Utf8Stream};
+use serde::{Deserialize, Serialize};
+
+/// What the model continues from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Prompt {
+    /// Raw text; BOS is added when the model's metadata asks for it, special-token texts are parsed.
+    Text(String),
+    /// A conversation rendered with the model's chat template (generation prompt added).
+    Chat(Vec<Message>),
+    Tokens(Vec<u32>),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Request {
+    pub sampling: SamplingParams,
+    pub max_tokens: usize,
+    pub stop: Vec<String>,
+}
+
+impl Default for Request {
+    fn default() -> Self {
+        Request {
+            sampling: SamplingParams::default(),
+            max_tokens: 512,
+            stop: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// An end-of-generation token or a stop string.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+    /// The context window is full.
+    ContextFull,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    pub prompt_tokens: usize,
+    /// Prompt tokens whose keys and values were already in the cache.
+    pub cached_tokens: usize,
+    /// Prompt tokens that had to be run.
+    pub prefill_tokens: usize,
+    pub generated_tokens: usize,
+    pub prefill_ms: f64,
+    pub decode_ms: f64,
+    pub prefill_tokens_per_s: f64,
+    pub decode_tokens_per_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Step {
+    /// Part of the prompt was run.
+    Prefill { done: usize, total: usize },
+    /// A token was generated; `text` is what may be shown now (may be empty while a
+    /// multi-byte character or a possible stop string is incomplete).
+    Token {
+        id: u32,
+        text: String,
+        logprob: f32,
+        top_logprobs: Vec<(u32, f32)>,
+    },
+    Done {
+        reason: FinishReason,
+        text: String,
+        stats: Stats,
+    },
+}
+
+struct Active {
+    sampler: Sampler,
+    prompt: Vec<u32>,
+    /// Prompt tokens still to run.
+    prefill_from: usize,
+    max_tokens: usize,
+    generated: Vec<u32>,
+    /// Logits for the next token, once the prompt has been run.
+    logits: Option<Vec<f32>>,
+    utf8: Utf8Stream,
+    stops: StopMatcher,
+    stats: Stats,
+}
+
+pub struct Engine {
+    pub model: Decoder,
+    pub tokenizer: Tokenizer,
+    pub template: ChatTemplate,
+    cache: KvCache,
+    context_size: usize,
+    /// Prompt tokens run per step: large enough for fast batched products,
+    /// small enough that a cancel is seen within a fraction of a second.
+    pub prefill_chunk: usize,
+    active: Option<Active>,
+}
+
+impl Engine {
+    /// `context_size` caps the KV cache (default: the model's trained context, at most 4096).
+    pub fn new(mut gguf: Gguf, context_size: Option<usize>) -> Result<Self> {
+        // The model first: an unsupported architecture is the clearest error to give.
+        let model = Decoder::from_gguf(&mut gguf)?;
+        let tokenizer = Tokenizer::from_gguf(&gguf.metadata)?;
+        let template = tokenizer.chat_template(&gguf.metadata)?;
+        let context_size = context_size
+            .unwrap_or(4096)
+            .min(model.cfg.context_length)
+            .max(1);
+        let cache = model.new_cache();
+        Ok(Engine {
+            model,
+            tokenizer,
+            template,
+            cache,
+            context_size,
+            prefill_chunk: 128,
+            active: None,
+        })
+    }
+
+    pub fn context_size(&self) -> usize {
+        self.context_size
+    }
+
+    pub fn cache(&self) -> &KvCache {
+        &self.cache
+    }
+
+    /// Forgets the conversation held in the cache.
+    pub fn reset(&mut self) {
+        self.active = None;
+        self.cache.clear();
+    }
+
+    pub fn tokenize_prompt(&self, prompt: &Prompt) -> Result<Vec<u32>> {
+        match prompt {
+            Prompt::Text(t) => self.tokenizer.encode(t, true, true),
+            Prompt::Chat(messages) => {
+                let text = self.template.render(messages, true)?;
+                // Templates write BOS themselves when the model wants it; llama.cpp likewise
+                // does not add a second one to rendered chat text.
+                let ids = self.tokenizer.encode(&text, true, true)?;
+                Ok(self.drop_double_bos(ids))
+            }
+            Prompt::Tokens(ids) => Ok(ids.clone()),
+        }
+    }
+
+    fn drop_double_bos(&self, mut ids: Vec<u32>) -> Vec<u32> {
+        if let Some(bos) = self.tokenizer.vocab.bos {
+            if ids.len() >= 2 && ids[0] == bos && ids[1] == bos {
+                ids.remove(0);
+            }
+        }
+        ids
+    }
+
+    /// Starts a request (replacing any unfinished one). Nothing runs until [`Engine::step`].
+    pub fn start(&mut self, prompt: &Prompt, req: &Request) -> Result<()> {
+        self.active = None;
+        let ids = self.tokenize_prompt(prompt)?;
+        if ids.is_empty() {
+            return Err(Error::InvalidRequest("the prompt is empty".into()));
+        }
+        if let Some(&bad) = ids
+            .iter()
+            .find(|&&t| t as usize >= self.model.cfg.vocab_size)
+        {
+            return Err(Error::InvalidRequest(format!(
+                "token id {bad} is outside the vocabulary"
+            )));
+        }
+        if ids.len() >= self.context_size {
+            return Err(Error::ContextOverflow {
+                needed: ids.len() + 1,
+                limit: self.context_size,
+            });
+        }
+        // Reuse the cached prefix, but always run at least the last prompt token: its
+        // logits are what the first generated token is drawn from.
+        let reuse = self.cache.common_prefix(&ids).min(ids.len() - 1);
+        self.cache.truncate(reuse);
+        let stats = Stats {
+            prompt_tokens: ids.len(),
+            cached_tokens: reuse,
+            prefill_tokens: ids.len() - reuse,
+            ..Default::default()
+        };
+        self.active = Some(Active {
+            sampler: Sampler::new(req.sampling.clone()),
+            prompt: ids,
+            prefill_from: reuse,
+            max_tokens: req.max_tokens,
+            generated: Vec::new(),
+            logits: None,
+            utf8: Utf8Stream::default(),
+            stops: StopMatcher::new(&req.stop),
+            stats,
+        });
+        Ok(())
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active.is_some()
+    }
+
+    /// Ends the request now; the cache keeps what was computed.
+    pub fn cancel(&mut self) -> Option<Step> {
+        let mut a = self.active.take()?;
+        Some(Self::finish(&mut a, FinishReason::Cancelled, String::new()))
+    }
+
+    /// Runs one prefill chunk or generates one token.
+    pub fn step(&mut self) -> Result<Step> {
+        let Some(a) = self.active.as_mut() else {
+            return Err(Error::InvalidRequest("no request is running".into()));
+        };
+        let result = Self::step_active(
+            &self.model,
+            &self.tokenizer,
+            &mut self.cache,
+            self.context_size,
+            self.prefill_chunk,
+            a,
+        );
+        match result {
+            Ok(step @ Step::Done { .. }) => {
+                self.active = None;
+                Ok(step)
+            }
+            Ok(step) => Ok(step),
+            Err(e) => {
+                self.active = None;
+                Err(e)
+            }
+        }
+    }
+
+    fn step_active(
+        model: &Decoder,
+        tok: &Tokenizer,
+        cache: &mut KvCache,
+        ctx: usize,
+        chunk: usize,
+        a: &mut Active,
+    ) -> Result<Step> {
+        if a.prefill_from < a.prompt.len() {
+            let end = (a.prefill_from + chunk).min(a.prompt.len());
+            let t0 = clock::now_ms();
+            let logits = model.forward(&a.prompt[a.prefill_from..end], cache, false)?;
+            a.stats.prefill_ms += clock::now_ms() - t0;
+            a.prefill_from = end;
+            if end == a.prompt.len() {
+                a.logits = Some(logits);
+            }
+            return Ok(Step::Prefill {
+                done: end,
+                total: a.prompt.len(),
+            });
+        }
+        if a.generated.len() >= a.max_tokens {
+            let text = a.utf8.finish() + &a.stops.flush();
+            return Ok(Self::finish(a, FinishReason::Length, text));
+        }
+        let Some(logits) = a.logits.take() else {
+            return Err(Error::InvalidRequest("no logits to sample from".into()));
+        };
+        let t0 = clock::now_ms();
+        let history: Vec<u32> = a.prompt.iter().chain(&a.generated).copied().collect();
+        let Sampled {
+            token,
+            logprob,
+            top,
+        } = a.sampler.sample(&logits, &history);
+        if tok.is_end_of_generation(token) {
+            a.stats.decode_ms += clock::now_ms() - t0;
+            let text = a.utf8.finish() + &a.stops.flush();
+            return Ok(Self::finish(a, FinishReason::Stop, text));
+        }
+        a.generated.push(token);
+        let mut bytes = Vec::new();
+        tok.token_bytes(token, false, &mut bytes);
+        let text = a.utf8.push(&bytes);
+        let (text, stopped) = match a.stops.push(&text) {
+            StopResult::Emit(t) => (t, false),
+            StopResult::Stopped(t) => (t, true),
+        };
+        if stopped {
+            a.stats.decode_ms += clock::now_ms() - t0;
+            return Ok(Self::finish(a, FinishReason::Stop, text));
+        }
+        // Run the token now so that the next step can sample at once; when the context is
+        // full the reply ends here (documented policy: no silent truncation of the history).
+        if cache.len() + 1 > ctx {
+            a.stats.decode_ms += clock::now_ms() - t0;
+            let rest = text + &a.utf8.finish() + &a.stops.flush();
+            return Ok(Self::finish(a, FinishReason::ContextFull, rest));
+        }
+        if a.generated.len() < a.max_tokens {
+            a.logits = Some(model.forward(&[token], cache, false)?);
+        }
+        a.stats.decode_ms += clock::now_ms() - t0;
+        Ok(Step::Token {
+            id: token,
+            text,
+            logprob,
+            top_logprobs: top,
+        })
+    }
+
+    fn finish(a: &mut Active, reason: FinishReason, text: String) -> Step {
+        let s = &mut a.stats;
+        s.generated_tokens = a.generated.len();
+        s.prefill_tokens_per_s = if s.prefill_ms > 0.0 {
+            s.prefill_tokens as f64 / s.prefill_ms * 1000.0
+        } else {
+            0.0
+        };
+        s.decode_tokens_per_s = if s.decode_ms > 0.0 {
+            s.generated_tokens as f64 / s.decode_ms * 1000.0
+        } else {
+            0.0
+        };
+        Step::Done {
+            reason,
+            text,
+            stats: s.clone(),
+        }
+    }
+
+    /// Runs a request to the end and returns the whole reply (for the CLI and tests).
+    pub fn generate(&mut self, prompt: &Prompt, req: &Request) -> Result<Generation> {
+        self.start(prompt, req)?;
+        let mut out = Generation::default();
+        loop {
+            match self.step()? {
+                Step::Prefill { .. } => {}
+                Step::Token { id, text, .. } => {
+                    out.tokens.push(id);
+                    out.text += &text;
+                }
+                Step::Done {
+                    reason,
+                    text,
+                    stats,
+                } => {
+                    out.text += &text;
+                    out.reason = Some(reason);
+                    out.stats = stats;
+                    return Ok(out);
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Generation {
+    pub text: String,
+    pub tokens: Vec<u32>,
+    pub reason: Option<FinishReason>,
+    pub stats: Stats,
+}

@@ -84,7 +84,10 @@ impl BlockBuffer {
 
     /// Copies `src` to byte offset `at` of the tensor.
     pub fn write(&mut self, at: usize, src: &[u8]) {
-        assert!(at + src.len() <= self.len, "write past the end of a tensor buffer");
+        assert!(
+            at + src.len() <= self.len,
+            "write past the end of a tensor buffer"
+        );
         // SAFETY: bounds checked above; every bit pattern is a valid block (plain numbers).
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.bytes.add(at), src.len()) }
     }
@@ -96,15 +99,23 @@ impl BlockBuffer {
 
 fn alloc<T: GgmlType + Send + Sync + 'static>(n_bytes: usize) -> Result<BlockBuffer> {
     let size = std::mem::size_of::<T>();
-    if n_bytes % size != 0 {
-        return Err(Error::Malformed(format!("{n_bytes} bytes is not a whole number of {:?} blocks", T::DTYPE)));
+    if !n_bytes.is_multiple_of(size) {
+        return Err(Error::Malformed(format!(
+            "{n_bytes} bytes is not a whole number of {:?} blocks",
+            T::DTYPE
+        )));
     }
     let n = n_bytes / size;
     let mut v: Vec<T> = Vec::new();
     // try_reserve turns an allocation the machine (or wasm's 4 GiB) cannot hold into an error.
-    v.try_reserve_exact(n).map_err(|_| Error::OutOfMemory(n_bytes))?;
+    v.try_reserve_exact(n)
+        .map_err(|_| Error::OutOfMemory(n_bytes))?;
     v.resize(n, T::zeros());
     let bytes = v.as_mut_ptr() as *mut u8;
     // Moving the Vec into a Box keeps its heap buffer where it is, so `bytes` stays valid.
-    Ok(BlockBuffer { storage: Box::new(v), bytes, len: n_bytes })
+    Ok(BlockBuffer {
+        storage: Box::new(v),
+        bytes,
+        len: n_bytes,
+    })
 }

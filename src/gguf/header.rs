@@ -93,14 +93,20 @@ impl<'a> Cursor<'a> {
     fn count(&mut self, what: &'static str, limit: u64) -> P<u64> {
         let n = self.u64()?;
         if n > limit {
-            return Err(Error::AbsurdCount { what, count: n, limit }.into());
+            return Err(Error::AbsurdCount {
+                what,
+                count: n,
+                limit,
+            }
+            .into());
         }
         Ok(n)
     }
     fn string(&mut self, what: &'static str) -> P<String> {
         let n = self.count(what, MAX_STRING)? as usize;
         let bytes = self.take(n)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| Error::Malformed(format!("{what} is not valid UTF-8")).into())
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| Error::Malformed(format!("{what} is not valid UTF-8")).into())
     }
 
     fn value(&mut self, type_id: u32, depth: u32) -> P<Value> {
@@ -127,7 +133,12 @@ impl<'a> Cursor<'a> {
                 // Each element takes at least one byte: an array longer than the bytes we may
                 // still accept for the header is garbage, whatever its claimed type.
                 if n as usize > MAX_HEADER_BYTES {
-                    return Err(Error::AbsurdCount { what: "array length", count: n, limit: MAX_HEADER_BYTES as u64 }.into());
+                    return Err(Error::AbsurdCount {
+                        what: "array length",
+                        count: n,
+                        limit: MAX_HEADER_BYTES as u64,
+                    }
+                    .into());
                 }
                 let mut items = Vec::with_capacity((n as usize).min(self.buf.len() - self.pos));
                 for _ in 0..n {
@@ -172,7 +183,12 @@ pub fn parse(buf: &[u8], file_len: Option<u64>) -> P<Header> {
         None => 32,
         Some(v) => match v.as_u64() {
             Some(a) if a.is_power_of_two() && a <= 1 << 16 => a,
-            _ => return Err(Error::Malformed(format!("general.alignment {v:?} is not a power of two")).into()),
+            _ => {
+                return Err(Error::Malformed(format!(
+                    "general.alignment {v:?} is not a power of two"
+                ))
+                .into())
+            }
         },
     };
 
@@ -181,7 +197,9 @@ pub fn parse(buf: &[u8], file_len: Option<u64>) -> P<Header> {
         let name = c.string("tensor name length")?;
         let n_dims = c.u32()?;
         if n_dims == 0 || n_dims > MAX_DIMS {
-            return Err(Error::Malformed(format!("tensor `{name}` has {n_dims} dimensions")).into());
+            return Err(
+                Error::Malformed(format!("tensor `{name}` has {n_dims} dimensions")).into(),
+            );
         }
         let mut dims = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {
@@ -199,12 +217,20 @@ pub fn parse(buf: &[u8], file_len: Option<u64>) -> P<Header> {
         if !seen.insert(name.clone()) {
             return Err(Error::Malformed(format!("duplicate tensor `{name}`")).into());
         }
-        let dtype = dtype_from_id(type_id).ok_or_else(|| Error::UnknownBlockType { name: name.clone(), type_id })?;
+        let dtype = dtype_from_id(type_id).ok_or_else(|| Error::UnknownBlockType {
+            name: name.clone(),
+            type_id,
+        })?;
         let mut elems: u64 = 1;
         for &d in &dims {
             elems = match elems.checked_mul(d) {
                 Some(e) if d > 0 && e <= MAX_ELEMENTS => e,
-                _ => return Err(Error::Malformed(format!("tensor `{name}` has dimensions {dims:?}")).into()),
+                _ => {
+                    return Err(Error::Malformed(format!(
+                        "tensor `{name}` has dimensions {dims:?}"
+                    ))
+                    .into())
+                }
             };
         }
         let block = dtype.block_size() as u64;
@@ -212,7 +238,10 @@ pub fn parse(buf: &[u8], file_len: Option<u64>) -> P<Header> {
             return Err(Error::Malformed(format!("tensor `{name}`: row of {} elements is not a multiple of the {dtype:?} block ({block})", dims[0])).into());
         }
         if offset % alignment != 0 {
-            return Err(Error::Malformed(format!("tensor `{name}` offset {offset} is not aligned to {alignment}")).into());
+            return Err(Error::Malformed(format!(
+                "tensor `{name}` offset {offset} is not aligned to {alignment}"
+            ))
+            .into());
         }
         let n_bytes = elems / block * dtype.type_size() as u64;
         let start = data_start
@@ -220,19 +249,40 @@ pub fn parse(buf: &[u8], file_len: Option<u64>) -> P<Header> {
             .ok_or_else(|| Error::Malformed(format!("tensor `{name}` offset {offset}")))?;
         if let Some(len) = file_len {
             if start + n_bytes > len {
-                return Err(Error::TensorOutOfBounds { name, start, end: start + n_bytes, file_len: len }.into());
+                return Err(Error::TensorOutOfBounds {
+                    name,
+                    start,
+                    end: start + n_bytes,
+                    file_len: len,
+                }
+                .into());
             }
         }
         let dims = dims.into_iter().map(|d| d as usize).collect();
-        tensors.push(TensorInfo { name, dims, dtype, start, n_bytes });
+        tensors.push(TensorInfo {
+            name,
+            dims,
+            dtype,
+            start,
+            n_bytes,
+        });
     }
 
     let mut by_start: Vec<&TensorInfo> = tensors.iter().collect();
     by_start.sort_by_key(|t| t.start);
     for w in by_start.windows(2) {
         if w[0].end() > w[1].start {
-            return Err(Error::Malformed(format!("tensors `{}` and `{}` overlap", w[0].name, w[1].name)).into());
+            return Err(Error::Malformed(format!(
+                "tensors `{}` and `{}` overlap",
+                w[0].name, w[1].name
+            ))
+            .into());
         }
     }
-    Ok(Header { version, metadata, tensors, data_start })
+    Ok(Header {
+        version,
+        metadata,
+        tensors,
+        data_start,
+    })
 }

@@ -26,11 +26,16 @@ pub struct Gguf {
 impl Gguf {
     /// Bytes held by tensor storage.
     pub fn tensor_bytes(&self) -> usize {
-        self.tensors.values().map(|t| t.storage_size_in_bytes()).sum()
+        self.tensors
+            .values()
+            .map(|t| t.storage_size_in_bytes())
+            .sum()
     }
 
     pub fn take(&mut self, name: &str) -> Result<QTensor> {
-        self.tensors.remove(name).ok_or_else(|| Error::MissingTensor(name.to_string()))
+        self.tensors
+            .remove(name)
+            .ok_or_else(|| Error::MissingTensor(name.to_string()))
     }
 
     pub fn architecture(&self) -> Result<&str> {
@@ -64,7 +69,14 @@ pub struct Loader {
 impl Loader {
     /// `file_len` (a `Content-Length` or `File.size`) lets bad offsets fail before the download.
     pub fn new(file_len: Option<u64>) -> Self {
-        Loader { file_len, pos: 0, state: State::Header { buf: Vec::new(), next_try: 24 } }
+        Loader {
+            file_len,
+            pos: 0,
+            state: State::Header {
+                buf: Vec::new(),
+                next_try: 24,
+            },
+        }
     }
 
     /// The header, once enough bytes have arrived to parse it.
@@ -91,7 +103,9 @@ impl Loader {
     fn push_inner(&mut self, chunk: &[u8]) -> Result<()> {
         if let Some(len) = self.file_len {
             if self.pos + chunk.len() as u64 > len {
-                return Err(Error::Malformed(format!("received more than the announced {len} bytes")));
+                return Err(Error::Malformed(format!(
+                    "received more than the announced {len} bytes"
+                )));
             }
         }
         match &mut self.state {
@@ -109,30 +123,43 @@ impl Loader {
                 if buf.len() < *next_try && !complete {
                     return Ok(());
                 }
-                match header::parse(buf, self.file_len) {
-                    Err(Stop::NeedMore) => {
-                        if buf.len() > MAX_HEADER_BYTES {
-                            return Err(Error::AbsurdCount {
-                                what: "header bytes",
-                                count: buf.len() as u64,
-                                limit: MAX_HEADER_BYTES as u64,
-                            });
-                        }
-                        *next_try = buf.len() * 2;
-                        Ok(())
-                    }
-                    Err(Stop::Invalid(e)) => Err(e),
-                    Ok(header) => {
-                        let buf = std::mem::take(buf);
-                        let mut order: Vec<usize> = (0..header.tensors.len()).collect();
-                        order.sort_by_key(|&i| header.tensors[i].start);
-                        let buffers = (0..header.tensors.len()).map(|_| None).collect();
-                        let mut d = DataState { header, order, next: 0, buffers };
-                        d.write(0, &buf)?;
-                        self.state = State::Data(d);
-                        Ok(())
-                    }
+                self.try_header(self.file_len)
+            }
+        }
+    }
+
+    /// Parses the buffered header and, once it is whole, switches to copying tensor data.
+    fn try_header(&mut self, file_len: Option<u64>) -> Result<()> {
+        let State::Header { buf, next_try } = &mut self.state else {
+            return Ok(());
+        };
+        match header::parse(buf, file_len) {
+            Err(Stop::NeedMore) => {
+                if buf.len() > MAX_HEADER_BYTES {
+                    return Err(Error::AbsurdCount {
+                        what: "header bytes",
+                        count: buf.len() as u64,
+                        limit: MAX_HEADER_BYTES as u64,
+                    });
                 }
+                *next_try = buf.len() * 2;
+                Ok(())
+            }
+            Err(Stop::Invalid(e)) => Err(e),
+            Ok(header) => {
+                let buf = std::mem::take(buf);
+                let mut order: Vec<usize> = (0..header.tensors.len()).collect();
+                order.sort_by_key(|&i| header.tensors[i].start);
+                let buffers = (0..header.tensors.len()).map(|_| None).collect();
+                let mut d = DataState {
+                    header,
+                    order,
+                    next: 0,
+                    buffers,
+                };
+                d.write(0, &buf)?;
+                self.state = State::Data(d);
+                Ok(())
             }
         }
     }
@@ -145,13 +172,25 @@ impl Loader {
                 return Err(Error::Truncated(format!("received {pos} of {len} bytes")));
             }
         }
-        let d = match self.state {
-            State::Failed => return Err(Error::InvalidRequest("the loader already failed".into())),
-            State::Header { buf, .. } => {
-                return match header::parse(&buf, Some(pos)) {
-                    Err(Stop::Invalid(e)) => Err(e),
-                    _ => Err(Error::Truncated(format!("the file ends inside its header, after {pos} bytes"))),
+        let mut this = self;
+        if matches!(this.state, State::Header { .. }) {
+            // Small files may end before the next scheduled parse: parse what there is.
+            match this.try_header(None) {
+                Err(e) => return Err(e),
+                Ok(()) if matches!(this.state, State::Header { .. }) => {
+                    return Err(Error::Truncated(format!(
+                        "the file ends inside its header, after {pos} bytes"
+                    )))
                 }
+                Ok(()) => {}
+            }
+        }
+        let d = match this.state {
+            State::Failed => return Err(Error::InvalidRequest("the loader already failed".into())),
+            State::Header { .. } => {
+                return Err(Error::Truncated(format!(
+                    "the file ends inside its header, after {pos} bytes"
+                )))
             }
             State::Data(d) => d,
         };
@@ -169,12 +208,22 @@ impl Loader {
             let storage = match buf {
                 Some(b) => b.into_storage(),
                 // Zero-sized tensors are rejected by the header, so every tensor got bytes.
-                None => return Err(Error::Truncated(format!("tensor `{}` received no bytes", info.name))),
+                None => {
+                    return Err(Error::Truncated(format!(
+                        "tensor `{}` received no bytes",
+                        info.name
+                    )))
+                }
             };
             let t = QTensor::new(QStorage::Cpu(storage), info.shape())?;
             tensors.insert(info.name.clone(), t);
         }
-        Ok(Gguf { version: d.header.version, metadata: d.header.metadata, infos: d.header.tensors, tensors })
+        Ok(Gguf {
+            version: d.header.version,
+            metadata: d.header.metadata,
+            infos: d.header.tensors,
+            tensors,
+        })
     }
 
     /// Reads a whole stream (a file natively) in 1 MiB chunks.

@@ -75,10 +75,17 @@ impl Metadata {
         self.0.get(key)
     }
 
-    fn typed<'a, T>(&'a self, key: &str, what: &str, f: impl FnOnce(&'a Value) -> Option<T>) -> Result<Option<T>> {
+    fn typed<'a, T>(
+        &'a self,
+        key: &str,
+        what: &str,
+        f: impl FnOnce(&'a Value) -> Option<T>,
+    ) -> Result<Option<T>> {
         match self.0.get(key) {
             None => Ok(None),
-            Some(v) => f(v).map(Some).ok_or_else(|| Error::Metadata(format!("`{key}` is not {what}: {v:?}"))),
+            Some(v) => f(v)
+                .map(Some)
+                .ok_or_else(|| Error::Metadata(format!("`{key}` is not {what}: {v:?}"))),
         }
     }
 
@@ -103,7 +110,8 @@ impl Metadata {
     }
 
     pub fn required_usize(&self, key: &str) -> Result<usize> {
-        self.usize(key)?.ok_or_else(|| Error::Metadata(format!("missing `{key}`")))
+        self.usize(key)?
+            .ok_or_else(|| Error::Metadata(format!("missing `{key}`")))
     }
 
     pub fn array(&self, key: &str) -> Result<Option<&[Value]>> {
@@ -116,15 +124,24 @@ impl Metadata {
             None => Ok(None),
             Some(Value::Array(a)) => {
                 if a.len() != n_layers {
-                    return Err(Error::Metadata(format!("`{key}` has {} entries for {n_layers} layers", a.len())));
+                    return Err(Error::Metadata(format!(
+                        "`{key}` has {} entries for {n_layers} layers",
+                        a.len()
+                    )));
                 }
                 a.iter()
-                    .map(|v| v.as_u64().map(|x| x as usize).ok_or_else(|| Error::Metadata(format!("`{key}` entry {v:?}"))))
+                    .map(|v| {
+                        v.as_u64()
+                            .map(|x| x as usize)
+                            .ok_or_else(|| Error::Metadata(format!("`{key}` entry {v:?}")))
+                    })
                     .collect::<Result<Vec<_>>>()
                     .map(Some)
             }
             Some(v) => {
-                let x = v.as_u64().ok_or_else(|| Error::Metadata(format!("`{key}` is not an integer")))?;
+                let x = v
+                    .as_u64()
+                    .ok_or_else(|| Error::Metadata(format!("`{key}` is not an integer")))?;
                 Ok(Some(vec![x as usize; n_layers]))
             }
         }

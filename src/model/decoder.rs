@@ -11,13 +11,20 @@ use candle_core::quantized::QTensor;
 use std::sync::Arc;
 
 enum Qkv {
-    Split { q: Linear, k: Linear, v: Linear },
+    Split {
+        q: Linear,
+        k: Linear,
+        v: Linear,
+    },
     /// Phi-3 stores Q, K and V as one matrix.
     Fused(Linear),
 }
 
 enum Ffn {
-    Gated { gate: Linear, up: Linear },
+    Gated {
+        gate: Linear,
+        up: Linear,
+    },
     /// Phi-3 stores gate and up as one matrix (gate first).
     FusedGateUp(Linear),
 }
@@ -57,7 +64,10 @@ impl Loader<'_> {
     fn f32(&mut self, name: &str, len: usize) -> Result<Vec<f32>> {
         let v = cpu::to_f32(&self.qt(name)?)?;
         if v.len() != len {
-            return Err(Error::Metadata(format!("`{name}` has {} values, expected {len}", v.len())));
+            return Err(Error::Metadata(format!(
+                "`{name}` has {} values, expected {len}",
+                v.len()
+            )));
         }
         Ok(v)
     }
@@ -72,7 +82,9 @@ impl Loader<'_> {
         let w = self.qt(&format!("{name}.weight"))?;
         let dims = w.shape().dims().to_vec();
         if dims != [out_dim, in_dim] {
-            return Err(Error::Metadata(format!("`{name}.weight` is {dims:?}, expected [{out_dim}, {in_dim}]")));
+            return Err(Error::Metadata(format!(
+                "`{name}.weight` is {dims:?}, expected [{out_dim}, {in_dim}]"
+            )));
         }
         let bias = self.opt_f32(&format!("{name}.bias"), out_dim)?;
         Linear::new(Arc::new(w), bias)
@@ -89,7 +101,10 @@ impl Decoder {
         let embed = Arc::new(ld.qt("token_embd.weight")?);
         let edims = embed.shape().dims().to_vec();
         if edims != [cfg.vocab_size, d] {
-            return Err(Error::Metadata(format!("token_embd.weight is {edims:?}, expected [{}, {d}]", cfg.vocab_size)));
+            return Err(Error::Metadata(format!(
+                "token_embd.weight is {edims:?}, expected [{}, {d}]",
+                cfg.vocab_size
+            )));
         }
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for i in 0..cfg.n_layer {
@@ -104,7 +119,10 @@ impl Decoder {
                 }
             };
             let ffn = if ld.has(&p("ffn_gate.weight")) {
-                Ffn::Gated { gate: ld.linear(&p("ffn_gate"), cfg.n_ff, d)?, up: ld.linear(&p("ffn_up"), cfg.n_ff, d)? }
+                Ffn::Gated {
+                    gate: ld.linear(&p("ffn_gate"), cfg.n_ff, d)?,
+                    up: ld.linear(&p("ffn_up"), cfg.n_ff, d)?,
+                }
             } else {
                 Ffn::FusedGateUp(ld.linear(&p("ffn_up"), 2 * cfg.n_ff, d)?)
             };
@@ -131,7 +149,13 @@ impl Decoder {
         } else {
             Linear::new(embed.clone(), None)?
         };
-        Ok(Decoder { cfg, embed, layers, output_norm, output })
+        Ok(Decoder {
+            cfg,
+            embed,
+            layers,
+            output_norm,
+            output,
+        })
     }
 
     pub fn new_cache(&self) -> KvCache {
@@ -140,7 +164,12 @@ impl Decoder {
 
     /// Runs `tokens` at the positions following the cache and appends them to it.
     /// Returns logits for the last token, or for every token when `all_logits` is set.
-    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, all_logits: bool) -> Result<Vec<f32>> {
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        all_logits: bool,
+    ) -> Result<Vec<f32>> {
         let pos0 = cache.len();
         let result = self.forward_inner(tokens, cache, all_logits);
         if result.is_err() {
@@ -150,14 +179,22 @@ impl Decoder {
         result
     }
 
-    fn forward_inner(&self, tokens: &[u32], cache: &mut KvCache, all_logits: bool) -> Result<Vec<f32>> {
+    fn forward_inner(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        all_logits: bool,
+    ) -> Result<Vec<f32>> {
         let cfg = &self.cfg;
         let n = tokens.len();
         if n == 0 {
             return Err(Error::InvalidRequest("no tokens to run".into()));
         }
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
-            return Err(Error::InvalidRequest(format!("token id {bad} is outside the vocabulary of {}", cfg.vocab_size)));
+            return Err(Error::InvalidRequest(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                cfg.vocab_size
+            )));
         }
         let pos0 = cache.len();
         let (d, hd) = (cfg.n_embd, cfg.head_dim);
@@ -173,7 +210,11 @@ impl Decoder {
                 Qkv::Split { q, k, v } => (q.forward(&x, n)?, k.forward(&x, n)?, v.forward(&x, n)?),
                 Qkv::Fused(w) => {
                     let y = w.forward(&x, n)?;
-                    let (mut q, mut k, mut v) = (Vec::with_capacity(n * q_dim), Vec::with_capacity(n * kv_dim), Vec::with_capacity(n * kv_dim));
+                    let (mut q, mut k, mut v) = (
+                        Vec::with_capacity(n * q_dim),
+                        Vec::with_capacity(n * kv_dim),
+                        Vec::with_capacity(n * kv_dim),
+                    );
                     for row in y.chunks_exact(q_dim + 2 * kv_dim) {
                         q.extend_from_slice(&row[..q_dim]);
                         k.extend_from_slice(&row[q_dim..q_dim + kv_dim]);

@@ -15,7 +15,11 @@ pub struct KvCache {
 
 impl KvCache {
     pub fn new(n_layer: usize, kv_width: usize) -> Self {
-        KvCache { layers: vec![(Vec::new(), Vec::new()); n_layer], kv_width, tokens: Vec::new() }
+        KvCache {
+            layers: vec![(Vec::new(), Vec::new()); n_layer],
+            kv_width,
+            tokens: Vec::new(),
+        }
     }
 
     /// Number of cached positions.
@@ -61,10 +65,17 @@ impl KvCache {
 
     /// Length of the common prefix between the cache and `ids`.
     pub fn common_prefix(&self, ids: &[u32]) -> usize {
-        self.tokens.iter().zip(ids).take_while(|(a, b)| a == b).count()
+        self.tokens
+            .iter()
+            .zip(ids)
+            .take_while(|(a, b)| a == b)
+            .count()
     }
 
     pub fn bytes(&self) -> usize {
-        self.layers.iter().map(|(k, v)| (k.capacity() + v.capacity()) * 2).sum()
+        self.layers
+            .iter()
+            .map(|(k, v)| (k.capacity() + v.capacity()) * 2)
+            .sum()
     }
 }

@@ -16,12 +16,15 @@ const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|
 /// The regexes llama.cpp applies, in order, for a `tokenizer.ggml.pre` value.
 fn pre_tokenizer_regexes(pre: &str) -> Vec<&'static str> {
     match pre {
-        "llama3" | "llama-bpe" | "llama-v3" | "falcon3" | "pixtral" | "dbrx" | "smaug-bpe" => vec![LLAMA3],
+        "llama3" | "llama-bpe" | "llama-v3" | "falcon3" | "pixtral" | "dbrx" | "smaug-bpe" => {
+            vec![LLAMA3]
+        }
         "qwen2" | "deepseek-r1-qwen" | "megrez" => vec![QWEN2],
         "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b" => {
             vec![r"\p{N}", GPT2]
         }
-        "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gpt3-finnish" | "jina-v1-en" | "jina-v2-es" | "jina-v2-de" => {
+        "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gpt3-finnish" | "jina-v1-en"
+        | "jina-v2-es" | "jina-v2-de" => {
             vec![GPT2]
         }
         _ => vec![r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"[0-9][0-9][0-9]"],
@@ -33,7 +36,8 @@ fn byte_to_char_table() -> [char; 256] {
     let mut table = ['\0'; 256];
     let mut extra = 0u32;
     for b in 0..256u32 {
-        let printable = (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+        let printable =
+            (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
         table[b as usize] = if printable {
             char::from_u32(b).unwrap_or('\0')
         } else {
@@ -56,7 +60,9 @@ impl Bpe {
     pub fn new(vocab: &Vocab, merges: &[String], pre: &str) -> Result<Self> {
         let regexes = pre_tokenizer_regexes(pre)
             .into_iter()
-            .map(|r| Regex::new(r).map_err(|e| Error::Tokenizer(format!("pre-tokenizer regex: {e}"))))
+            .map(|r| {
+                Regex::new(r).map_err(|e| Error::Tokenizer(format!("pre-tokenizer regex: {e}")))
+            })
             .collect::<Result<Vec<_>>>()?;
         let mut table = HashMap::with_capacity(merges.len());
         for (rank, m) in merges.iter().enumerate() {
@@ -64,13 +70,24 @@ impl Bpe {
                 return Err(Error::Tokenizer(format!("merge `{m}` has no space")));
             };
             // A merge whose parts or result are not tokens can never fire.
-            if let (Some(li), Some(ri), Some(mi)) = (vocab.id(l), vocab.id(r), vocab.id(&format!("{l}{r}"))) {
+            if let (Some(li), Some(ri), Some(mi)) =
+                (vocab.id(l), vocab.id(r), vocab.id(&format!("{l}{r}")))
+            {
                 table.entry((li, ri)).or_insert((rank as u32, mi));
             }
         }
         let byte_to_char = byte_to_char_table();
-        let char_to_byte = byte_to_char.iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
-        Ok(Bpe { regexes, merges: table, byte_to_char, char_to_byte })
+        let char_to_byte = byte_to_char
+            .iter()
+            .enumerate()
+            .map(|(b, &c)| (c, b as u8))
+            .collect();
+        Ok(Bpe {
+            regexes,
+            merges: table,
+            byte_to_char,
+            char_to_byte,
+        })
     }
 
     fn split<'t>(&self, text: &'t str) -> Vec<&'t str> {
@@ -99,7 +116,10 @@ impl Bpe {
 
     pub fn encode(&self, vocab: &Vocab, text: &str, out: &mut Vec<u32>) {
         for word in self.split(text) {
-            let mapped: String = word.bytes().map(|b| self.byte_to_char[b as usize]).collect();
+            let mapped: String = word
+                .bytes()
+                .map(|b| self.byte_to_char[b as usize])
+                .collect();
             if let Some(id) = vocab.id(&mapped) {
                 // Shortcut for whole-word tokens: merges would rebuild them anyway.
                 out.push(id);
@@ -111,8 +131,10 @@ impl Bpe {
 
     fn merge_word(&self, vocab: &Vocab, word: &str, out: &mut Vec<u32>) {
         // Symbols: (byte range in `word`, token id if the text is a token).
-        let mut syms: Vec<(usize, usize, Option<u32>)> =
-            word.char_indices().map(|(i, c)| (i, i + c.len_utf8(), vocab.id(&word[i..i + c.len_utf8()]))).collect();
+        let mut syms: Vec<(usize, usize, Option<u32>)> = word
+            .char_indices()
+            .map(|(i, c)| (i, i + c.len_utf8(), vocab.id(&word[i..i + c.len_utf8()])))
+            .collect();
         loop {
             let mut best: Option<(u32, usize, u32)> = None;
             for i in 0..syms.len().saturating_sub(1) {

@@ -17,11 +17,14 @@ use crate::error::{Error, Result};
 use crate::gguf::Metadata;
 
 enum Model {
-    Bpe(bpe::Bpe),
+    Bpe(Box<bpe::Bpe>),
     Spm,
     /// A `tokenizer.json` handled by the `tokenizers` crate; `byte_level` says how to
     /// turn its token strings back into bytes.
-    Hf { tokenizer: Box<tokenizers::Tokenizer>, byte_level: bool },
+    Hf {
+        tokenizer: Box<tokenizers::Tokenizer>,
+        byte_level: bool,
+    },
 }
 
 pub struct Tokenizer {
@@ -38,24 +41,41 @@ impl Tokenizer {
             "gpt2" => {
                 let merges = meta
                     .array("tokenizer.ggml.merges")?
-                    .ok_or_else(|| Error::Tokenizer("a gpt2 tokenizer needs `tokenizer.ggml.merges`".into()))?
+                    .ok_or_else(|| {
+                        Error::Tokenizer("a gpt2 tokenizer needs `tokenizer.ggml.merges`".into())
+                    })?
                     .iter()
-                    .map(|v| v.as_str().map(str::to_string).ok_or_else(|| Error::Tokenizer("a merge is not a string".into())))
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| Error::Tokenizer("a merge is not a string".into()))
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 let pre = meta.str("tokenizer.ggml.pre")?.unwrap_or("default");
-                Model::Bpe(bpe::Bpe::new(&vocab, &merges, pre)?)
+                Model::Bpe(Box::new(bpe::Bpe::new(&vocab, &merges, pre)?))
             }
             "llama" => Model::Spm,
-            other => return Err(Error::Tokenizer(format!("unsupported tokenizer model `{other}` (supported: gpt2, llama)"))),
+            other => {
+                return Err(Error::Tokenizer(format!(
+                    "unsupported tokenizer model `{other}` (supported: gpt2, llama)"
+                )))
+            }
         };
-        Ok(Tokenizer { vocab, model, byte_decoder: None })
+        Ok(Tokenizer {
+            vocab,
+            model,
+            byte_decoder: None,
+        })
     }
 
     /// Loads a Hugging Face `tokenizer.json`.
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        let tokenizer = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| Error::Tokenizer(format!("tokenizer.json: {e}")))?;
-        let json: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::Tokenizer(e.to_string()))?;
-        let byte_level = json["decoder"]["type"] == "ByteLevel" || json["pre_tokenizer"]["type"] == "ByteLevel";
+        let tokenizer = tokenizers::Tokenizer::from_bytes(bytes)
+            .map_err(|e| Error::Tokenizer(format!("tokenizer.json: {e}")))?;
+        let json: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let byte_level =
+            json["decoder"]["type"] == "ByteLevel" || json["pre_tokenizer"]["type"] == "ByteLevel";
         let n = tokenizer.get_vocab_size(true);
         let mut tokens = vec![String::new(); n];
         for (t, id) in tokenizer.get_vocab(true) {
@@ -66,20 +86,37 @@ impl Tokenizer {
         let mut types = vec![TokenType::Normal; n];
         for (id, added) in tokenizer.get_added_tokens_decoder() {
             if let Some(slot) = types.get_mut(id as usize) {
-                *slot = if added.special { TokenType::Control } else { TokenType::UserDefined };
+                *slot = if added.special {
+                    TokenType::Control
+                } else {
+                    TokenType::UserDefined
+                };
             }
         }
         let mut vocab = Vocab::new(tokens, types, vec![0.0; n])?;
         vocab.add_end_of_generation_by_text();
-        let byte_decoder = if byte_level { Some(bpe::Bpe::new(&vocab, &[], "gpt-2")?) } else { None };
-        Ok(Tokenizer { vocab, model: Model::Hf { tokenizer: Box::new(tokenizer), byte_level }, byte_decoder })
+        let byte_decoder = if byte_level {
+            Some(bpe::Bpe::new(&vocab, &[], "gpt-2")?)
+        } else {
+            None
+        };
+        Ok(Tokenizer {
+            vocab,
+            model: Model::Hf {
+                tokenizer: Box::new(tokenizer),
+                byte_level,
+            },
+            byte_decoder,
+        })
     }
 
     /// Token ids for `text`. `add_special` adds BOS/EOS as the model's metadata asks;
     /// `parse_special` turns control-token texts (like `<|im_start|>`) into their ids.
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<u32>> {
         if let Model::Hf { tokenizer, .. } = &self.model {
-            let enc = tokenizer.encode(text, add_special).map_err(|e| Error::Tokenizer(e.to_string()))?;
+            let enc = tokenizer
+                .encode(text, add_special)
+                .map_err(|e| Error::Tokenizer(e.to_string()))?;
             return Ok(enc.get_ids().to_vec());
         }
         let v = &self.vocab;
@@ -120,7 +157,9 @@ impl Tokenizer {
     /// The bytes a token stands for. Control tokens render as their text only when
     /// `render_special` is set (so `<|im_end|>` never leaks into a reply).
     pub fn token_bytes(&self, id: u32, render_special: bool, out: &mut Vec<u8>) {
-        let Some(text) = self.vocab.tokens.get(id as usize) else { return };
+        let Some(text) = self.vocab.tokens.get(id as usize) else {
+            return;
+        };
         match self.vocab.types[id as usize] {
             TokenType::Control | TokenType::Unknown | TokenType::Unused => {
                 if render_special {
@@ -131,7 +170,9 @@ impl Tokenizer {
             TokenType::Byte => out.push(parse_byte_token(text).unwrap_or(b'?')),
             TokenType::Normal => match &self.model {
                 Model::Bpe(b) => b.token_bytes(text, out),
-                Model::Hf { byte_level: true, .. } => {
+                Model::Hf {
+                    byte_level: true, ..
+                } => {
                     if let Some(b) = &self.byte_decoder {
                         b.token_bytes(text, out)
                     }
@@ -171,8 +212,17 @@ impl Tokenizer {
         } else {
             Fallback::Plain
         };
-        let name = |id: Option<u32>| id.and_then(|i| self.token_text(i)).unwrap_or("").to_string();
-        ChatTemplate::new(source, fallback, &name(self.vocab.bos), &name(self.vocab.eos))
+        let name = |id: Option<u32>| {
+            id.and_then(|i| self.token_text(i))
+                .unwrap_or("")
+                .to_string()
+        };
+        ChatTemplate::new(
+            source,
+            fallback,
+            &name(self.vocab.bos),
+            &name(self.vocab.eos),
+        )
     }
 }
 

@@ -22,7 +22,10 @@ pub fn partition<'a>(vocab: &Vocab, text: &'a str, parse_special: bool) -> Vec<F
             continue;
         }
         let needle = vocab.tokens[id as usize].as_str();
-        if !frags.iter().any(|f| matches!(f, Fragment::Text(t) if t.contains(needle))) {
+        if !frags
+            .iter()
+            .any(|f| matches!(f, Fragment::Text(t) if t.contains(needle)))
+        {
             continue;
         }
         let mut out = Vec::with_capacity(frags.len() + 2);

@@ -34,7 +34,9 @@ impl PartialOrd for Bigram {
 impl Ord for Bigram {
     // Max-heap: the highest score first; on ties the leftmost pair.
     fn cmp(&self, o: &Self) -> Ordering {
-        self.score.total_cmp(&o.score).then_with(|| o.left.cmp(&self.left))
+        self.score
+            .total_cmp(&o.score)
+            .then_with(|| o.left.cmp(&self.left))
     }
 }
 
@@ -45,12 +47,25 @@ pub fn encode(vocab: &Vocab, text: &str, out: &mut Vec<u32>) {
     let mut syms: Vec<Symbol> = Vec::new();
     for (i, (start, c)) in text.char_indices().enumerate() {
         let len = c.len_utf8();
-        let next = if start + len == text.len() { -1 } else { i as isize + 1 };
-        syms.push(Symbol { start, len, prev: i as isize - 1, next });
+        let next = if start + len == text.len() {
+            -1
+        } else {
+            i as isize + 1
+        };
+        syms.push(Symbol {
+            start,
+            len,
+            prev: i as isize - 1,
+            next,
+        });
     }
     let mut heap = BinaryHeap::new();
     let mut rev_merge: HashMap<(usize, usize), (usize, usize)> = HashMap::new();
-    let try_add = |syms: &Vec<Symbol>, heap: &mut BinaryHeap<Bigram>, rev: &mut HashMap<(usize, usize), (usize, usize)>, l: isize, r: isize| {
+    let try_add = |syms: &Vec<Symbol>,
+                   heap: &mut BinaryHeap<Bigram>,
+                   rev: &mut HashMap<(usize, usize), (usize, usize)>,
+                   l: isize,
+                   r: isize| {
         if l < 0 || r < 0 {
             return;
         }
@@ -58,7 +73,12 @@ pub fn encode(vocab: &Vocab, text: &str, out: &mut Vec<u32>) {
         let start = syms[l].start;
         let size = syms[l].len + syms[r].len;
         if let Some(id) = vocab.id(&text[start..start + size]) {
-            heap.push(Bigram { left: l, right: r, score: vocab.scores[id as usize], size });
+            heap.push(Bigram {
+                left: l,
+                right: r,
+                score: vocab.scores[id as usize],
+                size,
+            });
             rev.insert((start, size), (l, r));
         }
     };
@@ -105,14 +125,29 @@ fn resegment(
     }
     match rev.get(&(start, len)) {
         Some(&(l, r)) => {
-            resegment(vocab, text, syms, rev, syms[l].start, syms[r].start - syms[l].start, out);
-            resegment(vocab, text, syms, rev, syms[r].start, start + len - syms[r].start, out);
+            resegment(
+                vocab,
+                text,
+                syms,
+                rev,
+                syms[l].start,
+                syms[r].start - syms[l].start,
+                out,
+            );
+            resegment(
+                vocab,
+                text,
+                syms,
+                rev,
+                syms[r].start,
+                start + len - syms[r].start,
+                out,
+            );
         }
         None => {
             for b in piece.bytes() {
-                match vocab.id(&format!("<0x{b:02X}>")).or(vocab.unk) {
-                    Some(id) => out.push(id),
-                    None => {}
+                if let Some(id) = vocab.id(&format!("<0x{b:02X}>")).or(vocab.unk) {
+                    out.push(id);
                 }
             }
         }

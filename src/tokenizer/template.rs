@@ -13,7 +13,10 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: &str, content: &str) -> Self {
-        Message { role: role.into(), content: content.into() }
+        Message {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 }
 
@@ -51,9 +54,17 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         if let Some(src) = source {
             env.add_template_owned("chat", src.to_string())
-                .map_err(|e| Error::Template(format!("cannot parse the file's chat template: {e}")))?;
+                .map_err(|e| {
+                    Error::Template(format!("cannot parse the file's chat template: {e}"))
+                })?;
         }
-        Ok(ChatTemplate { env, source: source.map(str::to_string), fallback, bos: bos.into(), eos: eos.into() })
+        Ok(ChatTemplate {
+            env,
+            source: source.map(str::to_string),
+            fallback,
+            bos: bos.into(),
+            eos: eos.into(),
+        })
     }
 
     pub fn has_template(&self) -> bool {
@@ -66,9 +77,16 @@ impl ChatTemplate {
 
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         if self.source.is_none() {
-            return Ok(render_fallback(self.fallback, messages, add_generation_prompt));
+            return Ok(render_fallback(
+                self.fallback,
+                messages,
+                add_generation_prompt,
+            ));
         }
-        let tmpl = self.env.get_template("chat").map_err(|e| Error::Template(e.to_string()))?;
+        let tmpl = self
+            .env
+            .get_template("chat")
+            .map_err(|e| Error::Template(e.to_string()))?;
         tmpl.render(minijinja::context! {
             messages => messages,
             add_generation_prompt => add_generation_prompt,
@@ -97,7 +115,11 @@ fn render_fallback(kind: Fallback, messages: &[Message], add_generation_prompt: 
                     "system" => system = format!("{}\n\n", m.content),
                     role => {
                         let role = if role == "assistant" { "model" } else { role };
-                        out += &format!("<start_of_turn>{role}\n{}{}<end_of_turn>\n", std::mem::take(&mut system), m.content);
+                        out += &format!(
+                            "<start_of_turn>{role}\n{}{}<end_of_turn>\n",
+                            std::mem::take(&mut system),
+                            m.content
+                        );
                     }
                 }
             }
@@ -131,7 +153,10 @@ mod tests {
     #[test]
     fn renders_a_jinja_template_with_python_methods() {
         let t = ChatTemplate::new(Some(CHATML), Fallback::Plain, "<s>", "</s>").unwrap();
-        let msgs = [Message::new("system", "Be brief."), Message::new("user", "  Hi  ")];
+        let msgs = [
+            Message::new("system", "Be brief."),
+            Message::new("user", "  Hi  "),
+        ];
         assert_eq!(
             t.render(&msgs, true).unwrap(),
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
@@ -143,7 +168,10 @@ mod tests {
     fn raise_exception_becomes_an_error() {
         let src = "{% if messages[0]['role'] != 'user' %}{{ raise_exception('first message must be from the user') }}{% endif %}";
         let t = ChatTemplate::new(Some(src), Fallback::Plain, "", "").unwrap();
-        let err = t.render(&[Message::new("assistant", "x")], true).unwrap_err().to_string();
+        let err = t
+            .render(&[Message::new("assistant", "x")], true)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("first message must be from the user"), "{err}");
     }
 
@@ -151,14 +179,22 @@ mod tests {
     fn fallbacks_are_used_without_a_template() {
         let msgs = [Message::new("system", "S"), Message::new("user", "U")];
         let g = ChatTemplate::new(None, Fallback::Gemma, "", "").unwrap();
-        assert_eq!(g.render(&msgs, true).unwrap(), "<start_of_turn>user\nS\n\nU<end_of_turn>\n<start_of_turn>model\n");
+        assert_eq!(
+            g.render(&msgs, true).unwrap(),
+            "<start_of_turn>user\nS\n\nU<end_of_turn>\n<start_of_turn>model\n"
+        );
         let p = ChatTemplate::new(None, Fallback::Plain, "", "").unwrap();
-        assert_eq!(p.render(&msgs, true).unwrap(), "System: S\nUser: U\nAssistant:");
+        assert_eq!(
+            p.render(&msgs, true).unwrap(),
+            "System: S\nUser: U\nAssistant:"
+        );
     }
 
     #[test]
     fn a_broken_template_is_a_clear_error() {
-        let err = ChatTemplate::new(Some("{% for %}"), Fallback::Plain, "", "").err().unwrap();
+        let err = ChatTemplate::new(Some("{% for %}"), Fallback::Plain, "", "")
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("chat template"));
     }
 }

@@ -78,8 +78,10 @@ impl Vocab {
         }
         let mut specials: Vec<u32> = (0..tokens.len() as u32)
             .filter(|&i| {
-                matches!(types[i as usize], TokenType::Control | TokenType::UserDefined | TokenType::Unknown)
-                    && !tokens[i as usize].is_empty()
+                matches!(
+                    types[i as usize],
+                    TokenType::Control | TokenType::UserDefined | TokenType::Unknown
+                ) && !tokens[i as usize].is_empty()
             })
             .collect();
         specials.sort_by_key(|&i| std::cmp::Reverse(tokens[i as usize].len()));
@@ -104,11 +106,18 @@ impl Vocab {
             .array("tokenizer.ggml.tokens")?
             .ok_or_else(|| Error::Tokenizer("the file has no `tokenizer.ggml.tokens`".into()))?
             .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| Error::Tokenizer("a token is not a string".into())))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| Error::Tokenizer("a token is not a string".into()))
+            })
             .collect::<Result<Vec<_>>>()?;
         let n = tokens.len();
         let types = match meta.array("tokenizer.ggml.token_type")? {
-            Some(a) => a.iter().map(|v| TokenType::from_id(v.as_u64().unwrap_or(1))).collect(),
+            Some(a) => a
+                .iter()
+                .map(|v| TokenType::from_id(v.as_u64().unwrap_or(1)))
+                .collect(),
             None => vec![TokenType::Normal; n],
         };
         let scores = match meta.array("tokenizer.ggml.scores")? {
@@ -119,7 +128,9 @@ impl Vocab {
         let id = |key: &str| -> Result<Option<u32>> {
             match meta.u64(key)? {
                 Some(i) if (i as usize) < n => Ok(Some(i as u32)),
-                Some(i) => Err(Error::Tokenizer(format!("`{key}` = {i} is outside the vocabulary of {n}"))),
+                Some(i) => Err(Error::Tokenizer(format!(
+                    "`{key}` = {i} is outside the vocabulary of {n}"
+                ))),
                 None => Ok(None),
             }
         };
@@ -132,7 +143,11 @@ impl Vocab {
         v.add_bos = meta.bool("tokenizer.ggml.add_bos_token")?.unwrap_or(spm);
         v.add_eos = meta.bool("tokenizer.ggml.add_eos_token")?.unwrap_or(false);
         v.add_space_prefix = meta.bool("tokenizer.ggml.add_space_prefix")?.unwrap_or(spm);
-        for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
+        for key in [
+            "tokenizer.ggml.eos_token_id",
+            "tokenizer.ggml.eot_token_id",
+            "tokenizer.ggml.eom_token_id",
+        ] {
             if let Some(i) = id(key)? {
                 v.end_of_generation.insert(i);
             }
@@ -144,7 +159,10 @@ impl Vocab {
     pub fn add_end_of_generation_by_text(&mut self) {
         for text in END_OF_GENERATION_TEXTS {
             if let Some(&i) = self.ids.get(*text) {
-                if matches!(self.types[i as usize], TokenType::Control | TokenType::UserDefined) {
+                if matches!(
+                    self.types[i as usize],
+                    TokenType::Control | TokenType::UserDefined
+                ) {
                     self.end_of_generation.insert(i);
                 }
             }

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: paths of the real test models and fixtures.
 #![allow(dead_code)]
 
+pub mod gguf_writer;
+
 use std::path::PathBuf;
 
 pub const SMOLLM2: &str = "smollm2-135m-instruct-q4_1";
@@ -12,17 +14,29 @@ pub fn root() -> PathBuf {
 
 /// Path of a test model; `./build.sh test` fetches them first (scripts/fetch_models.py).
 pub fn model_path(name: &str) -> PathBuf {
-    let dir = std::env::var("CANDLELIT_MODELS").map(PathBuf::from).unwrap_or_else(|_| root().join("models"));
+    let dir = std::env::var("CANDLELIT_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("models"));
     let p = dir.join(format!("{name}.gguf"));
-    assert!(p.exists(), "missing test model {}: run `python3 scripts/fetch_models.py`", p.display());
+    assert!(
+        p.exists(),
+        "missing test model {}: run `python3 scripts/fetch_models.py`",
+        p.display()
+    );
     p
 }
 
 pub fn fixture(name: &str) -> serde_json::Value {
-    let p = root().join("tests/fixtures").join(format!("{name}.llamacpp.json"));
+    let p = root()
+        .join("tests/fixtures")
+        .join(format!("{name}.llamacpp.json"));
     serde_json::from_slice(&std::fs::read(&p).expect("fixture")).expect("fixture json")
 }
 
 pub fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().expect("array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_u64().expect("id") as u32)
+        .collect()
 }
