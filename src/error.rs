@@ -13,25 +13,21 @@ pub enum Error {
     #[error("truncated GGUF: {0}")]
     Truncated(String),
     #[error("implausible GGUF header: {what} = {count} exceeds the limit of {limit}")]
-    AbsurdCount {
-        what: &'static str,
-        count: u64,
-        limit: u64,
-    },
+    AbsurdCount { what: &'static str, count: u64, limit: u64 },
     #[error("malformed GGUF: {0}")]
     Malformed(String),
     #[error("tensor `{name}` has unknown block type {type_id}")]
     UnknownBlockType { name: String, type_id: u32 },
-    #[error(
-        "tensor `{name}` lies outside the file: bytes {start}..{end} of a {file_len}-byte file"
-    )]
+    #[error("tensor `{name}` lies outside the file: bytes {start}..{end} of a {file_len}-byte file")]
     TensorOutOfBounds {
         name: String,
         start: u64,
         end: u64,
         file_len: u64,
     },
-    #[error("unsupported model architecture `{0}` (supported: llama, qwen2, qwen3, gemma3, phi3-style llama variants)")]
+    #[error(
+        "unsupported model architecture `{0}` (supported: llama, qwen2, qwen3, gemma3, phi3-style llama variants)"
+    )]
     UnsupportedArchitecture(String),
     #[error("model metadata: {0}")]
     Metadata(String),
@@ -51,6 +47,31 @@ pub enum Error {
     Backend(#[from] candle_core::Error),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// A stable name for the class of problem (used as the JS error's `name`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::BadMagic(_) => "BadMagic",
+            Error::UnsupportedVersion(_) => "UnsupportedVersion",
+            Error::Truncated(_) => "Truncated",
+            Error::AbsurdCount { .. } => "AbsurdCount",
+            Error::Malformed(_) => "Malformed",
+            Error::UnknownBlockType { .. } => "UnknownBlockType",
+            Error::TensorOutOfBounds { .. } => "TensorOutOfBounds",
+            Error::UnsupportedArchitecture(_) => "UnsupportedArchitecture",
+            Error::Metadata(_) => "Metadata",
+            Error::MissingTensor(_) => "MissingTensor",
+            Error::Tokenizer(_) => "Tokenizer",
+            Error::Template(_) => "Template",
+            Error::ContextOverflow { .. } => "ContextOverflow",
+            Error::OutOfMemory(_) => "OutOfMemory",
+            Error::InvalidRequest(_) => "InvalidRequest",
+            Error::Backend(_) => "Backend",
+            Error::Io(_) => "Io",
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -65,17 +65,13 @@ fn gemma3_completes_with_paris() {
         max_tokens: 1,
         stop: vec![],
     };
-    e.start(&Prompt::Text("The capital of France is".into()), &req)
-        .unwrap();
+    e.start(&Prompt::Text("The capital of France is".into()), &req).unwrap();
     let top = loop {
         if let Step::Token { top_logprobs, .. } = e.step().unwrap() {
             break top_logprobs;
         }
     };
-    let p = top
-        .iter()
-        .find(|(id, _)| *id == paris[0])
-        .map(|(_, l)| l.exp());
+    let p = top.iter().find(|(id, _)| *id == paris[0]).map(|(_, l)| l.exp());
     println!("P(' Paris' | 'The capital of France is') = {p:?}; top-5 {top:?}");
     assert!(
         p.is_some_and(|p| p > 0.05) && top[..3].iter().any(|(id, _)| *id == paris[0]),
@@ -140,13 +136,8 @@ fn same_seed_same_text_and_different_seeds_differ() {
     let a = e.generate(&p, &req(42)).unwrap();
     let b = e.generate(&p, &req(42)).unwrap();
     assert_eq!(a.tokens, b.tokens);
-    let others: Vec<_> = (1..4)
-        .map(|s| e.generate(&p, &req(s)).unwrap().tokens)
-        .collect();
-    assert!(
-        others.iter().any(|t| *t != a.tokens),
-        "seeds 1..3 all equal seed 42"
-    );
+    let others: Vec<_> = (1..4).map(|s| e.generate(&p, &req(s)).unwrap().tokens).collect();
+    assert!(others.iter().any(|t| *t != a.tokens), "seeds 1..3 all equal seed 42");
 }
 
 #[test]
@@ -177,8 +168,7 @@ fn max_tokens_and_logprobs() {
         max_tokens: 5,
         stop: vec![],
     };
-    e.start(&Prompt::Text("One, two, three,".into()), &req)
-        .unwrap();
+    e.start(&Prompt::Text("One, two, three,".into()), &req).unwrap();
     let mut n = 0;
     loop {
         match e.step().unwrap() {
@@ -209,10 +199,7 @@ fn max_tokens_and_logprobs() {
 fn cancel_between_tokens_keeps_the_engine_usable() {
     let mut e = engine(SMOLLM2);
     e.start(
-        &chat(&[(
-            "user",
-            "Write a long story about a dragon who learns to sing.",
-        )]),
+        &chat(&[("user", "Write a long story about a dragon who learns to sing.")]),
         &greedy(200),
     )
     .unwrap();
@@ -252,9 +239,7 @@ fn context_overflow_is_an_error_and_a_full_context_ends_the_reply() {
         Err(Error::ContextOverflow { needed, limit }) => assert!(needed > limit && limit == 32),
         other => panic!("{other:?}"),
     }
-    let g = e
-        .generate(&Prompt::Text("word ".repeat(20)), &greedy(100))
-        .unwrap();
+    let g = e.generate(&Prompt::Text("word ".repeat(20)), &greedy(100)).unwrap();
     assert_eq!(g.reason, Some(FinishReason::ContextFull));
     assert!(g.stats.prompt_tokens + g.stats.generated_tokens <= 33);
 }

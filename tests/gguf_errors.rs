@@ -102,27 +102,10 @@ fn absurd_counts_are_errors_not_allocations() {
 #[test]
 fn truncated_at_several_points() {
     let bytes = tiny_llama().build();
-    let header_end = bytes.len()
-        - tiny_llama()
-            .tensors
-            .iter()
-            .map(|t| t.data.len())
-            .sum::<usize>();
-    for cut in [
-        0,
-        3,
-        7,
-        20,
-        100,
-        400,
-        header_end / 2,
-        header_end + 10,
-        bytes.len() - 1,
-    ] {
+    let header_end = bytes.len() - tiny_llama().tensors.iter().map(|t| t.data.len()).sum::<usize>();
+    for cut in [0, 3, 7, 20, 100, 400, header_end / 2, header_end + 10, bytes.len() - 1] {
         let part = &bytes[..cut];
-        let err = load(part, false)
-            .err()
-            .unwrap_or_else(|| panic!("cut at {cut} loaded"));
+        let err = load(part, false).err().unwrap_or_else(|| panic!("cut at {cut} loaded"));
         assert!(
             matches!(err, Error::Truncated(_)),
             "cut at {cut} (unknown length): {err}"

@@ -77,10 +77,6 @@ fn chunk_size_does_not_change_the_tensors() {
     let chunked = l.finish().unwrap();
     assert_eq!(whole.tensors.len(), chunked.tensors.len());
     for (name, t) in &whole.tensors {
-        assert_eq!(
-            t.data().unwrap(),
-            chunked.tensors[name].data().unwrap(),
-            "{name}"
-        );
+        assert_eq!(t.data().unwrap(), chunked.tensors[name].data().unwrap(), "{name}");
     }
 }

@@ -110,10 +110,7 @@ fn logits_parity(name: &str) {
             agree as f64 / n as f64,
             case["self_agreement"]
         );
-        assert!(
-            mean_diff < 0.6,
-            "{name}: logits differ by {mean_diff} on average"
-        );
+        assert!(mean_diff < 0.6, "{name}: logits differ by {mean_diff} on average");
         agree_all += agree;
         total_all += n;
 
@@ -126,7 +123,10 @@ fn logits_parity(name: &str) {
             let p = prompt.len() - 1 + i;
             if t != expected {
                 let margin = top[p][0].1 - top[p][1].1;
-                assert!(margin < NEAR_TIE, "{name} {label:?}: greedy token {i} is {t}, llama.cpp {expected} (its margin {margin:.3})");
+                assert!(
+                    margin < NEAR_TIE,
+                    "{name} {label:?}: greedy token {i} is {t}, llama.cpp {expected} (its margin {margin:.3})"
+                );
                 println!("{name} {label:?}: greedy paths part at token {i}, a near-tie (llama.cpp margin {margin:.3})");
                 break;
             }

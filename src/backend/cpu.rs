@@ -45,9 +45,7 @@ impl Linear {
 
 /// Dequantizes a small tensor (norm weights, biases) to f32.
 pub fn to_f32(t: &QTensor) -> Result<Vec<f32>> {
-    Ok(t.dequantize(&Device::Cpu)?
-        .flatten_all()?
-        .to_vec1::<f32>()?)
+    Ok(t.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
 }
 
 /// Looks up and dequantizes only the embedding rows that `ids` use.
@@ -77,14 +75,7 @@ pub enum RopeStyle {
 
 /// Rotary position embedding for `n_heads` heads of `head_dim` in each row of `x`;
 /// row `r` is at position `pos0 + r`. `inv_freq` has `rot_dim / 2` entries.
-pub fn rope(
-    x: &mut [f32],
-    n_heads: usize,
-    head_dim: usize,
-    pos0: usize,
-    inv_freq: &[f32],
-    style: RopeStyle,
-) {
+pub fn rope(x: &mut [f32], n_heads: usize, head_dim: usize, pos0: usize, inv_freq: &[f32], style: RopeStyle) {
     let half = inv_freq.len();
     let mut cs = vec![(0f32, 0f32); half];
     for (r, row) in x.chunks_exact_mut(n_heads * head_dim).enumerate() {
@@ -216,13 +207,7 @@ mod tests {
             softcap: None,
             window: None,
         };
-        let out = attention(
-            &[1.0, 0.0, 0.0, 1.0],
-            &h(&[0.5, 0.5]),
-            &h(&[3.0, -1.0]),
-            0,
-            &s,
-        );
+        let out = attention(&[1.0, 0.0, 0.0, 1.0], &h(&[0.5, 0.5]), &h(&[3.0, -1.0]), 0, &s);
         assert_eq!(out, vec![3.0, -1.0, 3.0, -1.0]);
     }
 

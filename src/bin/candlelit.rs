@@ -24,11 +24,7 @@ mod cli {
     use std::path::PathBuf;
 
     #[derive(Parser)]
-    #[command(
-        name = "candlelit",
-        about = "Run quantized GGUF language models",
-        version
-    )]
+    #[command(name = "candlelit", about = "Run quantized GGUF language models", version)]
     struct Cli {
         #[command(subcommand)]
         cmd: Cmd,
@@ -170,20 +166,12 @@ mod cli {
                                 out.flush()?;
                             }
                         }
-                        Step::Done {
-                            reason,
-                            text,
-                            stats,
-                        } => {
+                        Step::Done { reason, text, stats } => {
                             if json {
                                 if !text.is_empty() {
                                     writeln!(out, "{}", json!({"text": text}))?;
                                 }
-                                writeln!(
-                                    out,
-                                    "{}",
-                                    json!({"finish_reason": reason, "stats": stats})
-                                )?;
+                                writeln!(out, "{}", json!({"finish_reason": reason, "stats": stats}))?;
                             } else {
                                 writeln!(out, "{text}")?;
                                 eprintln!(
@@ -196,11 +184,7 @@ mod cli {
                     }
                 }
             }
-            Cmd::Chat {
-                model,
-                system,
-                sample,
-            } => {
+            Cmd::Chat { model, system, sample } => {
                 let (mut engine, _) = load(&model)?;
                 let mut messages = vec![];
                 if !system.is_empty() {
@@ -217,14 +201,11 @@ mod cli {
                         return Ok(());
                     }
                     messages.push(Message::new("user", line.trim_end()));
-                    let reply =
-                        engine.generate(&Prompt::Chat(messages.clone()), &sample.request())?;
+                    let reply = engine.generate(&Prompt::Chat(messages.clone()), &sample.request())?;
                     writeln!(out, "{}", reply.text)?;
                     eprintln!(
                         "[{} prompt tokens, {} from cache; {:.1} tok/s]",
-                        reply.stats.prompt_tokens,
-                        reply.stats.cached_tokens,
-                        reply.stats.decode_tokens_per_s
+                        reply.stats.prompt_tokens, reply.stats.cached_tokens, reply.stats.decode_tokens_per_s
                     );
                     messages.push(Message::new("assistant", &reply.text));
                 }
@@ -247,11 +228,10 @@ mod cli {
                 let (engine, load_ms) = load(&model)?;
                 let m = &engine.model;
                 // A fixed prompt: real text repeated to the requested length.
-                let text = "The quick brown fox jumps over the lazy dog while the cat watches from the window. ".repeat(64);
+                let text =
+                    "The quick brown fox jumps over the lazy dog while the cat watches from the window. ".repeat(64);
                 let mut ids = engine.tokenizer.encode(&text, true, false)?;
-                ids.truncate(
-                    prompt_tokens.min(engine.context_size().saturating_sub(gen_tokens + 1)),
-                );
+                ids.truncate(prompt_tokens.min(engine.context_size().saturating_sub(gen_tokens + 1)));
                 let mut cache = m.new_cache();
                 let t0 = clock::now_ms();
                 let mut logits = m.forward(&ids, &mut cache, false)?;

@@ -123,10 +123,7 @@ impl Engine {
         let model = Decoder::from_gguf(&mut gguf)?;
         let tokenizer = Tokenizer::from_gguf(&gguf.metadata)?;
         let template = tokenizer.chat_template(&gguf.metadata)?;
-        let context_size = context_size
-            .unwrap_or(4096)
-            .min(model.cfg.context_length)
-            .max(1);
+        let context_size = context_size.unwrap_or(4096).min(model.cfg.context_length).max(1);
         let cache = model.new_cache();
         Ok(Engine {
             model,
@@ -183,10 +180,7 @@ impl Engine {
         if ids.is_empty() {
             return Err(Error::InvalidRequest("the prompt is empty".into()));
         }
-        if let Some(&bad) = ids
-            .iter()
-            .find(|&&t| t as usize >= self.model.cfg.vocab_size)
-        {
+        if let Some(&bad) = ids.iter().find(|&&t| t as usize >= self.model.cfg.vocab_size) {
             return Err(Error::InvalidRequest(format!(
                 "token id {bad} is outside the vocabulary"
             )));
@@ -288,11 +282,7 @@ impl Engine {
         };
         let t0 = clock::now_ms();
         let history: Vec<u32> = a.prompt.iter().chain(&a.generated).copied().collect();
-        let Sampled {
-            token,
-            logprob,
-            top,
-        } = a.sampler.sample(&logits, &history);
+        let Sampled { token, logprob, top } = a.sampler.sample(&logits, &history);
         if tok.is_end_of_generation(token) {
             a.stats.decode_ms += clock::now_ms() - t0;
             let text = a.utf8.finish() + &a.stops.flush();
@@ -360,11 +350,7 @@ impl Engine {
                     out.tokens.push(id);
                     out.text += &text;
                 }
-                Step::Done {
-                    reason,
-                    text,
-                    stats,
-                } => {
+                Step::Done { reason, text, stats } => {
                     out.text += &text;
                     out.reason = Some(reason);
                     out.stats = stats;

@@ -24,12 +24,7 @@ impl StopMatcher {
 
     pub fn push(&mut self, text: &str) -> StopResult {
         self.pending.push_str(text);
-        if let Some(at) = self
-            .stops
-            .iter()
-            .filter_map(|s| self.pending.find(s.as_str()))
-            .min()
-        {
+        if let Some(at) = self.stops.iter().filter_map(|s| self.pending.find(s.as_str())).min() {
             let out = self.pending[..at].to_string();
             self.pending.clear();
             return StopResult::Stopped(out);

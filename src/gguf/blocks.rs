@@ -84,10 +84,7 @@ impl BlockBuffer {
 
     /// Copies `src` to byte offset `at` of the tensor.
     pub fn write(&mut self, at: usize, src: &[u8]) {
-        assert!(
-            at + src.len() <= self.len,
-            "write past the end of a tensor buffer"
-        );
+        assert!(at + src.len() <= self.len, "write past the end of a tensor buffer");
         // SAFETY: bounds checked above; every bit pattern is a valid block (plain numbers).
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.bytes.add(at), src.len()) }
     }
@@ -108,8 +105,7 @@ fn alloc<T: GgmlType + Send + Sync + 'static>(n_bytes: usize) -> Result<BlockBuf
     let n = n_bytes / size;
     let mut v: Vec<T> = Vec::new();
     // try_reserve turns an allocation the machine (or wasm's 4 GiB) cannot hold into an error.
-    v.try_reserve_exact(n)
-        .map_err(|_| Error::OutOfMemory(n_bytes))?;
+    v.try_reserve_exact(n).map_err(|_| Error::OutOfMemory(n_bytes))?;
     v.resize(n, T::zeros());
     let bytes = v.as_mut_ptr() as *mut u8;
     // Moving the Vec into a Box keeps its heap buffer where it is, so `bytes` stays valid.

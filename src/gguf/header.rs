@@ -93,20 +93,14 @@ impl<'a> Cursor<'a> {
     fn count(&mut self, what: &'static str, limit: u64) -> P<u64> {
         let n = self.u64()?;
         if n > limit {
-            return Err(Error::AbsurdCount {
-                what,
-                count: n,
-                limit,
-            }
-            .into());
+            return Err(Error::AbsurdCount { what, count: n, limit }.into());
         }
         Ok(n)
     }
     fn string(&mut self, what: &'static str) -> P<String> {
         let n = self.count(what, MAX_STRING)? as usize;
         let bytes = self.take(n)?;
-        String::from_utf8(bytes.to_vec())
-            .map_err(|_| Error::Malformed(format!("{what} is not valid UTF-8")).into())
+        String::from_utf8(bytes.to_vec()).map_err(|_| Error::Malformed(format!("{what} is not valid UTF-8")).into())
     }
 
     fn value(&mut self, type_id: u32, depth: u32) -> P<Value> {
@@ -183,12 +177,7 @@ pub fn parse(buf: &[u8], file_len: Option<u64>) -> P<Header> {
         None => 32,
         Some(v) => match v.as_u64() {
             Some(a) if a.is_power_of_two() && a <= 1 << 16 => a,
-            _ => {
-                return Err(Error::Malformed(format!(
-                    "general.alignment {v:?} is not a power of two"
-                ))
-                .into())
-            }
+            _ => return Err(Error::Malformed(format!("general.alignment {v:?} is not a power of two")).into()),
         },
     };
 
@@ -197,9 +186,7 @@ pub fn parse(buf: &[u8], file_len: Option<u64>) -> P<Header> {
         let name = c.string("tensor name length")?;
         let n_dims = c.u32()?;
         if n_dims == 0 || n_dims > MAX_DIMS {
-            return Err(
-                Error::Malformed(format!("tensor `{name}` has {n_dims} dimensions")).into(),
-            );
+            return Err(Error::Malformed(format!("tensor `{name}` has {n_dims} dimensions")).into());
         }
         let mut dims = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {
@@ -225,23 +212,21 @@ pub fn parse(buf: &[u8], file_len: Option<u64>) -> P<Header> {
         for &d in &dims {
             elems = match elems.checked_mul(d) {
                 Some(e) if d > 0 && e <= MAX_ELEMENTS => e,
-                _ => {
-                    return Err(Error::Malformed(format!(
-                        "tensor `{name}` has dimensions {dims:?}"
-                    ))
-                    .into())
-                }
+                _ => return Err(Error::Malformed(format!("tensor `{name}` has dimensions {dims:?}")).into()),
             };
         }
         let block = dtype.block_size() as u64;
         if dims[0] % block != 0 {
-            return Err(Error::Malformed(format!("tensor `{name}`: row of {} elements is not a multiple of the {dtype:?} block ({block})", dims[0])).into());
-        }
-        if offset % alignment != 0 {
             return Err(Error::Malformed(format!(
-                "tensor `{name}` offset {offset} is not aligned to {alignment}"
+                "tensor `{name}`: row of {} elements is not a multiple of the {dtype:?} block ({block})",
+                dims[0]
             ))
             .into());
+        }
+        if offset % alignment != 0 {
+            return Err(
+                Error::Malformed(format!("tensor `{name}` offset {offset} is not aligned to {alignment}")).into(),
+            );
         }
         let n_bytes = elems / block * dtype.type_size() as u64;
         let start = data_start
@@ -272,11 +257,7 @@ pub fn parse(buf: &[u8], file_len: Option<u64>) -> P<Header> {
     by_start.sort_by_key(|t| t.start);
     for w in by_start.windows(2) {
         if w[0].end() > w[1].start {
-            return Err(Error::Malformed(format!(
-                "tensors `{}` and `{}` overlap",
-                w[0].name, w[1].name
-            ))
-            .into());
+            return Err(Error::Malformed(format!("tensors `{}` and `{}` overlap", w[0].name, w[1].name)).into());
         }
     }
     Ok(Header {

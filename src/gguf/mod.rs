@@ -26,10 +26,7 @@ pub struct Gguf {
 impl Gguf {
     /// Bytes held by tensor storage.
     pub fn tensor_bytes(&self) -> usize {
-        self.tensors
-            .values()
-            .map(|t| t.storage_size_in_bytes())
-            .sum()
+        self.tensors.values().map(|t| t.storage_size_in_bytes()).sum()
     }
 
     pub fn take(&mut self, name: &str) -> Result<QTensor> {
@@ -208,12 +205,7 @@ impl Loader {
             let storage = match buf {
                 Some(b) => b.into_storage(),
                 // Zero-sized tensors are rejected by the header, so every tensor got bytes.
-                None => {
-                    return Err(Error::Truncated(format!(
-                        "tensor `{}` received no bytes",
-                        info.name
-                    )))
-                }
+                None => return Err(Error::Truncated(format!("tensor `{}` received no bytes", info.name))),
             };
             let t = QTensor::new(QStorage::Cpu(storage), info.shape())?;
             tensors.insert(info.name.clone(), t);

@@ -75,12 +75,7 @@ impl Metadata {
         self.0.get(key)
     }
 
-    fn typed<'a, T>(
-        &'a self,
-        key: &str,
-        what: &str,
-        f: impl FnOnce(&'a Value) -> Option<T>,
-    ) -> Result<Option<T>> {
+    fn typed<'a, T>(&'a self, key: &str, what: &str, f: impl FnOnce(&'a Value) -> Option<T>) -> Result<Option<T>> {
         match self.0.get(key) {
             None => Ok(None),
             Some(v) => f(v)

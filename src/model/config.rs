@@ -58,20 +58,12 @@ impl Config {
         let n_head = meta.required_usize(&k("attention.head_count"))?;
         let n_kv_head = meta.usize(&k("attention.head_count_kv"))?.unwrap_or(n_head);
         let n_ff = meta.required_usize(&k("feed_forward_length"))?;
-        if n_layer == 0
-            || n_layer > 1024
-            || n_head == 0
-            || n_kv_head == 0
-            || n_head % n_kv_head != 0
-            || n_embd == 0
-        {
+        if n_layer == 0 || n_layer > 1024 || n_head == 0 || n_kv_head == 0 || n_head % n_kv_head != 0 || n_embd == 0 {
             return Err(Error::Metadata(format!(
                 "implausible shape: {n_layer} layers, {n_head} heads, {n_kv_head} KV heads, width {n_embd}"
             )));
         }
-        let head_dim = meta
-            .usize(&k("attention.key_length"))?
-            .unwrap_or(n_embd / n_head);
+        let head_dim = meta.usize(&k("attention.key_length"))?.unwrap_or(n_embd / n_head);
         let rope_dim = meta.usize(&k("rope.dimension_count"))?.unwrap_or(head_dim);
         if rope_dim > head_dim || rope_dim % 2 != 0 {
             return Err(Error::Metadata(format!(
@@ -79,17 +71,11 @@ impl Config {
             )));
         }
         let context_length = meta.usize(&k("context_length"))?.unwrap_or(2048);
-        let rms_eps = meta
-            .f64(&k("attention.layer_norm_rms_epsilon"))?
-            .unwrap_or(1e-6) as f32;
+        let rms_eps = meta.f64(&k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-6) as f32;
         let rope_base = meta.f64(&k("rope.freq_base"))?.unwrap_or(10_000.0) as f32;
         let rope_scale = match meta.str(&k("rope.scaling.type"))? {
             Some("linear") | None => meta.f64(&k("rope.scaling.factor"))?.unwrap_or(1.0) as f32,
-            Some(other) => {
-                return Err(Error::Metadata(format!(
-                    "RoPE scaling `{other}` is not supported yet"
-                )))
-            }
+            Some(other) => return Err(Error::Metadata(format!("RoPE scaling `{other}` is not supported yet"))),
         };
         let vocab_size = meta
             .array("tokenizer.ggml.tokens")?
@@ -103,10 +89,7 @@ impl Config {
             None
         };
         // Gemma 3: five local (sliding-window) layers, then one global, unless the file says otherwise.
-        let pattern = meta
-            .usize(&k("attention.sliding_window_pattern"))?
-            .unwrap_or(6)
-            .max(1);
+        let pattern = meta.usize(&k("attention.sliding_window_pattern"))?.unwrap_or(6).max(1);
         let layer_is_local = (0..n_layer)
             .map(|i| sliding_window.is_some() && i % pattern < pattern - 1)
             .collect();
@@ -132,16 +115,8 @@ impl Config {
             rope_base_local: if gemma { 10_000.0 } else { rope_base },
             sliding_window,
             layer_is_local,
-            activation: if gemma {
-                Activation::GeluTanh
-            } else {
-                Activation::Silu
-            },
-            embed_scale: if gemma {
-                Some((n_embd as f32).sqrt())
-            } else {
-                None
-            },
+            activation: if gemma { Activation::GeluTanh } else { Activation::Silu },
+            embed_scale: if gemma { Some((n_embd as f32).sqrt()) } else { None },
             attn_scale: 1.0 / (head_dim as f32).sqrt(),
             attn_softcap: meta.f64(&k("attn_logit_softcapping"))?.map(|v| v as f32),
             final_softcap: meta.f64(&k("final_logit_softcapping"))?.map(|v| v as f32),
@@ -151,11 +126,7 @@ impl Config {
 
     /// Inverse RoPE frequencies for a layer (local layers of Gemma use their own base).
     pub fn inv_freq(&self, local: bool) -> Vec<f32> {
-        let base = if local {
-            self.rope_base_local
-        } else {
-            self.rope_base
-        };
+        let base = if local { self.rope_base_local } else { self.rope_base };
         let scale = if local { 1.0 } else { self.rope_scale };
         (0..self.rope_dim / 2)
             .map(|i| base.powf(-2.0 * i as f32 / self.rope_dim as f32) / scale)

@@ -164,12 +164,7 @@ impl Decoder {
 
     /// Runs `tokens` at the positions following the cache and appends them to it.
     /// Returns logits for the last token, or for every token when `all_logits` is set.
-    pub fn forward(
-        &self,
-        tokens: &[u32],
-        cache: &mut KvCache,
-        all_logits: bool,
-    ) -> Result<Vec<f32>> {
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, all_logits: bool) -> Result<Vec<f32>> {
         let pos0 = cache.len();
         let result = self.forward_inner(tokens, cache, all_logits);
         if result.is_err() {
@@ -179,12 +174,7 @@ impl Decoder {
         result
     }
 
-    fn forward_inner(
-        &self,
-        tokens: &[u32],
-        cache: &mut KvCache,
-        all_logits: bool,
-    ) -> Result<Vec<f32>> {
+    fn forward_inner(&self, tokens: &[u32], cache: &mut KvCache, all_logits: bool) -> Result<Vec<f32>> {
         let cfg = &self.cfg;
         let n = tokens.len();
         if n == 0 {

@@ -65,17 +65,10 @@ impl KvCache {
 
     /// Length of the common prefix between the cache and `ids`.
     pub fn common_prefix(&self, ids: &[u32]) -> usize {
-        self.tokens
-            .iter()
-            .zip(ids)
-            .take_while(|(a, b)| a == b)
-            .count()
+        self.tokens.iter().zip(ids).take_while(|(a, b)| a == b).count()
     }
 
     pub fn bytes(&self) -> usize {
-        self.layers
-            .iter()
-            .map(|(k, v)| (k.capacity() + v.capacity()) * 2)
-            .sum()
+        self.layers.iter().map(|(k, v)| (k.capacity() + v.capacity()) * 2).sum()
     }
 }

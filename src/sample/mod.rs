@@ -315,9 +315,7 @@ mod tests {
                 p.temperature = 1.0;
                 p.seed = Some(seed)
             }));
-            (0..50)
-                .map(|_| s.sample(&logits, &[]).token)
-                .collect::<Vec<_>>()
+            (0..50).map(|_| s.sample(&logits, &[]).token).collect::<Vec<_>>()
         };
         assert_eq!(draw(1), draw(1));
         assert_ne!(draw(1), draw(2));

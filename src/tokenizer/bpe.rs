@@ -23,8 +23,7 @@ fn pre_tokenizer_regexes(pre: &str) -> Vec<&'static str> {
         "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b" => {
             vec![r"\p{N}", GPT2]
         }
-        "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gpt3-finnish" | "jina-v1-en"
-        | "jina-v2-es" | "jina-v2-de" => {
+        "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gpt3-finnish" | "jina-v1-en" | "jina-v2-es" | "jina-v2-de" => {
             vec![GPT2]
         }
         _ => vec![r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"[0-9][0-9][0-9]"],
@@ -36,8 +35,7 @@ fn byte_to_char_table() -> [char; 256] {
     let mut table = ['\0'; 256];
     let mut extra = 0u32;
     for b in 0..256u32 {
-        let printable =
-            (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+        let printable = (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
         table[b as usize] = if printable {
             char::from_u32(b).unwrap_or('\0')
         } else {
@@ -60,9 +58,7 @@ impl Bpe {
     pub fn new(vocab: &Vocab, merges: &[String], pre: &str) -> Result<Self> {
         let regexes = pre_tokenizer_regexes(pre)
             .into_iter()
-            .map(|r| {
-                Regex::new(r).map_err(|e| Error::Tokenizer(format!("pre-tokenizer regex: {e}")))
-            })
+            .map(|r| Regex::new(r).map_err(|e| Error::Tokenizer(format!("pre-tokenizer regex: {e}"))))
             .collect::<Result<Vec<_>>>()?;
         let mut table = HashMap::with_capacity(merges.len());
         for (rank, m) in merges.iter().enumerate() {
@@ -70,18 +66,12 @@ impl Bpe {
                 return Err(Error::Tokenizer(format!("merge `{m}` has no space")));
             };
             // A merge whose parts or result are not tokens can never fire.
-            if let (Some(li), Some(ri), Some(mi)) =
-                (vocab.id(l), vocab.id(r), vocab.id(&format!("{l}{r}")))
-            {
+            if let (Some(li), Some(ri), Some(mi)) = (vocab.id(l), vocab.id(r), vocab.id(&format!("{l}{r}"))) {
                 table.entry((li, ri)).or_insert((rank as u32, mi));
             }
         }
         let byte_to_char = byte_to_char_table();
-        let char_to_byte = byte_to_char
-            .iter()
-            .enumerate()
-            .map(|(b, &c)| (c, b as u8))
-            .collect();
+        let char_to_byte = byte_to_char.iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
         Ok(Bpe {
             regexes,
             merges: table,
@@ -116,10 +106,7 @@ impl Bpe {
 
     pub fn encode(&self, vocab: &Vocab, text: &str, out: &mut Vec<u32>) {
         for word in self.split(text) {
-            let mapped: String = word
-                .bytes()
-                .map(|b| self.byte_to_char[b as usize])
-                .collect();
+            let mapped: String = word.bytes().map(|b| self.byte_to_char[b as usize]).collect();
             if let Some(id) = vocab.id(&mapped) {
                 // Shortcut for whole-word tokens: merges would rebuild them anyway.
                 out.push(id);

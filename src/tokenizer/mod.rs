@@ -41,9 +41,7 @@ impl Tokenizer {
             "gpt2" => {
                 let merges = meta
                     .array("tokenizer.ggml.merges")?
-                    .ok_or_else(|| {
-                        Error::Tokenizer("a gpt2 tokenizer needs `tokenizer.ggml.merges`".into())
-                    })?
+                    .ok_or_else(|| Error::Tokenizer("a gpt2 tokenizer needs `tokenizer.ggml.merges`".into()))?
                     .iter()
                     .map(|v| {
                         v.as_str()
@@ -70,12 +68,15 @@ impl Tokenizer {
 
     /// Loads a Hugging Face `tokenizer.json`.
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        let tokenizer = tokenizers::Tokenizer::from_bytes(bytes)
+        let mut tokenizer =
+            tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| Error::Tokenizer(format!("tokenizer.json: {e}")))?;
+        // Files exported for batch inference pad (and truncate) every input; we want the ids.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(None)
             .map_err(|e| Error::Tokenizer(format!("tokenizer.json: {e}")))?;
-        let json: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| Error::Tokenizer(e.to_string()))?;
-        let byte_level =
-            json["decoder"]["type"] == "ByteLevel" || json["pre_tokenizer"]["type"] == "ByteLevel";
+        let json: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let byte_level = json["decoder"]["type"] == "ByteLevel" || json["pre_tokenizer"]["type"] == "ByteLevel";
         let n = tokenizer.get_vocab_size(true);
         let mut tokens = vec![String::new(); n];
         for (t, id) in tokenizer.get_vocab(true) {
@@ -170,9 +171,7 @@ impl Tokenizer {
             TokenType::Byte => out.push(parse_byte_token(text).unwrap_or(b'?')),
             TokenType::Normal => match &self.model {
                 Model::Bpe(b) => b.token_bytes(text, out),
-                Model::Hf {
-                    byte_level: true, ..
-                } => {
+                Model::Hf { byte_level: true, .. } => {
                     if let Some(b) = &self.byte_decoder {
                         b.token_bytes(text, out)
                     }
@@ -212,17 +211,8 @@ impl Tokenizer {
         } else {
             Fallback::Plain
         };
-        let name = |id: Option<u32>| {
-            id.and_then(|i| self.token_text(i))
-                .unwrap_or("")
-                .to_string()
-        };
-        ChatTemplate::new(
-            source,
-            fallback,
-            &name(self.vocab.bos),
-            &name(self.vocab.eos),
-        )
+        let name = |id: Option<u32>| id.and_then(|i| self.token_text(i)).unwrap_or("").to_string();
+        ChatTemplate::new(source, fallback, &name(self.vocab.bos), &name(self.vocab.eos))
     }
 }
 

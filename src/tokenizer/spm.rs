@@ -34,9 +34,7 @@ impl PartialOrd for Bigram {
 impl Ord for Bigram {
     // Max-heap: the highest score first; on ties the leftmost pair.
     fn cmp(&self, o: &Self) -> Ordering {
-        self.score
-            .total_cmp(&o.score)
-            .then_with(|| o.left.cmp(&self.left))
+        self.score.total_cmp(&o.score).then_with(|| o.left.cmp(&self.left))
     }
 }
 
@@ -47,11 +45,7 @@ pub fn encode(vocab: &Vocab, text: &str, out: &mut Vec<u32>) {
     let mut syms: Vec<Symbol> = Vec::new();
     for (i, (start, c)) in text.char_indices().enumerate() {
         let len = c.len_utf8();
-        let next = if start + len == text.len() {
-            -1
-        } else {
-            i as isize + 1
-        };
+        let next = if start + len == text.len() { -1 } else { i as isize + 1 };
         syms.push(Symbol {
             start,
             len,
@@ -134,15 +128,7 @@ fn resegment(
                 syms[r].start - syms[l].start,
                 out,
             );
-            resegment(
-                vocab,
-                text,
-                syms,
-                rev,
-                syms[r].start,
-                start + len - syms[r].start,
-                out,
-            );
+            resegment(vocab, text, syms, rev, syms[r].start, start + len - syms[r].start, out);
         }
         None => {
             for b in piece.bytes() {

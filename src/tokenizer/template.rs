@@ -54,9 +54,7 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         if let Some(src) = source {
             env.add_template_owned("chat", src.to_string())
-                .map_err(|e| {
-                    Error::Template(format!("cannot parse the file's chat template: {e}"))
-                })?;
+                .map_err(|e| Error::Template(format!("cannot parse the file's chat template: {e}")))?;
         }
         Ok(ChatTemplate {
             env,
@@ -77,11 +75,7 @@ impl ChatTemplate {
 
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         if self.source.is_none() {
-            return Ok(render_fallback(
-                self.fallback,
-                messages,
-                add_generation_prompt,
-            ));
+            return Ok(render_fallback(self.fallback, messages, add_generation_prompt));
         }
         let tmpl = self
             .env
@@ -153,10 +147,7 @@ mod tests {
     #[test]
     fn renders_a_jinja_template_with_python_methods() {
         let t = ChatTemplate::new(Some(CHATML), Fallback::Plain, "<s>", "</s>").unwrap();
-        let msgs = [
-            Message::new("system", "Be brief."),
-            Message::new("user", "  Hi  "),
-        ];
+        let msgs = [Message::new("system", "Be brief."), Message::new("user", "  Hi  ")];
         assert_eq!(
             t.render(&msgs, true).unwrap(),
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
@@ -184,10 +175,7 @@ mod tests {
             "<start_of_turn>user\nS\n\nU<end_of_turn>\n<start_of_turn>model\n"
         );
         let p = ChatTemplate::new(None, Fallback::Plain, "", "").unwrap();
-        assert_eq!(
-            p.render(&msgs, true).unwrap(),
-            "System: S\nUser: U\nAssistant:"
-        );
+        assert_eq!(p.render(&msgs, true).unwrap(), "System: S\nUser: U\nAssistant:");
     }
 
     #[test]

@@ -114,10 +114,7 @@ impl Vocab {
             .collect::<Result<Vec<_>>>()?;
         let n = tokens.len();
         let types = match meta.array("tokenizer.ggml.token_type")? {
-            Some(a) => a
-                .iter()
-                .map(|v| TokenType::from_id(v.as_u64().unwrap_or(1)))
-                .collect(),
+            Some(a) => a.iter().map(|v| TokenType::from_id(v.as_u64().unwrap_or(1))).collect(),
             None => vec![TokenType::Normal; n],
         };
         let scores = match meta.array("tokenizer.ggml.scores")? {
@@ -159,10 +156,7 @@ impl Vocab {
     pub fn add_end_of_generation_by_text(&mut self) {
         for text in END_OF_GENERATION_TEXTS {
             if let Some(&i) = self.ids.get(*text) {
-                if matches!(
-                    self.types[i as usize],
-                    TokenType::Control | TokenType::UserDefined
-                ) {
+                if matches!(self.types[i as usize], TokenType::Control | TokenType::UserDefined) {
                     self.end_of_generation.insert(i);
                 }
             }

@@ -134,19 +134,10 @@ pub fn tiny_llama() -> GgufBuilder {
             .map(|i| ((i * 7919 % 97) as f32 - 48.0) / 400.0)
             .collect::<Vec<f32>>()
     };
-    let tokens: Vec<String> = [
-        "<unk>",
-        "<s>",
-        "</s>",
-        "a",
-        "b",
-        "c",
-        "\u{2581}",
-        "\u{2581}a",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let tokens: Vec<String> = ["<unk>", "<s>", "</s>", "a", "b", "c", "\u{2581}", "\u{2581}a"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     GgufBuilder::new()
         .kv("general.architecture", Kv::Str("llama".into()))
         .kv("llama.block_count", Kv::U32(1))
@@ -162,10 +153,7 @@ pub fn tiny_llama() -> GgufBuilder {
             "tokenizer.ggml.scores",
             Kv::F32Array(vec![0.0, 0.0, 0.0, -1.0, -1.0, -1.0, -2.0, -0.5]),
         )
-        .kv(
-            "tokenizer.ggml.token_type",
-            Kv::I32Array(vec![2, 3, 3, 1, 1, 1, 1, 1]),
-        )
+        .kv("tokenizer.ggml.token_type", Kv::I32Array(vec![2, 3, 3, 1, 1, 1, 1, 1]))
         .kv("tokenizer.ggml.bos_token_id", Kv::U32(1))
         .kv("tokenizer.ggml.eos_token_id", Kv::U32(2))
         .f32_tensor("token_embd.weight", &[d, vocab], &w(d * vocab))

@@ -27,9 +27,7 @@ pub fn model_path(name: &str) -> PathBuf {
 }
 
 pub fn fixture(name: &str) -> serde_json::Value {
-    let p = root()
-        .join("tests/fixtures")
-        .join(format!("{name}.llamacpp.json"));
+    let p = root().join("tests/fixtures").join(format!("{name}.llamacpp.json"));
     serde_json::from_slice(&std::fs::read(&p).expect("fixture")).expect("fixture json")
 }
 

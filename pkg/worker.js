@@ -1,0 +1,153 @@
+// The Web Worker that owns the wasm engine. It speaks the message protocol in
+// protocol.md: the page (through client.js) sends requests with ids, the worker answers
+// with progress, token, done and error events carrying the same id.
+
+import init, { WasmLoader, memoryBytes } from './wasm/candlelit.js';
+import { loadUrl, streamBlob } from './download.js';
+import { ModelStore } from './storage.js';
+
+const ready = init();
+let engine = null;
+let broken = null;
+let current = null; // { id, cancelled }
+
+const post = (msg) => self.postMessage(msg);
+
+// Yields to the event loop so that a `cancel` message is handled between two tokens.
+// A MessageChannel round-trip is not clamped like setTimeout's 4 ms.
+const channel = new MessageChannel();
+const waiting = [];
+channel.port1.onmessage = () => waiting.shift()?.();
+const yieldToEvents = () => new Promise((r) => {
+  waiting.push(r);
+  channel.port2.postMessage(0);
+});
+
+function errorEvent(id, e) {
+  // A RuntimeError means the wasm instance trapped (a bug or memory exhausted): it cannot
+  // be used again, and the page must start a new worker.
+  const fatal = e instanceof WebAssembly.RuntimeError;
+  if (fatal) {
+    broken = e;
+    engine = null;
+  }
+  const name = fatal ? 'EngineCrashed' : e?.name || 'Error';
+  const message = fatal
+    ? `The engine stopped (${e.message}). This can mean the browser ran out of memory for this model. Load a model again.`
+    : String(e?.message ?? e);
+  return { type: 'error', id, name, message, fatal };
+}
+
+async function load(id, source, options = {}) {
+  await ready;
+  engine?.free();
+  engine = null;
+  let loader = null;
+  const t0 = performance.now();
+  const onProgress = (p) => post({ type: 'progress', id, ...p });
+  const makeSink = (total) => {
+    loader = new WasmLoader(total);
+    return (chunk) => loader.push(chunk);
+  };
+  let origin;
+  if (source.url) {
+    origin = await loadUrl(source.url, makeSink, { onProgress });
+  } else if (source.file) {
+    await streamBlob(source.file, makeSink(source.file.size), onProgress, 'file');
+    origin = { name: source.file.name, fromStorage: false };
+  } else if (source.stored) {
+    const store = await ModelStore.open();
+    const file = await store.complete(source.stored);
+    if (!file) throw Object.assign(new Error(`No complete stored model named ${source.stored}.`), { name: 'NotFound' });
+    await streamBlob(file, makeSink(file.size), onProgress, 'storage');
+    origin = { name: source.stored, fromStorage: true };
+  } else {
+    throw new Error('load: give a url, a file or a stored model name');
+  }
+  engine = loader.finish(options.contextSize ?? undefined);
+  const info = JSON.parse(engine.info());
+  return { ...info, ...origin, loadMs: performance.now() - t0, memoryBytes: memoryBytes() };
+}
+
+async function generate(id, prompt, request) {
+  if (!engine) throw Object.assign(new Error('No model is loaded.'), { name: 'NoModel' });
+  current = { id, cancelled: false };
+  engine.start(JSON.stringify(prompt), JSON.stringify(request));
+  try {
+    for (;;) {
+      if (current.cancelled) {
+        const done = engine.cancel();
+        if (done) post({ id, ...JSON.parse(done) });
+        return;
+      }
+      const ev = JSON.parse(engine.step());
+      post({ id, ...ev });
+      if (ev.type === 'done') return;
+      await yieldToEvents();
+    }
+  } finally {
+    current = null;
+  }
+}
+
+async function handle(msg) {
+  const { id } = msg;
+  switch (msg.type) {
+    case 'load':
+      post({ type: 'loaded', id, info: await load(id, msg.source, msg.options) });
+      break;
+    case 'generate':
+      await generate(id, msg.prompt, msg.request);
+      break;
+    case 'cancel':
+      if (current && (msg.target === undefined || current.id === msg.target)) current.cancelled = true;
+      break;
+    case 'reset':
+      engine?.reset();
+      post({ type: 'ok', id });
+      break;
+    case 'unload':
+      engine?.free();
+      engine = null;
+      post({ type: 'ok', id });
+      break;
+    case 'tokenize':
+      if (!engine) throw Object.assign(new Error('No model is loaded.'), { name: 'NoModel' });
+      post({ type: 'ok', id, result: Array.from(engine.tokenize(msg.text)) });
+      break;
+    case 'list-stored':
+      post({ type: 'ok', id, result: await (await ModelStore.open()).list() });
+      break;
+    case 'delete-stored':
+      await (await ModelStore.open()).remove(msg.name);
+      post({ type: 'ok', id });
+      break;
+    case 'memory':
+      post({ type: 'ok', id, result: memoryBytes() });
+      break;
+    default:
+      throw new Error(`unknown message type ${msg.type}`);
+  }
+}
+
+// Requests run one after another; only `cancel` jumps the queue (it must reach a running
+// generation between two tokens).
+let queue = Promise.resolve();
+self.onmessage = (e) => {
+  const msg = e.data;
+  if (msg.type === 'cancel') {
+    handle(msg);
+    return;
+  }
+  queue = queue.then(async () => {
+    if (broken) {
+      post({ type: 'error', id: msg.id, name: 'EngineCrashed', message: 'The engine stopped earlier; start a new worker.', fatal: true });
+      return;
+    }
+    try {
+      await handle(msg);
+    } catch (err) {
+      post(errorEvent(msg.id, err));
+    }
+  });
+};

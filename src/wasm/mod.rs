@@ -1,0 +1,120 @@
+//! JavaScript bindings (wasm32 only). The Web Worker owns one [`WasmEngine`]; everything
+//! crosses the boundary as bytes or JSON strings so the JS side needs no generated types.
+
+use crate::engine::{Engine, Prompt, Request};
+use crate::error::Error;
+use crate::gguf::Loader;
+use wasm_bindgen::prelude::*;
+
+fn js_error(e: Error) -> JsValue {
+    let err = js_sys::Error::new(&e.to_string());
+    // A stable name lets the page tell a bad file from an overflow or a full memory.
+    err.set_name(e.code());
+    err.into()
+}
+
+fn json_error(what: &str, e: serde_json::Error) -> JsValue {
+    js_error(Error::InvalidRequest(format!("{what}: {e}")))
+}
+
+#[wasm_bindgen(start)]
+pub fn init() {
+    console_error_panic_hook::set_once();
+}
+
+/// Bytes of wasm linear memory in use (grows, never shrinks).
+#[wasm_bindgen(js_name = memoryBytes)]
+pub fn memory_bytes() -> f64 {
+    (core::arch::wasm32::memory_size(0) * 65536) as f64
+}
+
+/// Takes a GGUF file chunk by chunk (from `fetch`, a `File` or storage).
+#[wasm_bindgen]
+pub struct WasmLoader {
+    inner: Option<Loader>,
+}
+
+#[wasm_bindgen]
+impl WasmLoader {
+    #[wasm_bindgen(constructor)]
+    pub fn new(file_len: Option<f64>) -> WasmLoader {
+        WasmLoader {
+            inner: Some(Loader::new(file_len.map(|n| n as u64))),
+        }
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
+        let l = self
+            .inner
+            .as_mut()
+            .ok_or_else(|| js_error(Error::InvalidRequest("the loader is finished".into())))?;
+        l.push(chunk).map_err(js_error)
+    }
+
+    #[wasm_bindgen(js_name = bytesReceived)]
+    pub fn bytes_received(&self) -> f64 {
+        self.inner.as_ref().map_or(0.0, |l| l.bytes_received() as f64)
+    }
+
+    /// Ends the stream and builds the engine. `context_size` caps the KV cache.
+    pub fn finish(&mut self, context_size: Option<usize>) -> Result<WasmEngine, JsValue> {
+        let l = self
+            .inner
+            .take()
+            .ok_or_else(|| js_error(Error::InvalidRequest("the loader is finished".into())))?;
+        let gguf = l.finish().map_err(js_error)?;
+        Ok(WasmEngine {
+            inner: Engine::new(gguf, context_size).map_err(js_error)?,
+        })
+    }
+}
+
+#[wasm_bindgen]
+pub struct WasmEngine {
+    inner: Engine,
+}
+
+#[wasm_bindgen]
+impl WasmEngine {
+    /// Model facts as JSON.
+    pub fn info(&self) -> String {
+        let c = &self.inner.model.cfg;
+        serde_json::json!({
+            "architecture": c.arch,
+            "layers": c.n_layer,
+            "embedding": c.n_embd,
+            "vocab": c.vocab_size,
+            "context": self.inner.context_size(),
+            "chat_template": self.inner.template.has_template(),
+        })
+        .to_string()
+    }
+
+    /// Starts a request. `prompt` is `{"chat":[{role,content}...]}`, `{"text":"..."}` or
+    /// `{"tokens":[...]}`; `request` holds `sampling`, `max_tokens` and `stop`.
+    pub fn start(&mut self, prompt: &str, request: &str) -> Result<(), JsValue> {
+        let prompt: Prompt = serde_json::from_str(prompt).map_err(|e| json_error("prompt", e))?;
+        let request: Request = serde_json::from_str(request).map_err(|e| json_error("request", e))?;
+        self.inner.start(&prompt, &request).map_err(js_error)
+    }
+
+    /// One prefill chunk or one token, as a JSON event (`prefill`, `token` or `done`).
+    pub fn step(&mut self) -> Result<String, JsValue> {
+        let step = self.inner.step().map_err(js_error)?;
+        serde_json::to_string(&step).map_err(|e| json_error("step", e))
+    }
+
+    /// Ends the running request; returns its `done` event, if one was running.
+    pub fn cancel(&mut self) -> Option<String> {
+        self.inner.cancel().and_then(|s| serde_json::to_string(&s).ok())
+    }
+
+    /// Forgets the cached conversation.
+    pub fn reset(&mut self) {
+        self.inner.reset()
+    }
+
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsValue> {
+        self.inner.tokenizer.encode(text, true, true).map_err(js_error)
+    }
+}
