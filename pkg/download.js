@@ -90,13 +90,15 @@ export async function loadUrl(url, makeSink, { onProgress, signal } = {}) {
 
   const { quota = Infinity, usage = 0 } = (await navigator.storage.estimate?.()) ?? {};
   const need = total - offset;
-  if (quota - usage < need) {
-    await resp.body?.cancel();
-    throw namedError(
+  const quotaError = (free) =>
+    namedError(
       'QuotaExceeded',
-      `This model needs ${(need / MB).toFixed(0)} MB of browser storage but only ${((quota - usage) / MB).toFixed(0)} MB are free. ` +
+      `This model needs ${(need / MB).toFixed(0)} MB of browser storage but only ${(free / MB).toFixed(0)} MB are free. ` +
         'Delete stored models below, or free disk space, and try again.',
     );
+  if (quota - usage < need) {
+    await resp.body?.cancel();
+    throw quotaError(quota - usage);
   }
   await store.writeMeta(name, { url: new URL(url, self.location.href).href, total, validator });
 
@@ -126,6 +128,12 @@ export async function loadUrl(url, makeSink, { onProgress, signal } = {}) {
       meter.add(c.byteLength);
     });
   } catch (e) {
+    if (e.name === 'QuotaExceededError' || /no space/i.test(e.message)) {
+      // The estimate was optimistic: the browser refused the write. Keep nothing.
+      out.close();
+      await store.remove(name);
+      throw quotaError(received - offset);
+    }
     if (e.fromEngine) {
       // The bytes are not a model we can run: keep nothing, so a retry starts clean.
       out.close();

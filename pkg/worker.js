@@ -77,11 +77,12 @@ async function generate(id, prompt, request) {
     for (;;) {
       if (current.cancelled) {
         const done = engine.cancel();
-        if (done) post({ id, ...JSON.parse(done) });
+        if (done) post({ ...JSON.parse(done), id });
         return;
       }
       const ev = JSON.parse(engine.step());
-      post({ id, ...ev });
+      // The engine's token event has its own `id` (the token id): keep the request id.
+      post({ ...ev, token: ev.id, id });
       if (ev.type === 'done') return;
       await yieldToEvents();
     }

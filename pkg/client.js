@@ -1,0 +1,264 @@
+// The client API: one engine running in a Web Worker, used through OpenAI-shaped calls.
+//
+//   const engine = await CandlelitEngine.create();
+//   await engine.load({ url: '/models/smollm2-135m-instruct-q4_1.gguf' }, { onProgress });
+//   for await (const chunk of await engine.chat.completions.create({ messages, stream: true })) {
+//     out.textContent += chunk.choices[0]?.delta?.content ?? '';
+//   }
+//
+// The page, the widget, the npm package and the tests all go through this module.
+
+let nextId = 1;
+
+function engineError({ name, message, fatal }) {
+  const e = new Error(message);
+  e.name = name || 'Error';
+  e.fatal = !!fatal;
+  return e;
+}
+
+export class CandlelitEngine {
+  #worker = null;
+  #pending = new Map();
+  #workerUrl;
+  model = null;
+
+  constructor({ workerUrl } = {}) {
+    this.#workerUrl = workerUrl ?? new URL('./worker.js', import.meta.url);
+    this.chat = { completions: { create: (params) => this.#create(params) } };
+  }
+
+  static async create(options) {
+    return new CandlelitEngine(options);
+  }
+
+  #ensureWorker() {
+    if (this.#worker) return this.#worker;
+    const w = new Worker(this.#workerUrl, { type: 'module' });
+    w.onmessage = (e) => {
+      const msg = e.data;
+      const p = this.#pending.get(msg.id);
+      if (!p) return;
+      if (msg.type === 'error') {
+        this.#pending.delete(msg.id);
+        if (msg.fatal) this.#dropWorker();
+        p.reject(engineError(msg));
+      } else {
+        p.onEvent(msg);
+      }
+    };
+    // A worker that dies (an uncaught error, a failed script load) fails every pending call;
+    // the next call starts a fresh worker.
+    w.onerror = (e) => {
+      e.preventDefault?.();
+      this.#failAll(engineError({ name: 'WorkerError', message: e.message || 'The engine worker stopped.', fatal: true }));
+    };
+    w.onmessageerror = () => this.#failAll(engineError({ name: 'WorkerError', message: 'Bad message from the engine worker.', fatal: true }));
+    this.#worker = w;
+    return w;
+  }
+
+  #dropWorker() {
+    this.#worker?.terminate();
+    this.#worker = null;
+    this.model = null;
+  }
+
+  #failAll(err) {
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    this.#dropWorker();
+    for (const p of pending) p.reject(err);
+  }
+
+  /** Sends a request; `onEvent` sees every event for it; resolves with the final one. */
+  #call(msg, onEvent = () => {}, isFinal = (m) => m.type !== 'progress') {
+    const id = nextId++;
+    const worker = this.#ensureWorker();
+    return {
+      id,
+      done: new Promise((resolve, reject) => {
+        this.#pending.set(id, {
+          reject,
+          onEvent: (m) => {
+            onEvent(m);
+            if (isFinal(m)) {
+              this.#pending.delete(id);
+              resolve(m);
+            }
+          },
+        });
+        worker.postMessage({ ...msg, id });
+      }),
+    };
+  }
+
+  async #simple(msg) {
+    return (await this.#call(msg).done).result;
+  }
+
+  /**
+   * Loads a model. `source` is `{ url }`, `{ file }` (a File or Blob) or `{ stored: name }`.
+   * `onProgress({ phase, loaded, total, bytesPerSecond, secondsLeft })` follows the bytes.
+   */
+  async load(source, { onProgress, contextSize } = {}) {
+    if (source instanceof Blob) source = { file: source };
+    if (typeof source === 'string') source = { url: source };
+    if (source.url) source = { url: new URL(source.url, globalThis.location?.href).href };
+    this.model = null;
+    const { info } = await this.#call({ type: 'load', source, options: { contextSize } }, (m) => {
+      if (m.type === 'progress') onProgress?.(m);
+    }).done;
+    this.model = info;
+    return info;
+  }
+
+  async unload() {
+    if (!this.#worker) return;
+    await this.#simple({ type: 'unload' });
+    this.model = null;
+  }
+
+  /** Forgets the cached conversation (the next request prefills from scratch). */
+  resetChat() {
+    return this.#simple({ type: 'reset' });
+  }
+
+  tokenize(text) {
+    return this.#simple({ type: 'tokenize', text });
+  }
+
+  /** Stored models: `[{ name, url, size, total, complete }]`. */
+  listStoredModels() {
+    return this.#simple({ type: 'list-stored' });
+  }
+
+  deleteStoredModel(name) {
+    return this.#simple({ type: 'delete-stored', name });
+  }
+
+  /** Bytes of wasm memory the engine holds. */
+  memoryBytes() {
+    return this.#simple({ type: 'memory' });
+  }
+
+  /** Stops the worker; the next call starts a new one. */
+  terminate() {
+    this.#failAll(engineError({ name: 'AbortError', message: 'The engine was terminated.' }));
+  }
+
+  #create(params) {
+    const { messages, prompt, stream = false, signal } = params;
+    if (!messages && prompt === undefined) throw new TypeError('create: give messages (or a raw prompt)');
+    const sampling = {
+      temperature: params.temperature,
+      top_k: params.top_k,
+      top_p: params.top_p,
+      min_p: params.min_p,
+      repetition_penalty: params.repetition_penalty,
+      presence_penalty: params.presence_penalty,
+      frequency_penalty: params.frequency_penalty,
+      seed: params.seed,
+      top_logprobs: params.logprobs ? (params.top_logprobs ?? 1) : undefined,
+      logit_bias: params.logit_bias ? Object.entries(params.logit_bias).map(([k, v]) => [Number(k), v]) : undefined,
+    };
+    for (const k of Object.keys(sampling)) if (sampling[k] === undefined || sampling[k] === null) delete sampling[k];
+    const request = { sampling, max_tokens: params.max_tokens ?? 512, stop: typeof params.stop === 'string' ? [params.stop] : (params.stop ?? []) };
+    const enginePrompt = messages ? { chat: messages.map(({ role, content }) => ({ role, content: String(content) })) } : { text: prompt };
+    const completionId = `chatcmpl-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+    const created = Math.floor(Date.now() / 1000);
+    const model = this.model?.name ?? 'candlelit';
+
+    // Events arrive from the worker; the async iterator hands them out in order.
+    const queue = [];
+    let wake = null;
+    let failure = null;
+    const push = (m) => {
+      queue.push(m);
+      wake?.();
+    };
+    const call = this.#call({ type: 'generate', prompt: enginePrompt, request }, push, (m) => m.type === 'done');
+    call.done.catch((e) => {
+      failure = e;
+      wake?.();
+    });
+    const cancel = () => this.#worker?.postMessage({ type: 'cancel', target: call.id });
+    if (signal) {
+      if (signal.aborted) cancel();
+      else signal.addEventListener('abort', cancel, { once: true });
+    }
+
+    const chunk = (delta, finish_reason = null, extra = {}) => ({
+      id: completionId,
+      object: 'chat.completion.chunk',
+      created,
+      model,
+      choices: [{ index: 0, delta, finish_reason, ...extra }],
+    });
+    const usageOf = (stats) => ({
+      prompt_tokens: stats.prompt_tokens,
+      completion_tokens: stats.generated_tokens,
+      total_tokens: stats.prompt_tokens + stats.generated_tokens,
+      prompt_tokens_details: { cached_tokens: stats.cached_tokens },
+      extra: {
+        prefill_tokens: stats.prefill_tokens,
+        prefill_tokens_per_s: stats.prefill_tokens_per_s,
+        decode_tokens_per_s: stats.decode_tokens_per_s,
+        prefill_ms: stats.prefill_ms,
+        decode_ms: stats.decode_ms,
+      },
+    });
+    const finishReason = (r) => ({ stop: 'stop', length: 'length', context_full: 'length', cancelled: 'abort' })[r] ?? r;
+
+    async function* events() {
+      let first = true;
+      for (;;) {
+        if (queue.length === 0) {
+          if (failure) throw failure;
+          await new Promise((r) => (wake = r));
+          wake = null;
+          continue;
+        }
+        const m = queue.shift();
+        if (m.type === 'prefill') continue;
+        if (m.type === 'token') {
+          const delta = first ? { role: 'assistant', content: m.text } : { content: m.text };
+          first = false;
+          const extra = m.top_logprobs?.length
+            ? { logprobs: { content: [{ token_id: m.token, logprob: m.logprob, top_logprobs: m.top_logprobs.map(([id, lp]) => ({ token_id: id, logprob: lp })) }] } }
+            : {};
+          if (m.text || extra.logprobs) yield chunk(delta, null, extra);
+          continue;
+        }
+        if (m.type === 'done') {
+          signal?.removeEventListener('abort', cancel);
+          if (m.text) yield chunk({ content: m.text });
+          const last = chunk({}, finishReason(m.reason));
+          last.usage = usageOf(m.stats);
+          yield last;
+          return;
+        }
+      }
+    }
+
+    if (stream) return Promise.resolve(events());
+    return (async () => {
+      let content = '';
+      let last;
+      const logprobs = [];
+      for await (const c of events()) {
+        content += c.choices[0].delta.content ?? '';
+        if (c.choices[0].logprobs) logprobs.push(...c.choices[0].logprobs.content);
+        last = c;
+      }
+      return {
+        id: completionId,
+        object: 'chat.completion',
+        created,
+        model,
+        choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: last.choices[0].finish_reason, logprobs: logprobs.length ? { content: logprobs } : null }],
+        usage: last.usage,
+      };
+    })();
+  }
+}

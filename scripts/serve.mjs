@@ -1,0 +1,151 @@
+#!/usr/bin/env node
+// Development server for the chat page: static files with the COOP/COEP headers that
+// threaded wasm needs, HTTP Range requests (resumable model downloads) and ETags.
+//
+//   /          www/      the app
+//   /pkg/      pkg/      the client package, worker and generated wasm
+//   /models/   models/   local GGUF files (CANDLELIT_MODELS overrides)
+//
+// With CANDLELIT_TEST_HOOKS=1 the browser tests can also ask it to cut the next model
+// download after N bytes (POST /__test/cut?after=N), read the request log (GET /__test/log)
+// and fetch files from CANDLELIT_TEST_FILES under /test-files/.
+
+import { createServer } from 'node:http';
+import { createReadStream, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const port = Number(process.env.PORT || 8080);
+const host = process.env.HOST || '127.0.0.1';
+const hooks = process.env.CANDLELIT_TEST_HOOKS === '1';
+const mounts = [
+  ['/pkg/', path.join(root, 'pkg')],
+  ['/models/', process.env.CANDLELIT_MODELS || path.join(root, 'models')],
+  ...(hooks && process.env.CANDLELIT_TEST_FILES ? [['/test-files/', process.env.CANDLELIT_TEST_FILES]] : []),
+  ['/', path.join(root, 'www')],
+];
+const types = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.wasm': 'application/wasm',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.webmanifest': 'application/manifest+json',
+};
+
+const log = [];
+let cutAfter = null;
+
+function resolve(urlPath) {
+  for (const [prefix, dir] of mounts) {
+    if (!urlPath.startsWith(prefix)) continue;
+    const rel = decodeURIComponent(urlPath.slice(prefix.length)) || 'index.html';
+    const file = path.resolve(dir, rel);
+    if (file !== dir && !file.startsWith(dir + path.sep)) return null; // no escaping the mount
+    return file;
+  }
+  return null;
+}
+
+function baseHeaders(extra = {}) {
+  return {
+    'Cross-Origin-Opener-Policy': 'same-origin',
+    'Cross-Origin-Embedder-Policy': 'require-corp',
+    'Cross-Origin-Resource-Policy': 'same-origin',
+    'Cache-Control': 'no-cache',
+    ...extra,
+  };
+}
+
+async function handle(req, res) {
+  const url = new URL(req.url, `http://${req.headers.host}`);
+  if (hooks && url.pathname.startsWith('/__test/')) {
+    if (url.pathname === '/__test/cut') cutAfter = Number(url.searchParams.get('after'));
+    if (url.pathname === '/__test/reset') log.length = 0;
+    res.writeHead(200, baseHeaders({ 'Content-Type': 'application/json' }));
+    res.end(JSON.stringify(url.pathname === '/__test/log' ? log : { ok: true }));
+    return;
+  }
+  const file = resolve(url.pathname);
+  let stat = file && (await fs.stat(file).catch(() => null));
+  if (stat?.isDirectory()) {
+    stat = null;
+  }
+  const entry = { path: url.pathname, range: req.headers.range ?? null, status: 404 };
+  log.push(entry);
+  if (!stat) {
+    res.writeHead(404, baseHeaders({ 'Content-Type': 'text/plain' }));
+    res.end('not found');
+    return;
+  }
+  const etag = `"${stat.size.toString(16)}-${Math.floor(stat.mtimeMs).toString(16)}"`;
+  const headers = baseHeaders({
+    'Content-Type': types[path.extname(file)] || 'application/octet-stream',
+    'Accept-Ranges': 'bytes',
+    ETag: etag,
+    'Last-Modified': stat.mtime.toUTCString(),
+  });
+  let start = 0;
+  let end = stat.size - 1;
+  let status = 200;
+  const range = req.headers.range;
+  const ifRange = req.headers['if-range'];
+  const m = range && /^bytes=(\d*)-(\d*)$/.exec(range);
+  if (m && (!ifRange || ifRange === etag || ifRange === headers['Last-Modified'])) {
+    start = m[1] === '' ? Math.max(0, stat.size - Number(m[2])) : Number(m[1]);
+    end = m[1] !== '' && m[2] !== '' ? Math.min(Number(m[2]), stat.size - 1) : stat.size - 1;
+    if (start > end || start >= stat.size) {
+      entry.status = 416;
+      res.writeHead(416, baseHeaders({ 'Content-Range': `bytes */${stat.size}` }));
+      res.end();
+      return;
+    }
+    status = 206;
+    headers['Content-Range'] = `bytes ${start}-${end}/${stat.size}`;
+  }
+  headers['Content-Length'] = String(end - start + 1);
+  entry.status = status;
+  res.writeHead(status, headers);
+  if (req.method === 'HEAD') {
+    res.end();
+    return;
+  }
+  const stream = createReadStream(file, { start, end });
+  const cut = url.pathname.endsWith('.gguf') ? cutAfter : null;
+  if (cut !== null) {
+    cutAfter = null;
+    entry.cut = cut;
+    let sent = 0;
+    stream.on('data', (chunk) => {
+      if (sent + chunk.length >= cut) {
+        res.write(chunk.subarray(0, Math.max(0, cut - sent)));
+        stream.destroy();
+        // Close the connection mid-body, as a dropped network would.
+        res.socket?.destroy();
+        return;
+      }
+      sent += chunk.length;
+      if (!res.write(chunk)) {
+        stream.pause();
+        res.once('drain', () => stream.resume());
+      }
+    });
+    stream.on('end', () => res.end());
+    return;
+  }
+  stream.pipe(res);
+  stream.on('error', () => res.destroy());
+}
+
+createServer((req, res) => {
+  handle(req, res).catch((e) => {
+    res.writeHead(500, baseHeaders({ 'Content-Type': 'text/plain' }));
+    res.end(String(e));
+  });
+}).listen(port, host, () => {
+  console.log(`candlelit: serving http://${host}:${port}/`);
+});

@@ -1,0 +1,109 @@
+// Bad input in the page: a truncated and a corrupted GGUF each give a readable error and
+// the page still works with a good model afterwards; model output cannot inject HTML.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { SMOLLM2, ask, launch, loadModel, openChat, root, startServer, useGreedy } from './helpers.mjs';
+
+let server;
+let browser;
+let ui;
+let files;
+
+before(async () => {
+  files = mkdtempSync(path.join(os.tmpdir(), 'candlelit-files-'));
+  const good = readFileSync(path.join(process.env.CANDLELIT_MODELS || path.join(root, 'models'), path.basename(SMOLLM2)));
+  writeFileSync(path.join(files, 'truncated.gguf'), good.subarray(0, 30_000_000));
+  const corrupt = Buffer.from(good.subarray(0, 4_000_000));
+  corrupt.write('GGML', 0); // wrong magic
+  writeFileSync(path.join(files, 'corrupt.gguf'), corrupt);
+  const absurd = Buffer.from(good.subarray(0, 4_000_000));
+  absurd.writeBigUInt64LE(1n << 40n, 8); // a header claiming 2^40 tensors
+  writeFileSync(path.join(files, 'absurd.gguf'), absurd);
+  writeFileSync(path.join(files, 'not-a-model.gguf'), '<!doctype html><p>404 page served as a model</p>');
+  server = await startServer({ testFiles: files });
+  browser = await launch();
+  ui = await openChat(browser.context, server.base);
+  await useGreedy(ui);
+});
+
+after(async () => {
+  await browser?.close();
+  server?.stop();
+  rmSync(files, { recursive: true, force: true });
+});
+
+async function loadUrl(url) {
+  await ui.model.selectOption('__url');
+  await ui.page.getByLabel('Model URL').fill(server.base + url);
+  await ui.load.click();
+  await ui.page.waitForFunction(() => /ready|No model loaded/.test(document.getElementById('status').textContent), null, { timeout: 120_000 });
+  return (await ui.error.isVisible()) ? ui.error.innerText() : null;
+}
+
+test('a truncated GGUF gives a readable error', async () => {
+  // Served whole with its short length: the header points past the end of the file.
+  const err = await loadUrl('/test-files/truncated.gguf');
+  console.log(`truncated: ${err}`);
+  assert.match(err ?? '', /outside the file|truncated/i);
+});
+
+test('a corrupted GGUF gives a readable error', async () => {
+  const err = await loadUrl('/test-files/corrupt.gguf');
+  console.log(`corrupt: ${err}`);
+  assert.match(err ?? '', /not a GGUF file/);
+  const err2 = await loadUrl('/test-files/absurd.gguf');
+  console.log(`absurd: ${err2}`);
+  assert.match(err2 ?? '', /implausible GGUF header: tensor count/);
+  const err3 = await loadUrl('/test-files/not-a-model.gguf');
+  assert.match(err3 ?? '', /not a GGUF file/);
+});
+
+test('after bad files the page still works with a good model', async () => {
+  await loadModel(ui, SMOLLM2);
+  assert.equal(await ui.error.isVisible(), false);
+  assert.match(await ask(ui, 'What is the capital of France?'), /Paris/);
+});
+
+test('HTML in a reply is shown inert: nothing executes', async () => {
+  const payloads = [
+    '<img src=x onerror="window.__pwned=1">',
+    '<script>window.__pwned=2</script>',
+    '[click](javascript:window.__pwned=3)',
+    '<a href="#" onclick="window.__pwned=4">x</a><svg onload="window.__pwned=5"></svg>',
+  ];
+  // A conversation restored from storage goes through the same renderer as streamed replies.
+  await ui.page.evaluate((ps) => {
+    const msgs = ps.flatMap((p) => [{ role: 'user', content: 'echo' }, { role: 'assistant', content: `Here: ${p}` }]);
+    const s = JSON.parse(localStorage.getItem('candlelit.state.v1'));
+    localStorage.setItem('candlelit.state.v1', JSON.stringify({ ...s, messages: msgs }));
+  }, payloads);
+  await ui.page.reload();
+  await ui.page.locator('.msg.assistant').nth(payloads.length - 1).waitFor();
+  // And a live reply asked to repeat the payload.
+  await loadModel(ui, SMOLLM2);
+  const live = await ask(ui, 'Repeat exactly, without changes: <img src=x onerror="window.__pwned=6"> <script>window.__pwned=7</script>');
+  console.log(`live echo: ${JSON.stringify(live)}`);
+  for (const a of await ui.page.locator('.msg.assistant a').all()) {
+    const href = (await a.getAttribute('href')) ?? '';
+    assert.ok(!href.startsWith('javascript:'), href);
+    await a.click({ trial: true }).catch(() => {});
+  }
+  await ui.page.waitForTimeout(300);
+  const pwned = await ui.page.evaluate(() => window.__pwned ?? null);
+  assert.equal(pwned, null, `a payload executed (${pwned})`);
+  const dom = await ui.page.evaluate(() => {
+    const els = [...document.querySelectorAll('#log *')];
+    return {
+      scripts: document.querySelectorAll('#log script').length,
+      handlers: els.flatMap((e) => [...e.attributes].filter((a) => a.name.startsWith('on')).map((a) => `${e.tagName} ${a.name}`)),
+      imgs: document.querySelectorAll('#log img').length,
+    };
+  });
+  console.log(`rendered: ${JSON.stringify(dom)}`);
+  assert.equal(dom.scripts, 0, 'a script element reached the conversation');
+  assert.deepEqual(dom.handlers, [], 'event-handler attributes reached the conversation');
+});

@@ -1,0 +1,307 @@
+// The chat page: model picker, download progress, streamed Markdown replies, settings,
+// stored models. All model work happens in the engine's Web Worker (pkg/client.js).
+
+import { CandlelitEngine } from '../pkg/client.js';
+import { marked } from './vendor/marked.esm.js';
+import DOMPurify from './vendor/purify.es.mjs';
+
+const MODELS = [
+  { label: 'SmolLM2 135M Instruct · Q4_1 · 98 MB (this server)', url: '/models/smollm2-135m-instruct-q4_1.gguf' },
+  { label: 'Gemma 3 270M base · Q4_K_M · 253 MB (this server; completion)', url: '/models/gemma-3-270m-q4_k_m.gguf' },
+  { label: 'SmolLM2 360M Instruct · Q8_0 · 386 MB (Hugging Face)', url: 'https://huggingface.co/HuggingFaceTB/SmolLM2-360M-Instruct-GGUF/resolve/main/smollm2-360m-instruct-q8_0.gguf' },
+  { label: 'Qwen2.5 0.5B Instruct · Q4_K_M · 398 MB (Hugging Face)', url: 'https://huggingface.co/Qwen/Qwen2.5-0.5B-Instruct-GGUF/resolve/main/qwen2.5-0.5b-instruct-q4_k_m.gguf' },
+  { label: 'Llama 3.2 1B Instruct · Q4_K_M · 808 MB (Hugging Face)', url: 'https://huggingface.co/bartowski/Llama-3.2-1B-Instruct-GGUF/resolve/main/Llama-3.2-1B-Instruct-Q4_K_M.gguf' },
+  { label: 'Gemma 3 1B it · Q4_K_M · 806 MB (Hugging Face)', url: 'https://huggingface.co/ggml-org/gemma-3-1b-it-GGUF/resolve/main/gemma-3-1b-it-Q4_K_M.gguf' },
+];
+const FILE = '__file';
+const OTHER_URL = '__url';
+const STATE_KEY = 'candlelit.state.v1';
+// Small models answer best with little randomness (SmolLM2's card suggests 0.2 / 0.9).
+const DEFAULTS = { system: 'You are a helpful assistant.', temperature: 0.2, topP: 0.9, maxTokens: 512 };
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  model: $('model'), url: $('model-url'), file: $('model-file'), load: $('load'), status: $('status'),
+  progress: $('progress'), bar: $('progress-bar'), progressText: $('progress-text'), error: $('error'),
+  log: $('log'), form: $('composer'), message: $('message'), send: $('send'), stop: $('stop'), newChat: $('new-chat'),
+  system: $('system'), temperature: $('temperature'), topP: $('top-p'), maxTokens: $('max-tokens'), stored: $('stored'),
+};
+
+const engine = new CandlelitEngine();
+let state = restore();
+let busy = false;
+let aborter = null;
+
+// ---------------------------------------------------------------- persistence
+
+function restore() {
+  try {
+    const s = JSON.parse(localStorage.getItem(STATE_KEY));
+    if (s && Array.isArray(s.messages)) return { model: s.model ?? MODELS[0].url, settings: { ...DEFAULTS, ...s.settings }, messages: s.messages };
+  } catch {
+    // a broken saved state is replaced by a fresh one
+  }
+  return { model: MODELS[0].url, settings: { ...DEFAULTS }, messages: [] };
+}
+
+function save() {
+  localStorage.setItem(STATE_KEY, JSON.stringify(state));
+}
+
+// ---------------------------------------------------------------- rendering
+
+DOMPurify.addHook('afterSanitizeAttributes', (node) => {
+  if (node.tagName === 'A') {
+    node.setAttribute('target', '_blank');
+    node.setAttribute('rel', 'noopener noreferrer');
+  }
+});
+
+/** Model output is untrusted: Markdown to HTML, then sanitized (no scripts, no handlers). */
+function renderMarkdown(el, text) {
+  el.innerHTML = DOMPurify.sanitize(marked.parse(text, { async: false, gfm: true, breaks: true }));
+}
+
+function meta(stats) {
+  if (!stats) return '';
+  const s = stats;
+  return `${s.completion_tokens} tokens · ${s.extra.decode_tokens_per_s.toFixed(1)} tok/s · prompt ${s.prompt_tokens} tokens (${s.extra.prefill_tokens} prefilled, ${s.prompt_tokens_details.cached_tokens} from cache)`;
+}
+
+function addBubble(role, text, stats) {
+  const div = document.createElement('div');
+  div.className = `msg ${role}`;
+  div.setAttribute('aria-label', role === 'user' ? 'You' : 'Assistant');
+  const body = document.createElement('div');
+  body.className = 'body';
+  div.append(body);
+  if (role === 'user') body.textContent = text;
+  else renderMarkdown(body, text);
+  const m = document.createElement('div');
+  m.className = 'meta';
+  m.textContent = meta(stats);
+  div.append(m);
+  ui.log.append(div);
+  div.scrollIntoView({ block: 'end' });
+  return { body, meta: m };
+}
+
+function renderConversation() {
+  ui.log.replaceChildren();
+  for (const msg of state.messages) addBubble(msg.role, msg.content, msg.stats);
+}
+
+function showError(e) {
+  if (!e) {
+    ui.error.hidden = true;
+    ui.error.textContent = '';
+    return;
+  }
+  ui.error.hidden = false;
+  ui.error.textContent = e.message || String(e);
+}
+
+const mb = (n) => `${(n / 1e6).toFixed(1)} MB`;
+
+function showProgress(p) {
+  ui.progress.hidden = false;
+  const frac = p.total ? p.loaded / p.total : 0;
+  ui.bar.value = frac;
+  const verb = { download: 'Downloading', storage: 'Reading from storage', file: 'Reading file' }[p.phase] ?? 'Loading';
+  const speed = p.bytesPerSecond ? ` · ${mb(p.bytesPerSecond)}/s` : '';
+  const eta = p.secondsLeft != null && p.phase === 'download' ? ` · ${Math.ceil(p.secondsLeft)} s left` : '';
+  ui.progressText.textContent = `${verb} ${mb(p.loaded)} of ${mb(p.total)}${speed}${eta}`;
+}
+
+function setBusy(b) {
+  busy = b;
+  ui.send.disabled = b || !engine.model;
+  ui.stop.disabled = !b;
+  ui.load.disabled = b;
+}
+
+// ---------------------------------------------------------------- models
+
+function fillModelPicker() {
+  const opts = MODELS.map((m) => new Option(m.label, m.url));
+  opts.push(new Option('Local file…', FILE), new Option('Other URL…', OTHER_URL));
+  ui.model.replaceChildren(...opts);
+  const known = MODELS.some((m) => m.url === state.model);
+  ui.model.value = known ? state.model : OTHER_URL;
+  if (!known) ui.url.value = state.model;
+  syncPickerInputs();
+}
+
+function syncPickerInputs() {
+  ui.url.hidden = ui.model.value !== OTHER_URL;
+  ui.file.hidden = ui.model.value !== FILE;
+}
+
+async function refreshStored() {
+  let list = [];
+  try {
+    list = await engine.listStoredModels();
+  } catch {
+    return;
+  }
+  ui.stored.replaceChildren(
+    ...list.map((m) => {
+      const li = document.createElement('li');
+      const label = document.createElement('span');
+      label.textContent = `${m.name.replace(/^[0-9a-f]{8}-/, '')} — ${mb(m.size)}${m.complete ? '' : ` of ${m.total ? mb(m.total) : '?'} (partial)`}`;
+      const del = document.createElement('button');
+      del.type = 'button';
+      del.textContent = 'Delete';
+      del.setAttribute('aria-label', `Delete ${m.name}`);
+      del.onclick = async () => {
+        await engine.deleteStoredModel(m.name);
+        refreshStored();
+      };
+      li.append(label, del);
+      return li;
+    }),
+  );
+  if (!list.length) ui.stored.append(Object.assign(document.createElement('li'), { textContent: 'None yet.' }));
+}
+
+async function loadModel() {
+  showError(null);
+  let source;
+  if (ui.model.value === FILE) {
+    const f = ui.file.files?.[0];
+    if (!f) return showError(new Error('Choose a .gguf file first.'));
+    source = { file: f };
+  } else {
+    const url = ui.model.value === OTHER_URL ? ui.url.value.trim() : ui.model.value;
+    if (!url) return showError(new Error('Enter the URL of a .gguf file.'));
+    source = { url };
+    state.model = url;
+    save();
+  }
+  // Ask the browser not to evict stored models under storage pressure.
+  navigator.storage?.persist?.().catch(() => {});
+  if (busy) aborter?.abort();
+  setBusy(true);
+  ui.send.disabled = true;
+  ui.status.textContent = 'Loading…';
+  ui.bar.value = 0;
+  ui.progress.hidden = false;
+  try {
+    const info = await engine.load(source, { onProgress: showProgress });
+    ui.progress.hidden = true;
+    const from = info.fromStorage ? 'from browser storage' : info.resumedFrom ? `resumed at ${mb(info.resumedFrom)}` : 'downloaded';
+    ui.status.textContent = `${info.name.replace(/^[0-9a-f]{8}-/, '')} (${info.architecture}, ${info.layers} layers) ready — ${from} in ${(info.loadMs / 1000).toFixed(1)} s, engine memory ${mb(info.memoryBytes)}. Backend: CPU (wasm SIMD).`;
+    ui.status.dataset.loadMs = String(Math.round(info.loadMs));
+  } catch (e) {
+    ui.status.textContent = 'No model loaded.';
+    showError(e);
+  } finally {
+    ui.progress.hidden = true;
+    setBusy(false);
+    refreshStored();
+  }
+}
+
+// ---------------------------------------------------------------- chat
+
+async function send() {
+  const text = ui.message.value.trim();
+  if (!text || busy) return;
+  if (!engine.model) return showError(new Error('Load a model first.'));
+  showError(null);
+  ui.message.value = '';
+  state.messages.push({ role: 'user', content: text });
+  save();
+  addBubble('user', text);
+  const reply = { role: 'assistant', content: '' };
+  const bubble = addBubble('assistant', '');
+  const s = state.settings;
+  const messages = [...(s.system.trim() ? [{ role: 'system', content: s.system.trim() }] : []), ...state.messages.map(({ role, content }) => ({ role, content }))];
+  aborter = new AbortController();
+  setBusy(true);
+  let pending = false;
+  const repaint = () => {
+    pending = false;
+    renderMarkdown(bubble.body, reply.content);
+    bubble.body.parentElement.scrollIntoView({ block: 'end' });
+  };
+  try {
+    const stream = await engine.chat.completions.create({
+      messages,
+      stream: true,
+      temperature: Number(s.temperature),
+      top_p: Number(s.topP),
+      max_tokens: Number(s.maxTokens),
+      signal: aborter.signal,
+    });
+    for await (const chunk of stream) {
+      reply.content += chunk.choices[0]?.delta?.content ?? '';
+      if (!pending) {
+        pending = true;
+        requestAnimationFrame(repaint);
+      }
+      if (chunk.usage) {
+        reply.stats = chunk.usage;
+        reply.finish = chunk.choices[0].finish_reason;
+      }
+    }
+    repaint();
+    bubble.meta.textContent = meta(reply.stats) + (reply.finish === 'abort' ? ' · stopped' : '');
+    state.messages.push(reply);
+  } catch (e) {
+    showError(e);
+    if (reply.content) state.messages.push(reply);
+    if (e.fatal) ui.status.textContent = 'The engine stopped; load the model again.';
+  } finally {
+    save();
+    setBusy(false);
+    aborter = null;
+    ui.message.focus();
+  }
+}
+
+function newChat() {
+  aborter?.abort();
+  state.messages = [];
+  save();
+  renderConversation();
+  if (engine.model) engine.resetChat().catch(() => {});
+}
+
+// ---------------------------------------------------------------- wiring
+
+function bindSettings() {
+  const fields = [[ui.system, 'system'], [ui.temperature, 'temperature'], [ui.topP, 'topP'], [ui.maxTokens, 'maxTokens']];
+  for (const [el, key] of fields) {
+    el.value = state.settings[key];
+    el.addEventListener('change', () => {
+      state.settings[key] = el.type === 'number' ? Number(el.value) : el.value;
+      save();
+    });
+  }
+}
+
+ui.model.addEventListener('change', syncPickerInputs);
+ui.load.addEventListener('click', loadModel);
+ui.form.addEventListener('submit', (e) => {
+  e.preventDefault();
+  send();
+});
+ui.message.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    send();
+  }
+});
+ui.stop.addEventListener('click', () => aborter?.abort());
+ui.newChat.addEventListener('click', newChat);
+
+fillModelPicker();
+bindSettings();
+renderConversation();
+setBusy(false);
+refreshStored();
+
+if ('serviceWorker' in navigator) {
+  navigator.serviceWorker.register('sw.js').catch((e) => console.warn('service worker:', e));
+}

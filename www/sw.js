@@ -1,0 +1,50 @@
+// Service worker: keeps the app shell (page, scripts, wasm) so the page opens with the
+// network off. Model files are not cached here: the engine keeps them in OPFS.
+// Network first, so a new build is picked up when online; the cache answers offline.
+
+const CACHE = 'candlelit-shell-v1';
+const SHELL = [
+  './',
+  './index.html',
+  './app.js',
+  './style.css',
+  './manifest.webmanifest',
+  './vendor/marked.esm.js',
+  './vendor/purify.es.mjs',
+  '../pkg/client.js',
+  '../pkg/worker.js',
+  '../pkg/download.js',
+  '../pkg/storage.js',
+  '../pkg/wasm/candlelit.js',
+  '../pkg/wasm/candlelit_bg.wasm',
+];
+
+self.addEventListener('install', (e) => {
+  e.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));
+});
+
+self.addEventListener('activate', (e) => {
+  e.waitUntil(
+    caches
+      .keys()
+      .then((keys) => Promise.all(keys.filter((k) => k !== CACHE).map((k) => caches.delete(k))))
+      .then(() => self.clients.claim()),
+  );
+});
+
+self.addEventListener('fetch', (e) => {
+  const url = new URL(e.request.url);
+  if (e.request.method !== 'GET' || url.origin !== self.location.origin) return;
+  if (url.pathname.endsWith('.gguf') || url.pathname.startsWith('/__test/')) return;
+  e.respondWith(
+    fetch(e.request)
+      .then((resp) => {
+        if (resp.ok && resp.status === 200) {
+          const copy = resp.clone();
+          caches.open(CACHE).then((c) => c.put(e.request, copy));
+        }
+        return resp;
+      })
+      .catch(() => caches.match(e.request, { ignoreSearch: true }).then((r) => r || Response.error())),
+  );
+});
