@@ -1,0 +1,130 @@
+// Types for the candlelit client API (client.js).
+
+export interface LoadProgress {
+  phase: 'download' | 'storage' | 'file';
+  loaded: number;
+  total: number;
+  bytesPerSecond: number;
+  secondsLeft: number | null;
+}
+
+export type ModelSource = string | Blob | { url: string } | { file: Blob } | { stored: string };
+
+export interface ModelInfo {
+  name: string;
+  architecture: string;
+  layers: number;
+  embedding: number;
+  vocab: number;
+  context: number;
+  chat_template: boolean;
+  fromStorage: boolean;
+  resumedFrom?: number;
+  loadMs: number;
+  memoryBytes: number;
+}
+
+export interface StoredModel {
+  name: string;
+  url: string | null;
+  size: number;
+  total: number | null;
+  complete: boolean;
+}
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant' | string;
+  content: string;
+}
+
+export interface CompletionParams {
+  messages?: ChatMessage[];
+  /** A raw prompt instead of messages (no chat template). */
+  prompt?: string;
+  stream?: boolean;
+  temperature?: number;
+  top_p?: number;
+  top_k?: number;
+  min_p?: number;
+  repetition_penalty?: number;
+  presence_penalty?: number;
+  frequency_penalty?: number;
+  max_tokens?: number;
+  stop?: string | string[];
+  seed?: number;
+  logit_bias?: Record<number, number>;
+  logprobs?: boolean;
+  top_logprobs?: number;
+  signal?: AbortSignal;
+}
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  prompt_tokens_details: { cached_tokens: number };
+  extra: {
+    prefill_tokens: number;
+    prefill_tokens_per_s: number;
+    decode_tokens_per_s: number;
+    prefill_ms: number;
+    decode_ms: number;
+  };
+}
+
+export type FinishReason = 'stop' | 'length' | 'abort';
+
+export interface TokenLogprob {
+  token_id: number;
+  logprob: number;
+  top_logprobs: { token_id: number; logprob: number }[];
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: 'chat.completion.chunk';
+  created: number;
+  model: string;
+  choices: {
+    index: number;
+    delta: { role?: 'assistant'; content?: string };
+    finish_reason: FinishReason | null;
+    logprobs?: { content: TokenLogprob[] };
+  }[];
+  /** Only on the last chunk. */
+  usage?: Usage;
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  choices: {
+    index: number;
+    message: { role: 'assistant'; content: string };
+    finish_reason: FinishReason;
+    logprobs: { content: TokenLogprob[] } | null;
+  }[];
+  usage: Usage;
+}
+
+export class CandlelitEngine {
+  constructor(options?: { workerUrl?: string | URL });
+  static create(options?: { workerUrl?: string | URL }): Promise<CandlelitEngine>;
+  model: ModelInfo | null;
+  load(source: ModelSource, options?: { onProgress?: (p: LoadProgress) => void; contextSize?: number }): Promise<ModelInfo>;
+  unload(): Promise<void>;
+  resetChat(): Promise<void>;
+  tokenize(text: string): Promise<number[]>;
+  listStoredModels(): Promise<StoredModel[]>;
+  deleteStoredModel(name: string): Promise<void>;
+  memoryBytes(): Promise<number>;
+  terminate(): void;
+  chat: {
+    completions: {
+      create(params: CompletionParams & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;
+      create(params: CompletionParams & { stream?: false }): Promise<ChatCompletion>;
+    };
+  };
+}
