@@ -71,8 +71,9 @@ cmd_test() {
   cmd_setup
   log "cargo fmt --check"
   cargo fmt --all -- --check
-  log "cargo clippy -D warnings"
+  log "cargo clippy -D warnings (native and wasm32)"
   cargo clippy --release --all-targets -- -D warnings
+  RUSTFLAGS="$WASM_RUSTFLAGS" cargo clippy --profile wasm --target wasm32-unknown-unknown --lib -- -D warnings
   build_wasm
   log "cargo test"
   cargo test --release

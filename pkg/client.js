@@ -137,6 +137,11 @@ export class CandlelitEngine {
     return this.#simple({ type: 'delete-stored', name });
   }
 
+  /** The engine's SIMD kernels against their scalar references (random and model blocks). */
+  kernelSelfTest(seed = 1) {
+    return this.#simple({ type: 'kernel-self-test', seed });
+  }
+
   /** Bytes of wasm memory the engine holds. */
   memoryBytes() {
     return this.#simple({ type: 'memory' });

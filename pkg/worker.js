@@ -2,7 +2,7 @@
 // protocol.md: the page (through client.js) sends requests with ids, the worker answers
 // with progress, token, done and error events carrying the same id.
 
-import init, { WasmLoader, memoryBytes } from './wasm/candlelit.js';
+import init, { WasmLoader, kernelSelfTest, memoryBytes } from './wasm/candlelit.js';
 import { loadUrl, streamBlob } from './download.js';
 import { ModelStore } from './storage.js';
 
@@ -122,6 +122,10 @@ async function handle(msg) {
     case 'delete-stored':
       await (await ModelStore.open()).remove(msg.name);
       post({ type: 'ok', id });
+      break;
+    case 'kernel-self-test':
+      await ready;
+      post({ type: 'ok', id, result: { random: JSON.parse(kernelSelfTest(msg.seed ?? 1)), model: engine ? JSON.parse(engine.kernelSelfTest()) : [] } });
       break;
     case 'memory':
       post({ type: 'ok', id, result: memoryBytes() });

@@ -30,8 +30,43 @@ impl Linear {
 
     /// `x` holds `rows` vectors of `in_dim`; returns `rows` vectors of `out_dim`.
     pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        // In the browser our SIMD128 kernels beat candle's; natively candle's AVX ones win.
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        if let QMatMul::QTensor(w) = &self.w {
+            let mut y = vec![0f32; rows * self.out_dim];
+            let data = w.data()?;
+            let weights = super::kernels::Weights {
+                dtype: w.dtype(),
+                data: &data,
+                out_dim: self.out_dim,
+                in_dim: self.in_dim,
+            };
+            if super::kernels::matmul(&weights, x, rows, &mut y, true) {
+                self.add_bias(&mut y);
+                return Ok(y);
+            }
+        }
         let t = Tensor::from_slice(x, (rows, self.in_dim), &Device::Cpu)?;
         let mut y = self.w.forward(&t)?.flatten_all()?.to_vec1::<f32>()?;
+        self.add_bias(&mut y);
+        Ok(y)
+    }
+
+    /// The fast kernel against the scalar reference on this weight (see `kernels`).
+    pub fn kernel_self_test(&self, x: &[f32], rows: usize) -> Option<(String, f64)> {
+        let QMatMul::QTensor(w) = &self.w else { return None };
+        let data = w.data().ok()?;
+        let weights = super::kernels::Weights {
+            dtype: w.dtype(),
+            data: &data,
+            out_dim: self.out_dim,
+            in_dim: self.in_dim,
+        };
+        let err = super::kernels::compare_with_reference(&weights, x, rows)?;
+        Some((format!("{:?}", w.dtype()), err))
+    }
+
+    fn add_bias(&self, y: &mut [f32]) {
         if let Some(b) = &self.bias {
             for row in y.chunks_exact_mut(self.out_dim) {
                 for (v, b) in row.iter_mut().zip(b) {
@@ -39,7 +74,6 @@ impl Linear {
                 }
             }
         }
-        Ok(y)
     }
 }
 

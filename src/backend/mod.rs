@@ -3,3 +3,4 @@
 //! a faster kernel or a GPU backend replaces an operation here, never the model code.
 
 pub mod cpu;
+pub mod kernels;

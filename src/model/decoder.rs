@@ -158,6 +158,33 @@ impl Decoder {
         })
     }
 
+    /// Checks the fast matrix kernels against their scalar references on this model's own
+    /// weights (layer 0 and the output projection): `(tensor, block type, worst error)`.
+    pub fn kernel_self_test(&self) -> Vec<(String, String, f64)> {
+        let l = &self.layers[0];
+        let mut named: Vec<(&str, &Linear)> =
+            vec![("attn_output", &l.o), ("ffn_down", &l.down), ("output", &self.output)];
+        match &l.qkv {
+            Qkv::Split { q, k, v } => named.extend([("attn_q", q), ("attn_k", k), ("attn_v", v)]),
+            Qkv::Fused(w) => named.push(("attn_qkv", w)),
+        }
+        match &l.ffn {
+            Ffn::Gated { gate, up } => named.extend([("ffn_gate", gate), ("ffn_up", up)]),
+            Ffn::FusedGateUp(w) => named.push(("ffn_up", w)),
+        }
+        let mut out = vec![];
+        for (name, lin) in named {
+            let rows = 3;
+            let x: Vec<f32> = (0..rows * lin.in_dim)
+                .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 2.0)
+                .collect();
+            if let Some((dtype, err)) = lin.kernel_self_test(&x, rows) {
+                out.push((name.to_string(), dtype, err));
+            }
+        }
+        out
+    }
+
     pub fn new_cache(&self) -> KvCache {
         KvCache::new(self.cfg.n_layer, self.cfg.n_kv_head * self.cfg.head_dim)
     }

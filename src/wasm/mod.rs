@@ -28,6 +28,12 @@ pub fn memory_bytes() -> f64 {
     (core::arch::wasm32::memory_size(0) * 65536) as f64
 }
 
+/// SIMD kernels against their scalar references on random blocks: JSON `[[type, error]...]`.
+#[wasm_bindgen(js_name = kernelSelfTest)]
+pub fn kernel_self_test(seed: u32) -> String {
+    serde_json::to_string(&crate::backend::kernels::self_test_random(seed as u64)).unwrap_or_default()
+}
+
 /// Takes a GGUF file chunk by chunk (from `fetch`, a `File` or storage).
 #[wasm_bindgen]
 pub struct WasmLoader {
@@ -112,6 +118,12 @@ impl WasmEngine {
     /// Forgets the cached conversation.
     pub fn reset(&mut self) {
         self.inner.reset()
+    }
+
+    /// SIMD kernels against their scalar references on this model's own weights (JSON).
+    #[wasm_bindgen(js_name = kernelSelfTest)]
+    pub fn kernel_self_test(&self) -> String {
+        serde_json::to_string(&self.inner.model.kernel_self_test()).unwrap_or_default()
     }
 
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsValue> {

@@ -1,0 +1,164 @@
+//! Our own fused dequantize-and-dot kernels on raw GGUF blocks. Activations are quantized
+//! once per row (as llama.cpp does) and every weight row is multiplied with all activation
+//! rows while it is in cache, so prefill does one pass over the weights, not one per token.
+//!
+//! On wasm32 with SIMD128 these replace candle's kernels; natively candle's AVX kernels are
+//! used and these scalar references are tested against candle's dequantization.
+
+pub mod q8;
+pub mod scalar;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub mod simd128;
+
+use candle_core::quantized::GgmlDType;
+use q8::{BlockQ8, BlockQ8K};
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+use scalar as fast;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+use simd128 as fast;
+
+#[derive(Clone, Copy)]
+pub enum Dot {
+    Q8(fn(&[u8], &[BlockQ8]) -> f32),
+    Q8K(fn(&[u8], &[BlockQ8K]) -> f32),
+}
+
+/// The kernel for a block type, with the bytes and elements of one block.
+pub fn kernel(dtype: GgmlDType, simd: bool) -> Option<(Dot, usize, usize)> {
+    use GgmlDType as T;
+    let pick = |f: fn(&[u8], &[BlockQ8]) -> f32, s: fn(&[u8], &[BlockQ8]) -> f32| Dot::Q8(if simd { f } else { s });
+    let pick_k =
+        |f: fn(&[u8], &[BlockQ8K]) -> f32, s: fn(&[u8], &[BlockQ8K]) -> f32| Dot::Q8K(if simd { f } else { s });
+    Some(match dtype {
+        T::Q4_0 => (pick(fast::dot_q4_0, scalar::dot_q4_0), 18, 32),
+        T::Q4_1 => (pick(fast::dot_q4_1, scalar::dot_q4_1), 20, 32),
+        T::Q5_0 => (pick(fast::dot_q5_0, scalar::dot_q5_0), 22, 32),
+        T::Q5_1 => (pick(fast::dot_q5_1, scalar::dot_q5_1), 24, 32),
+        T::Q8_0 => (pick(fast::dot_q8_0, scalar::dot_q8_0), 34, 32),
+        T::Q4K => (pick_k(fast::dot_q4_k, scalar::dot_q4_k), 144, 256),
+        T::Q6K => (pick_k(fast::dot_q6_k, scalar::dot_q6_k), 210, 256),
+        _ => return None,
+    })
+}
+
+/// A weight matrix as it sits in the GGUF file: `out_dim` rows of `in_dim` values in blocks.
+#[derive(Clone, Copy)]
+pub struct Weights<'a> {
+    pub dtype: GgmlDType,
+    pub data: &'a [u8],
+    pub out_dim: usize,
+    pub in_dim: usize,
+}
+
+/// `out[r][o] = W[o] · x[r]` for `rows` activation rows of `in_dim`. Returns false when the
+/// block type has no kernel here (the caller then uses candle's).
+pub fn matmul(w: &Weights, x: &[f32], rows: usize, out: &mut [f32], simd: bool) -> bool {
+    let Some((dot, block_bytes, block_elems)) = kernel(w.dtype, simd) else {
+        return false;
+    };
+    if !w.in_dim.is_multiple_of(block_elems) || w.data.len() != w.out_dim * w.in_dim / block_elems * block_bytes {
+        return false;
+    }
+    let row_bytes = w.in_dim / block_elems * block_bytes;
+    match dot {
+        Dot::Q8(f) => {
+            let acts = quantize_rows(x, w.in_dim, rows, q8::quantize_q8);
+            multiply(w.data, row_bytes, &acts, w.in_dim / 32, w.out_dim, out, f);
+        }
+        Dot::Q8K(f) => {
+            let acts = quantize_rows(x, w.in_dim, rows, q8::quantize_q8k);
+            multiply(w.data, row_bytes, &acts, w.in_dim / 256, w.out_dim, out, f);
+        }
+    }
+    true
+}
+
+fn quantize_rows<B>(x: &[f32], in_dim: usize, rows: usize, q: fn(&[f32], &mut Vec<B>)) -> Vec<B> {
+    let mut all = Vec::new();
+    let mut one = Vec::new();
+    for r in x.chunks_exact(in_dim).take(rows) {
+        q(r, &mut one);
+        all.append(&mut one);
+    }
+    all
+}
+
+fn multiply<B>(
+    w: &[u8],
+    row_bytes: usize,
+    acts: &[B],
+    blocks: usize,
+    out_dim: usize,
+    out: &mut [f32],
+    f: fn(&[u8], &[B]) -> f32,
+) {
+    for (o, wr) in w.chunks_exact(row_bytes).enumerate() {
+        for (r, a) in acts.chunks_exact(blocks).enumerate() {
+            out[r * out_dim + o] = f(wr, a);
+        }
+    }
+}
+
+/// Runs the fast kernel and the scalar reference on the same data and returns the worst
+/// difference, relative to the typical output size. Used to test the SIMD kernels where
+/// they run (in the browser), on random and real blocks.
+pub fn compare_with_reference(w: &Weights, x: &[f32], rows: usize) -> Option<f64> {
+    let mut fast_out = vec![0f32; rows * w.out_dim];
+    let mut ref_out = vec![0f32; rows * w.out_dim];
+    if !matmul(w, x, rows, &mut fast_out, true) {
+        return None;
+    }
+    matmul(w, x, rows, &mut ref_out, false);
+    let scale = ref_out.iter().map(|v| v.abs() as f64).sum::<f64>() / ref_out.len() as f64 + 1e-12;
+    Some(
+        fast_out
+            .iter()
+            .zip(&ref_out)
+            .map(|(a, b)| (*a as f64 - *b as f64).abs() / scale)
+            .fold(0.0, f64::max),
+    )
+}
+
+/// The fast kernels against the references on random weights of every supported type.
+pub fn self_test_random(seed: u64) -> Vec<(String, f64)> {
+    use candle_core::{Device, Tensor};
+    let mut s = seed | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    };
+    let (n, k, rows) = (40, 768, 5);
+    let w: Vec<f32> = (0..n * k).map(|_| next()).collect();
+    let x: Vec<f32> = (0..rows * k).map(|_| next() * 4.0).collect();
+    let mut out = vec![];
+    let Ok(wt) = Tensor::from_vec(w, (n, k), &Device::Cpu) else {
+        return out;
+    };
+    for dtype in [
+        GgmlDType::Q4_0,
+        GgmlDType::Q4_1,
+        GgmlDType::Q5_0,
+        GgmlDType::Q5_1,
+        GgmlDType::Q8_0,
+        GgmlDType::Q4K,
+        GgmlDType::Q6K,
+    ] {
+        if let Ok(q) = candle_core::quantized::QTensor::quantize(&wt, dtype) {
+            if let Ok(data) = q.data() {
+                let w = Weights {
+                    dtype,
+                    data: &data,
+                    out_dim: n,
+                    in_dim: k,
+                };
+                if let Some(err) = compare_with_reference(&w, &x, rows) {
+                    out.push((format!("{dtype:?}"), err));
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,75 @@
+//! Activation quantization, done once per activation row and reused for every weight row.
+//! `BlockQ8` (32 values) pairs with the 32-element weight blocks, `BlockQ8K` (256 values,
+//! with sums per 16) with the k-quants, as in ggml.
+
+use half::f16;
+
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(16))]
+pub struct BlockQ8 {
+    pub qs: [i8; 32],
+    /// Scale, rounded through f16 like ggml's `block_q8_1.d`.
+    pub d: f32,
+    /// `d * Σ qs`, rounded through f16 like ggml's `block_q8_1.s`.
+    pub s: f32,
+}
+
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(16))]
+pub struct BlockQ8K {
+    pub qs: [i8; 256],
+    pub bsums: [i16; 16],
+    pub d: f32,
+}
+
+/// ggml's `quantize_row_q8_1_ref` (also what Q8_0 activations look like, plus `s`).
+pub fn quantize_q8(x: &[f32], out: &mut Vec<BlockQ8>) {
+    out.clear();
+    for chunk in x.chunks_exact(32) {
+        let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let mut qs = [0i8; 32];
+        let mut sum = 0i32;
+        for (q, v) in qs.iter_mut().zip(chunk) {
+            *q = (v * id).round() as i8;
+            sum += *q as i32;
+        }
+        out.push(BlockQ8 {
+            qs,
+            d: f16::from_f32(d).to_f32(),
+            s: f16::from_f32(sum as f32 * d).to_f32(),
+        });
+    }
+}
+
+/// ggml's `quantize_row_q8_K_ref`: the scale maps the largest-magnitude value to -128.
+pub fn quantize_q8k(x: &[f32], out: &mut Vec<BlockQ8K>) {
+    out.clear();
+    for chunk in x.chunks_exact(256) {
+        let mut max = 0f32;
+        let mut amax = 0f32;
+        for &v in chunk {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        let mut b = BlockQ8K {
+            qs: [0; 256],
+            bsums: [0; 16],
+            d: 0.0,
+        };
+        if amax != 0.0 {
+            let iscale = -128.0 / max;
+            for (q, v) in b.qs.iter_mut().zip(chunk) {
+                *q = ((iscale * v).round() as i32).min(127) as i8;
+            }
+            for (g, s) in b.bsums.iter_mut().enumerate() {
+                *s = b.qs[16 * g..16 * g + 16].iter().map(|&q| q as i16).sum();
+            }
+            b.d = 1.0 / iscale;
+        }
+        out.push(b);
+    }
+}

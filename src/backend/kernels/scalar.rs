@@ -1,0 +1,157 @@
+//! Scalar reference kernels: one weight row (raw GGUF blocks) · quantized activations.
+//! They follow ggml's reference `vec_dot` formulas and are the oracle for the SIMD kernels.
+
+// Indexed loops on purpose: they read like the ggml reference formulas they mirror.
+#![allow(clippy::needless_range_loop)]
+
+use super::q8::{BlockQ8, BlockQ8K};
+use half::f16;
+
+#[inline]
+pub(crate) fn f16_at(b: &[u8], at: usize) -> f32 {
+    f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
+}
+
+pub fn dot_q4_0(row: &[u8], act: &[BlockQ8]) -> f32 {
+    let mut sum = 0f32;
+    for (w, a) in row.chunks_exact(18).zip(act) {
+        let qs = &w[2..18];
+        let mut sumi = 0i32;
+        for j in 0..16 {
+            sumi += ((qs[j] & 0x0F) as i32 - 8) * a.qs[j] as i32 + ((qs[j] >> 4) as i32 - 8) * a.qs[j + 16] as i32;
+        }
+        sum += f16_at(w, 0) * a.d * sumi as f32;
+    }
+    sum
+}
+
+pub fn dot_q4_1(row: &[u8], act: &[BlockQ8]) -> f32 {
+    let mut sum = 0f32;
+    for (w, a) in row.chunks_exact(20).zip(act) {
+        let qs = &w[4..20];
+        let mut sumi = 0i32;
+        for j in 0..16 {
+            sumi += (qs[j] & 0x0F) as i32 * a.qs[j] as i32 + (qs[j] >> 4) as i32 * a.qs[j + 16] as i32;
+        }
+        sum += f16_at(w, 0) * a.d * sumi as f32 + f16_at(w, 2) * a.s;
+    }
+    sum
+}
+
+fn q5_values(qh: u32, qs: &[u8], j: usize) -> (i32, i32) {
+    let lo = (qs[j] & 0x0F) as i32 | ((((qh >> j) & 1) as i32) << 4);
+    let hi = (qs[j] >> 4) as i32 | ((((qh >> (j + 16)) & 1) as i32) << 4);
+    (lo, hi)
+}
+
+pub fn dot_q5_0(row: &[u8], act: &[BlockQ8]) -> f32 {
+    let mut sum = 0f32;
+    for (w, a) in row.chunks_exact(22).zip(act) {
+        let qh = u32::from_le_bytes([w[2], w[3], w[4], w[5]]);
+        let qs = &w[6..22];
+        let mut sumi = 0i32;
+        for j in 0..16 {
+            let (lo, hi) = q5_values(qh, qs, j);
+            sumi += (lo - 16) * a.qs[j] as i32 + (hi - 16) * a.qs[j + 16] as i32;
+        }
+        sum += f16_at(w, 0) * a.d * sumi as f32;
+    }
+    sum
+}
+
+pub fn dot_q5_1(row: &[u8], act: &[BlockQ8]) -> f32 {
+    let mut sum = 0f32;
+    for (w, a) in row.chunks_exact(24).zip(act) {
+        let qh = u32::from_le_bytes([w[4], w[5], w[6], w[7]]);
+        let qs = &w[8..24];
+        let mut sumi = 0i32;
+        for j in 0..16 {
+            let (lo, hi) = q5_values(qh, qs, j);
+            sumi += lo * a.qs[j] as i32 + hi * a.qs[j + 16] as i32;
+        }
+        sum += f16_at(w, 0) * a.d * sumi as f32 + f16_at(w, 2) * a.s;
+    }
+    sum
+}
+
+pub fn dot_q8_0(row: &[u8], act: &[BlockQ8]) -> f32 {
+    let mut sum = 0f32;
+    for (w, a) in row.chunks_exact(34).zip(act) {
+        let sumi: i32 = w[2..34]
+            .iter()
+            .zip(&a.qs)
+            .map(|(&q, &x)| q as i8 as i32 * x as i32)
+            .sum();
+        sum += f16_at(w, 0) * a.d * sumi as f32;
+    }
+    sum
+}
+
+/// The 6-bit scale and minimum of sub-block `j` of a Q4_K/Q5_K super-block.
+#[inline]
+pub(crate) fn scale_min_k4(j: usize, s: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (s[j] & 63, s[j + 4] & 63)
+    } else {
+        (
+            (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4),
+            (s[j + 4] >> 4) | ((s[j] >> 6) << 4),
+        )
+    }
+}
+
+pub fn dot_q4_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
+    let mut sum = 0f32;
+    for (w, a) in row.chunks_exact(144).zip(act) {
+        let (d, dmin) = (f16_at(w, 0), f16_at(w, 2));
+        let scales = &w[4..16];
+        let qs = &w[16..144];
+        let (mut sumi, mut summ) = (0i32, 0i32);
+        for c in 0..4 {
+            let q = &qs[32 * c..32 * c + 32];
+            let (sc_lo, m_lo) = scale_min_k4(2 * c, scales);
+            let (sc_hi, m_hi) = scale_min_k4(2 * c + 1, scales);
+            let (mut lo, mut hi) = (0i32, 0i32);
+            for l in 0..32 {
+                lo += (q[l] & 0x0F) as i32 * a.qs[64 * c + l] as i32;
+                hi += (q[l] >> 4) as i32 * a.qs[64 * c + 32 + l] as i32;
+            }
+            sumi += sc_lo as i32 * lo + sc_hi as i32 * hi;
+            let b = &a.bsums;
+            summ += m_lo as i32 * (b[4 * c] + b[4 * c + 1]) as i32 + m_hi as i32 * (b[4 * c + 2] + b[4 * c + 3]) as i32;
+        }
+        sum += a.d * (d * sumi as f32 - dmin * summ as f32);
+    }
+    sum
+}
+
+pub fn dot_q6_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
+    let mut sum = 0f32;
+    for (w, a) in row.chunks_exact(210).zip(act) {
+        let d = f16_at(w, 208);
+        let mut total = 0i32;
+        for n in 0..2 {
+            let ql = &w[64 * n..64 * n + 64];
+            let qh = &w[128 + 32 * n..128 + 32 * n + 32];
+            let sc = &w[192 + 8 * n..192 + 8 * n + 8];
+            let aq = &a.qs[128 * n..128 * n + 128];
+            let mut part = [0i32; 8];
+            for l in 0..32 {
+                let is = l / 16;
+                let q1 = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i32 - 32;
+                let q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
+                let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
+                let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
+                part[is] += q1 * aq[l] as i32;
+                part[is + 2] += q2 * aq[l + 32] as i32;
+                part[is + 4] += q3 * aq[l + 64] as i32;
+                part[is + 6] += q4 * aq[l + 96] as i32;
+            }
+            for (p, &s) in part.iter().zip(sc) {
+                total += p * s as i8 as i32;
+            }
+        }
+        sum += a.d * d * total as f32;
+    }
+    sum
+}

@@ -1,0 +1,135 @@
+//! Our dot-product kernels against candle's dequantization, on random blocks of every
+//! supported type and on real blocks from the test models.
+
+mod common;
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use candlelit::backend::kernels::{kernel, matmul, q8, Dot, Weights};
+use candlelit::gguf::Loader;
+
+fn lcg(seed: &mut u64) -> f32 {
+    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    ((*seed >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+}
+
+/// Exact (f64) dot of the dequantized weight row with the dequantized activations.
+fn reference(w_row: &[f32], x: &[f32], dot: Dot) -> (f64, f64) {
+    let xq: Vec<f32> = match dot {
+        Dot::Q8(_) => {
+            let mut b = vec![];
+            q8::quantize_q8(x, &mut b);
+            b.iter()
+                .flat_map(|b| b.qs.iter().map(move |&q| q as f32 * b.d))
+                .collect()
+        }
+        Dot::Q8K(_) => {
+            let mut b = vec![];
+            q8::quantize_q8k(x, &mut b);
+            b.iter()
+                .flat_map(|b| b.qs.iter().map(move |&q| q as f32 * b.d))
+                .collect()
+        }
+    };
+    let exact: f64 = w_row.iter().zip(&xq).map(|(a, b)| *a as f64 * *b as f64).sum();
+    let magnitude: f64 = w_row.iter().zip(&xq).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
+    (exact, magnitude)
+}
+
+fn check(name: &str, t: &QTensor, x: &[f32]) {
+    let (out_dim, in_dim) = t.shape().dims2().unwrap();
+    let (dot, _, _) = kernel(t.dtype(), false).unwrap_or_else(|| panic!("no kernel for {:?}", t.dtype()));
+    let w = t.dequantize(&Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+    let rows = x.len() / in_dim;
+    let mut out = vec![0f32; rows * out_dim];
+    let data = t.data().unwrap();
+    let weights = Weights {
+        dtype: t.dtype(),
+        data: &data,
+        out_dim,
+        in_dim,
+    };
+    assert!(matmul(&weights, x, rows, &mut out, false));
+    let mut worst = 0f64;
+    for r in 0..rows {
+        for o in (0..out_dim).step_by((out_dim / 64).max(1)) {
+            let (exact, mag) = reference(&w[o], &x[r * in_dim..(r + 1) * in_dim], dot);
+            let err = (out[r * out_dim + o] as f64 - exact).abs() / mag.max(1e-9);
+            worst = worst.max(err);
+        }
+    }
+    println!(
+        "{name} {:?} [{out_dim}x{in_dim}] x {rows} rows: worst relative error {worst:.2e}",
+        t.dtype()
+    );
+    // Q4_1/Q5_1 use the f16-rounded `d·Σq` of the activations for their offset term, as
+    // ggml does; everything else is exact integer arithmetic up to f32 rounding.
+    let tolerance = if matches!(t.dtype(), GgmlDType::Q4_1 | GgmlDType::Q5_1) {
+        5e-4
+    } else {
+        1e-5
+    };
+    assert!(worst < tolerance, "{name}: relative error {worst}");
+}
+
+#[test]
+fn random_blocks_of_every_type() {
+    let mut seed = 7;
+    let (n, k) = (48, 512);
+    let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
+    let x: Vec<f32> = (0..3 * k).map(|_| lcg(&mut seed) * 3.0).collect();
+    let wt = Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap();
+    for dtype in [
+        GgmlDType::Q4_0,
+        GgmlDType::Q4_1,
+        GgmlDType::Q5_0,
+        GgmlDType::Q5_1,
+        GgmlDType::Q8_0,
+        GgmlDType::Q4K,
+        GgmlDType::Q6K,
+    ] {
+        let q = QTensor::quantize(&wt, dtype).unwrap();
+        check("random", &q, &x);
+    }
+}
+
+#[test]
+fn real_blocks_from_the_test_models() {
+    let mut seed = 11;
+    for (model, tensors) in [
+        (
+            common::SMOLLM2,
+            &["blk.0.attn_q.weight", "blk.3.ffn_down.weight", "token_embd.weight"][..],
+        ),
+        (
+            common::GEMMA3,
+            &[
+                "blk.0.attn_q.weight",
+                "blk.0.attn_output.weight",
+                "blk.0.ffn_down.weight",
+                "blk.0.attn_v.weight",
+            ][..],
+        ),
+    ] {
+        let mut g = Loader::load_file(common::model_path(model)).unwrap();
+        for name in tensors {
+            let t = g.take(name).unwrap();
+            let (out_dim, in_dim) = t.shape().dims2().unwrap();
+            // Keep the big embedding tables quick: their first rows are enough.
+            let t = if out_dim > 4096 {
+                let bytes = t.data().unwrap();
+                let row = bytes.len() / out_dim;
+                let small = candle_core::quantized::QStorage::from_data(
+                    std::borrow::Cow::Borrowed(&bytes[..row * 512]),
+                    &Device::Cpu,
+                    t.dtype(),
+                )
+                .unwrap();
+                QTensor::new(small, (512, in_dim)).unwrap()
+            } else {
+                t
+            };
+            let x: Vec<f32> = (0..2 * in_dim).map(|_| lcg(&mut seed)).collect();
+            check(name, &t, &x);
+        }
+    }
+}
