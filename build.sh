@@ -11,6 +11,10 @@ MODELS_DIR="${CANDLELIT_MODELS:-$PWD/models}"
 export CANDLELIT_MODELS="$MODELS_DIR"
 WASM_RUSTFLAGS="-C target-feature=+simd128"
 WASM_OUT=target/wasm32-unknown-unknown/wasm
+# Shared memory for the Web Worker pool; 4 GiB is wasm32's ceiling.
+WASM_MT_RUSTFLAGS="-C target-feature=+simd128,+atomics,+bulk-memory,+mutable-globals -C link-arg=--shared-memory -C link-arg=--max-memory=2147483648 -C link-arg=--import-memory -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base"
+WASM_MT_OUT=target/mt/wasm32-unknown-unknown/wasm
+WASM_OPT_FLAGS=(-O3 --enable-simd --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals)
 DEFAULT_MODEL="$MODELS_DIR/smollm2-135m-instruct-q4_1.gguf"
 
 log() { printf '\n== %s\n' "$*" >&2; }
@@ -18,6 +22,9 @@ log() { printf '\n== %s\n' "$*" >&2; }
 setup_rust() {
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
   rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+  # The threaded wasm build rebuilds std with atomics: nightly with rust-src.
+  rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+  rustup +nightly component list --installed | grep -q rust-src || rustup +nightly component add rust-src
 }
 
 fetch_models() {
@@ -58,9 +65,16 @@ build_wasm() {
   log "wasm32 + simd128 build"
   RUSTFLAGS="$WASM_RUSTFLAGS" cargo build --profile wasm --target wasm32-unknown-unknown --lib
   # wasm-opt before wasm-bindgen: Debian's binaryen 108 breaks the module when run after it.
-  wasm-opt -O3 --enable-simd --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
-    --enable-mutable-globals "$WASM_OUT/candlelit.wasm" -o "$WASM_OUT/candlelit.opt.wasm"
+  wasm-opt "${WASM_OPT_FLAGS[@]}" "$WASM_OUT/candlelit.wasm" -o "$WASM_OUT/candlelit.opt.wasm"
   wasm-bindgen --target web --out-dir pkg/wasm --out-name candlelit "$WASM_OUT/candlelit.opt.wasm"
+  log "threaded wasm build (nightly, build-std, atomics)"
+  RUSTFLAGS="$WASM_MT_RUSTFLAGS" cargo +nightly build -Z build-std=panic_abort,std --profile wasm \
+    --target wasm32-unknown-unknown --lib --features threads --target-dir target/mt
+  wasm-opt "${WASM_OPT_FLAGS[@]}" --enable-threads "$WASM_MT_OUT/candlelit.wasm" -o "$WASM_MT_OUT/candlelit.opt.wasm"
+  wasm-bindgen --target web --out-dir pkg/wasm-mt --out-name candlelit "$WASM_MT_OUT/candlelit.opt.wasm"
+  # wasm-bindgen-rayon's pool workers import their package as '../../..', which only a
+  # bundler resolves; point them at the module itself so plain static hosting works.
+  sed -i "s#import('../../..')#import('../../../candlelit.js')#" pkg/wasm-mt/snippets/wasm-bindgen-rayon-*/src/workerHelpers.js
   mkdir -p www/vendor
   cp node_modules/marked/lib/marked.esm.js www/vendor/marked.esm.js
   cp node_modules/dompurify/dist/purify.es.mjs www/vendor/purify.es.mjs

@@ -21,10 +21,16 @@ export class CandlelitEngine {
   #worker = null;
   #pending = new Map();
   #workerUrl;
+  #threads;
   model = null;
 
-  constructor({ workerUrl } = {}) {
+  /**
+   * `threads`: Web Workers for the matrix products (default: up to 4 when the page is
+   * cross-origin isolated, else 1). The threaded build needs COOP/COEP headers.
+   */
+  constructor({ workerUrl, threads } = {}) {
     this.#workerUrl = workerUrl ?? new URL('./worker.js', import.meta.url);
+    this.#threads = threads ?? (globalThis.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1);
     this.chat = { completions: { create: (params) => this.#create(params) } };
   }
 
@@ -55,6 +61,8 @@ export class CandlelitEngine {
     };
     w.onmessageerror = () => this.#failAll(engineError({ name: 'WorkerError', message: 'Bad message from the engine worker.', fatal: true }));
     this.#worker = w;
+    // The first message chooses the build (single-thread or threaded) for this worker.
+    w.postMessage({ type: 'init', id: 0, threads: this.#threads });
     return w;
   }
 
@@ -168,7 +176,12 @@ export class CandlelitEngine {
       logit_bias: params.logit_bias ? Object.entries(params.logit_bias).map(([k, v]) => [Number(k), v]) : undefined,
     };
     for (const k of Object.keys(sampling)) if (sampling[k] === undefined || sampling[k] === null) delete sampling[k];
-    const request = { sampling, max_tokens: params.max_tokens ?? 512, stop: typeof params.stop === 'string' ? [params.stop] : (params.stop ?? []) };
+    const request = {
+      sampling,
+      max_tokens: params.max_tokens ?? 512,
+      stop: typeof params.stop === 'string' ? [params.stop] : (params.stop ?? []),
+      ignore_eos: !!params.ignore_eos,
+    };
     const enginePrompt = messages ? { chat: messages.map(({ role, content }) => ({ role, content: String(content) })) } : { text: prompt };
     const completionId = `chatcmpl-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
     const created = Math.floor(Date.now() / 1000);

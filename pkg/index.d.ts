@@ -22,6 +22,9 @@ export interface ModelInfo {
   resumedFrom?: number;
   loadMs: number;
   memoryBytes: number;
+  /** Threads the engine runs its matrix products on, and why (e.g. no cross-origin isolation). */
+  threads: number;
+  reason: string;
 }
 
 export interface StoredModel {
@@ -53,6 +56,8 @@ export interface CompletionParams {
   stop?: string | string[];
   seed?: number;
   logit_bias?: Record<number, number>;
+  /** Keep generating past end-of-generation tokens (benchmarks). */
+  ignore_eos?: boolean;
   logprobs?: boolean;
   top_logprobs?: number;
   signal?: AbortSignal;
@@ -110,8 +115,8 @@ export interface ChatCompletion {
 }
 
 export class CandlelitEngine {
-  constructor(options?: { workerUrl?: string | URL });
-  static create(options?: { workerUrl?: string | URL }): Promise<CandlelitEngine>;
+  constructor(options?: { workerUrl?: string | URL; threads?: number });
+  static create(options?: { workerUrl?: string | URL; threads?: number }): Promise<CandlelitEngine>;
   model: ModelInfo | null;
   load(source: ModelSource, options?: { onProgress?: (p: LoadProgress) => void; contextSize?: number }): Promise<ModelInfo>;
   unload(): Promise<void>;

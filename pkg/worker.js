@@ -2,11 +2,35 @@
 // protocol.md: the page (through client.js) sends requests with ids, the worker answers
 // with progress, token, done and error events carrying the same id.
 
-import init, { WasmLoader, kernelSelfTest, memoryBytes } from './wasm/candlelit.js';
 import { loadUrl, streamBlob } from './download.js';
 import { ModelStore } from './storage.js';
 
-const ready = init();
+// Two builds of the engine: `wasm/` (single thread, runs anywhere) and `wasm-mt/` (shared
+// memory and a pool of Web Workers, only where the page is cross-origin isolated).
+let wasm = null;
+let ready = null;
+let threading = { threads: 1, reason: 'single-thread build requested' };
+
+async function start(requested) {
+  const want = Math.max(1, Math.floor(requested || 1));
+  if (want > 1 && self.crossOriginIsolated) {
+    try {
+      const mt = await import('./wasm-mt/candlelit.js');
+      await mt.default();
+      await mt.initThreadPool(want);
+      wasm = mt;
+      threading = { threads: mt.threadCount(), reason: 'threaded build' };
+      return;
+    } catch (e) {
+      threading = { threads: 1, reason: `threaded build unavailable (${e.message})` };
+    }
+  } else if (want > 1) {
+    threading = { threads: 1, reason: 'the page is not cross-origin isolated, so threads are unavailable' };
+  }
+  wasm = await import('./wasm/candlelit.js');
+  await wasm.default();
+}
+
 let engine = null;
 let broken = null;
 let current = null; // { id, cancelled }
@@ -46,7 +70,7 @@ async function load(id, source, options = {}) {
   const t0 = performance.now();
   const onProgress = (p) => post({ type: 'progress', id, ...p });
   const makeSink = (total) => {
-    loader = new WasmLoader(total);
+    loader = new wasm.WasmLoader(total);
     return (chunk) => loader.push(chunk);
   };
   let origin;
@@ -66,7 +90,7 @@ async function load(id, source, options = {}) {
   }
   engine = loader.finish(options.contextSize ?? undefined);
   const info = JSON.parse(engine.info());
-  return { ...info, ...origin, loadMs: performance.now() - t0, memoryBytes: memoryBytes() };
+  return { ...info, ...origin, ...threading, loadMs: performance.now() - t0, memoryBytes: wasm.memoryBytes() };
 }
 
 async function generate(id, prompt, request) {
@@ -93,6 +117,8 @@ async function generate(id, prompt, request) {
 
 async function handle(msg) {
   const { id } = msg;
+  // A client always sends `init` first; this covers one that does not.
+  if (msg.type !== 'init' && msg.type !== 'cancel') ready ??= start(1);
   switch (msg.type) {
     case 'load':
       post({ type: 'loaded', id, info: await load(id, msg.source, msg.options) });
@@ -123,12 +149,22 @@ async function handle(msg) {
       await (await ModelStore.open()).remove(msg.name);
       post({ type: 'ok', id });
       break;
+    case 'init':
+      ready ??= start(msg.threads);
+      await ready;
+      post({ type: 'ok', id, result: threading });
+      break;
     case 'kernel-self-test':
       await ready;
-      post({ type: 'ok', id, result: { random: JSON.parse(kernelSelfTest(msg.seed ?? 1)), model: engine ? JSON.parse(engine.kernelSelfTest()) : [] } });
+      post({ type: 'ok', id, result: { random: JSON.parse(wasm.kernelSelfTest(msg.seed ?? 1)), model: engine ? JSON.parse(engine.kernelSelfTest()) : [] } });
+      break;
+    case 'bench-matmul':
+      await ready;
+      post({ type: 'ok', id, result: wasm.benchMatmul(msg.n, msg.k, msg.rows, msg.iters) });
       break;
     case 'memory':
-      post({ type: 'ok', id, result: memoryBytes() });
+      await ready;
+      post({ type: 'ok', id, result: wasm.memoryBytes() });
       break;
     default:
       throw new Error(`unknown message type ${msg.type}`);

@@ -18,6 +18,7 @@ fn greedy(max_tokens: usize) -> Request {
         sampling: SamplingParams::greedy(),
         max_tokens,
         stop: vec![],
+        ignore_eos: false,
     }
 }
 
@@ -64,6 +65,7 @@ fn gemma3_completes_with_paris() {
         },
         max_tokens: 1,
         stop: vec![],
+        ignore_eos: false,
     };
     e.start(&Prompt::Text("The capital of France is".into()), &req).unwrap();
     let top = loop {
@@ -131,6 +133,7 @@ fn same_seed_same_text_and_different_seeds_differ() {
         },
         max_tokens: 24,
         stop: vec![],
+        ignore_eos: false,
     };
     let p = Prompt::Text("Once upon a time".into());
     let a = e.generate(&p, &req(42)).unwrap();
@@ -167,6 +170,7 @@ fn max_tokens_and_logprobs() {
         },
         max_tokens: 5,
         stop: vec![],
+        ignore_eos: false,
     };
     e.start(&Prompt::Text("One, two, three,".into()), &req).unwrap();
     let mut n = 0;

@@ -190,7 +190,7 @@ async function loadModel() {
     const info = await engine.load(source, { onProgress: showProgress });
     ui.progress.hidden = true;
     const from = info.fromStorage ? 'from browser storage' : info.resumedFrom ? `resumed at ${mb(info.resumedFrom)}` : 'downloaded';
-    ui.status.textContent = `${info.name.replace(/^[0-9a-f]{8}-/, '')} (${info.architecture}, ${info.layers} layers) ready — ${from} in ${(info.loadMs / 1000).toFixed(1)} s, engine memory ${mb(info.memoryBytes)}. Backend: CPU (wasm SIMD).`;
+    ui.status.textContent = `${info.name.replace(/^[0-9a-f]{8}-/, '')} (${info.architecture}, ${info.layers} layers) ready — ${from} in ${(info.loadMs / 1000).toFixed(1)} s, engine memory ${mb(info.memoryBytes)}. Backend: CPU (wasm SIMD, ${info.threads} thread${info.threads > 1 ? 's' : ''}${info.threads > 1 ? '' : `: ${info.reason}`}).`;
     ui.status.dataset.loadMs = String(Math.round(info.loadMs));
   } catch (e) {
     ui.status.textContent = 'No model loaded.';

@@ -2,7 +2,7 @@
 // network off. Model files are not cached here: the engine keeps them in OPFS.
 // Network first, so a new build is picked up when online; the cache answers offline.
 
-const CACHE = 'candlelit-shell-v1';
+const CACHE = 'candlelit-shell-v2';
 const SHELL = [
   './',
   './index.html',
@@ -17,10 +17,18 @@ const SHELL = [
   '../pkg/storage.js',
   '../pkg/wasm/candlelit.js',
   '../pkg/wasm/candlelit_bg.wasm',
+  '../pkg/wasm-mt/candlelit.js',
+  '../pkg/wasm-mt/candlelit_bg.wasm',
 ];
 
 self.addEventListener('install', (e) => {
-  e.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));
+  // One by one, so a missing optional file (the threaded build) does not fail the install.
+  e.waitUntil(
+    caches
+      .open(CACHE)
+      .then((c) => Promise.all(SHELL.map((u) => c.add(u).catch(() => {}))))
+      .then(() => self.skipWaiting()),
+  );
 });
 
 self.addEventListener('activate', (e) => {

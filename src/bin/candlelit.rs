@@ -67,6 +67,9 @@ mod cli {
         /// Stop string (repeatable); not included in the output.
         #[arg(long)]
         stop: Vec<String>,
+        /// Keep generating past end-of-generation tokens.
+        #[arg(long)]
+        ignore_eos: bool,
     }
 
     impl SampleArgs {
@@ -85,6 +88,7 @@ mod cli {
                 },
                 max_tokens: self.max_tokens,
                 stop: self.stop.clone(),
+                ignore_eos: self.ignore_eos,
             }
         }
     }

@@ -32,6 +32,8 @@ pub struct Request {
     pub sampling: SamplingParams,
     pub max_tokens: usize,
     pub stop: Vec<String>,
+    /// Keep going past end-of-generation tokens (benchmarks that need exactly `max_tokens`).
+    pub ignore_eos: bool,
 }
 
 impl Default for Request {
@@ -40,6 +42,7 @@ impl Default for Request {
             sampling: SamplingParams::default(),
             max_tokens: 512,
             stop: Vec::new(),
+            ignore_eos: false,
         }
     }
 }
@@ -96,6 +99,7 @@ struct Active {
     /// Prompt tokens still to run.
     prefill_from: usize,
     max_tokens: usize,
+    ignore_eos: bool,
     generated: Vec<u32>,
     /// Logits for the next token, once the prompt has been run.
     logits: Option<Vec<f32>>,
@@ -206,6 +210,7 @@ impl Engine {
             prompt: ids,
             prefill_from: reuse,
             max_tokens: req.max_tokens,
+            ignore_eos: req.ignore_eos,
             generated: Vec::new(),
             logits: None,
             utf8: Utf8Stream::default(),
@@ -283,7 +288,7 @@ impl Engine {
         let t0 = clock::now_ms();
         let history: Vec<u32> = a.prompt.iter().chain(&a.generated).copied().collect();
         let Sampled { token, logprob, top } = a.sampler.sample(&logits, &history);
-        if tok.is_end_of_generation(token) {
+        if !a.ignore_eos && tok.is_end_of_generation(token) {
             a.stats.decode_ms += clock::now_ms() - t0;
             let text = a.utf8.finish() + &a.stops.flush();
             return Ok(Self::finish(a, FinishReason::Stop, text));

@@ -17,6 +17,19 @@ fn json_error(what: &str, e: serde_json::Error) -> JsValue {
     js_error(Error::InvalidRequest(format!("{what}: {e}")))
 }
 
+/// `initThreadPool(n)`: starts the Web Worker pool of the threaded build.
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
+/// Threads the matrix products use (1 in the single-thread build).
+#[wasm_bindgen(js_name = threadCount)]
+pub fn thread_count() -> usize {
+    #[cfg(feature = "threads")]
+    return rayon::current_num_threads();
+    #[cfg(not(feature = "threads"))]
+    1
+}
+
 #[wasm_bindgen(start)]
 pub fn init() {
     console_error_panic_hook::set_once();
@@ -32,6 +45,35 @@ pub fn memory_bytes() -> f64 {
 #[wasm_bindgen(js_name = kernelSelfTest)]
 pub fn kernel_self_test(seed: u32) -> String {
     serde_json::to_string(&crate::backend::kernels::self_test_random(seed as u64)).unwrap_or_default()
+}
+
+/// Milliseconds for `iters` products of a random Q4_1 `n × k` matrix with `rows` activation
+/// rows (a kernel microbenchmark for the benchmark page).
+#[wasm_bindgen(js_name = benchMatmul)]
+pub fn bench_matmul(n: usize, k: usize, rows: usize, iters: usize) -> f64 {
+    use crate::backend::kernels::{matmul, Weights};
+    use candle_core::quantized::{GgmlDType, QTensor};
+    let w: Vec<f32> = (0..n * k).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    let Ok(t) = candle_core::Tensor::from_vec(w, (n, k), &candle_core::Device::Cpu) else {
+        return -1.0;
+    };
+    let Ok(q) = QTensor::quantize(&t, GgmlDType::Q4_1) else {
+        return -1.0;
+    };
+    let Ok(data) = q.data() else { return -1.0 };
+    let x: Vec<f32> = (0..rows * k).map(|i| (i % 13) as f32 / 7.0 - 1.0).collect();
+    let mut out = vec![0f32; rows * n];
+    let weights = Weights {
+        dtype: GgmlDType::Q4_1,
+        data: &data,
+        out_dim: n,
+        in_dim: k,
+    };
+    let t0 = crate::engine::clock::now_ms();
+    for _ in 0..iters {
+        matmul(&weights, &x, rows, &mut out, true);
+    }
+    crate::engine::clock::now_ms() - t0
 }
 
 /// Takes a GGUF file chunk by chunk (from `fetch`, a `File` or storage).

@@ -84,7 +84,7 @@ fn quantize_rows<B>(x: &[f32], in_dim: usize, rows: usize, q: fn(&[f32], &mut Ve
     all
 }
 
-fn multiply<B>(
+fn multiply<B: Sync>(
     w: &[u8],
     row_bytes: usize,
     acts: &[B],
@@ -93,9 +93,51 @@ fn multiply<B>(
     out: &mut [f32],
     f: fn(&[u8], &[B]) -> f32,
 ) {
+    // Waking the pool costs tens of microseconds in a browser: only products with enough
+    // work are split (in decode that is the output projection; in prefill all of them).
+    #[cfg(feature = "threads")]
+    if rayon::current_num_threads() > 1 && out_dim >= 64 && w.len() * (acts.len() / blocks) >= 1 << 21 {
+        return multiply_threaded(w, row_bytes, acts, blocks, out_dim, out, f);
+    }
     for (o, wr) in w.chunks_exact(row_bytes).enumerate() {
         for (r, a) in acts.chunks_exact(blocks).enumerate() {
             out[r * out_dim + o] = f(wr, a);
+        }
+    }
+}
+
+/// Splits the weight rows into a few contiguous ranges per thread: one synchronisation per
+/// matrix product, and each thread streams its own part of the weights.
+#[cfg(feature = "threads")]
+fn multiply_threaded<B: Sync>(
+    w: &[u8],
+    row_bytes: usize,
+    acts: &[B],
+    blocks: usize,
+    out_dim: usize,
+    out: &mut [f32],
+    f: fn(&[u8], &[B]) -> f32,
+) {
+    use rayon::prelude::*;
+    let rows = acts.len() / blocks;
+    let per_task = out_dim.div_ceil(rayon::current_num_threads() * 2);
+    // Results per weight row ([out_dim][rows]), transposed into `out` ([rows][out_dim]) after.
+    let mut by_weight = vec![0f32; out_dim * rows];
+    by_weight
+        .par_chunks_mut(per_task * rows)
+        .enumerate()
+        .for_each(|(task, part)| {
+            let first = task * per_task;
+            for (i, res) in part.chunks_exact_mut(rows).enumerate() {
+                let wr = &w[(first + i) * row_bytes..(first + i + 1) * row_bytes];
+                for (r, a) in acts.chunks_exact(blocks).enumerate() {
+                    res[r] = f(wr, a);
+                }
+            }
+        });
+    for (o, res) in by_weight.chunks_exact(rows).enumerate() {
+        for (r, v) in res.iter().enumerate() {
+            out[r * out_dim + o] = *v;
         }
     }
 }
