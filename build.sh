@@ -3,7 +3,7 @@
 #   ./build.sh setup   install what the build needs (rust targets, test models)
 #   ./build.sh serve   build the wasm engine and serve the chat page (PORT, default 8080)
 #   ./build.sh test    run every test (formatting, lints, unit, integration, wasm build, browser)
-#   ./build.sh bench   native prefill/decode speed on the test models
+#   ./build.sh bench   speed: candlelit vs wllama in Chromium, native candlelit (BENCH_LLAMACPP=1: vs llama.cpp)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -78,6 +78,8 @@ build_wasm() {
   mkdir -p www/vendor
   cp node_modules/marked/lib/marked.esm.js www/vendor/marked.esm.js
   cp node_modules/dompurify/dist/purify.es.mjs www/vendor/purify.es.mjs
+  # The peer for the browser benchmark (bench-wllama.html), pinned in package.json.
+  rm -rf www/vendor/wllama && mkdir -p www/vendor/wllama && cp -r node_modules/@wllama/wllama/esm www/vendor/wllama/
   printf 'wasm: %s bytes\n' "$(stat -c %s pkg/wasm/candlelit_bg.wasm)" >&2
 }
 
@@ -104,12 +106,22 @@ cmd_serve() {
 
 cmd_bench() {
   cmd_setup
+  build_wasm
   cargo build --release
+  log "browser: candlelit vs wllama in one Chromium session"
+  node scripts/bench.mjs "$@"
+  log "native: candlelit bench (prefill/decode tok/s)"
   for m in "$MODELS_DIR"/smollm2-135m-instruct-q4_1.gguf "$MODELS_DIR"/gemma-3-270m-q4_k_m.gguf; do
     for t in 1 2; do
-      ./target/release/candlelit bench --model "$m" --threads "$t"
+      ./target/release/candlelit bench --model "$m" --threads "$t" --prompt-tokens 145 --gen-tokens 128
     done
   done
+  if [ "${BENCH_LLAMACPP:-0}" = 1 ]; then
+    log "native: llama.cpp (llama-cpp-python; compiles for minutes the first time)"
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    .venv/bin/python -c 'import llama_cpp' 2>/dev/null || .venv/bin/pip install -q llama-cpp-python==0.3.36
+    .venv/bin/python scripts/bench_llamacpp.py "$MODELS_DIR"
+  fi
 }
 
 case "${1:-}" in
