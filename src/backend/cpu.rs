@@ -30,9 +30,10 @@ impl Linear {
 
     /// `x` holds `rows` vectors of `in_dim`; returns `rows` vectors of `out_dim`.
     pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
-        // In the browser our SIMD128 kernels beat candle's; natively candle's AVX ones win.
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         if let QMatMul::QTensor(w) = &self.w {
+            if !super::kernels::preferred(w.dtype()) {
+                return self.forward_candle(x, rows);
+            }
             let mut y = vec![0f32; rows * self.out_dim];
             let data = w.data()?;
             let weights = super::kernels::Weights {
@@ -46,6 +47,10 @@ impl Linear {
                 return Ok(y);
             }
         }
+        self.forward_candle(x, rows)
+    }
+
+    fn forward_candle(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
         let t = Tensor::from_slice(x, (rows, self.in_dim), &Device::Cpu)?;
         let mut y = self.w.forward(&t)?.flatten_all()?.to_vec1::<f32>()?;
         self.add_bias(&mut y);
