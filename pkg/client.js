@@ -150,6 +150,11 @@ export class CandlelitEngine {
     return this.#simple({ type: 'kernel-self-test', seed });
   }
 
+  /** Sends a raw protocol message (diagnostics and fault-injection tests). */
+  _debugCall(msg) {
+    return this.#simple(msg);
+  }
+
   /** Bytes of wasm memory the engine holds. */
   memoryBytes() {
     return this.#simple({ type: 'memory' });

@@ -158,6 +158,10 @@ async function handle(msg) {
       await ready;
       post({ type: 'ok', id, result: { random: JSON.parse(wasm.kernelSelfTest(msg.seed ?? 1)), model: engine ? JSON.parse(engine.kernelSelfTest()) : [] } });
       break;
+    case 'fault-inject-trap':
+      await ready;
+      wasm.faultInjectTrap();
+      break;
     case 'bench-matmul':
       await ready;
       post({ type: 'ok', id, result: wasm.benchMatmul(msg.n, msg.k, msg.rows, msg.iters) });

@@ -47,6 +47,13 @@ pub fn kernel_self_test(seed: u32) -> String {
     serde_json::to_string(&crate::backend::kernels::self_test_random(seed as u64)).unwrap_or_default()
 }
 
+/// Traps the wasm instance on purpose (fault injection for the crash-recovery test): the same
+/// `RuntimeError` a bug or an exhausted memory produces.
+#[wasm_bindgen(js_name = faultInjectTrap)]
+pub fn fault_inject_trap() {
+    core::arch::wasm32::unreachable()
+}
+
 /// Milliseconds for `iters` products of a random Q4_1 `n × k` matrix with `rows` activation
 /// rows (a kernel microbenchmark for the benchmark page).
 #[wasm_bindgen(js_name = benchMatmul)]

@@ -107,3 +107,29 @@ test('HTML in a reply is shown inert: nothing executes', async () => {
   assert.equal(dom.scripts, 0, 'a script element reached the conversation');
   assert.deepEqual(dom.handlers, [], 'event-handler attributes reached the conversation');
 });
+
+test('a crashed engine is reported, and the page starts a new worker and chats again', async () => {
+  const r = await ui.page.evaluate(async () => {
+    const { CandlelitEngine } = await import('/pkg/client.js');
+    const e = new CandlelitEngine();
+    await e.load({ url: '/models/smollm2-135m-instruct-q4_1.gguf' });
+    // A real wasm trap inside the worker (what a bug or memory exhaustion looks like).
+    const crash = await e._debugCall?.({ type: 'fault-inject-trap' }).catch((err) => ({ name: err.name, fatal: err.fatal, message: err.message }));
+    const afterCrash = e.model;
+    let noModel = null;
+    try {
+      await e.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
+    } catch (err) {
+      noModel = err.name;
+    }
+    await e.load({ url: '/models/smollm2-135m-instruct-q4_1.gguf' });
+    const out = await e.chat.completions.create({ messages: [{ role: 'system', content: 'You are a helpful assistant.' }, { role: 'user', content: 'What is the capital of France?' }], temperature: 0, max_tokens: 20 });
+    return { crash, afterCrash, noModel, reply: out.choices[0].message.content };
+  });
+  console.log(JSON.stringify(r));
+  assert.equal(r.crash?.name, 'EngineCrashed');
+  assert.equal(r.crash?.fatal, true);
+  assert.equal(r.afterCrash, null, 'the client still thinks a model is loaded');
+  assert.equal(r.noModel, 'NoModel');
+  assert.match(r.reply, /Paris/);
+});
