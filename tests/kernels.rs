@@ -4,7 +4,7 @@
 mod common;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use candlelit::backend::kernels::{kernel, matmul, q8, Dot, Weights};
+use candlelit::backend::kernels::{kernel, matmul, q8, Dot, Weights, SUPPORTED};
 use candlelit::gguf::Loader;
 
 fn lcg(seed: &mut u64) -> f32 {
@@ -78,15 +78,7 @@ fn random_blocks_of_every_type() {
     let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
     let x: Vec<f32> = (0..3 * k).map(|_| lcg(&mut seed) * 3.0).collect();
     let wt = Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap();
-    for dtype in [
-        GgmlDType::Q4_0,
-        GgmlDType::Q4_1,
-        GgmlDType::Q5_0,
-        GgmlDType::Q5_1,
-        GgmlDType::Q8_0,
-        GgmlDType::Q4K,
-        GgmlDType::Q6K,
-    ] {
+    for dtype in SUPPORTED {
         let q = QTensor::quantize(&wt, dtype).unwrap();
         check("random", &q, &x);
     }

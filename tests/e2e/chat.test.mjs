@@ -3,24 +3,17 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { ask, launch, openChat, startServer, useGreedy } from './helpers.mjs';
+import { ask, session } from './helpers.mjs';
 
-let server;
-let browser;
+let s;
 let ui;
 
 before(async () => {
-  server = await startServer();
-  browser = await launch();
-  ui = await openChat(browser.context, server.base);
-  await useGreedy(ui);
+  s = await session();
+  ui = s.ui;
 });
 
-after(async () => {
-  if (process.env.E2E_LOGS) console.log(browser.logs.join('\n'));
-  await browser?.close();
-  server?.stop();
-});
+after(() => s?.close());
 
 test('the default model loads with a progress bar that moves and finishes', async () => {
   const values = [];

@@ -6,10 +6,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { SMOLLM2, ask, launch, loadModel, openChat, root, startServer, useGreedy } from './helpers.mjs';
+import { SMOLLM2, ask, loadModel, root, session } from './helpers.mjs';
 
+let s;
 let server;
-let browser;
 let ui;
 let files;
 
@@ -24,15 +24,12 @@ before(async () => {
   absurd.writeBigUInt64LE(1n << 40n, 8); // a header claiming 2^40 tensors
   writeFileSync(path.join(files, 'absurd.gguf'), absurd);
   writeFileSync(path.join(files, 'not-a-model.gguf'), '<!doctype html><p>404 page served as a model</p>');
-  server = await startServer({ testFiles: files });
-  browser = await launch();
-  ui = await openChat(browser.context, server.base);
-  await useGreedy(ui);
+  s = await session({ testFiles: files });
+  ({ server, ui } = s);
 });
 
 after(async () => {
-  await browser?.close();
-  server?.stop();
+  await s?.close();
   rmSync(files, { recursive: true, force: true });
 });
 

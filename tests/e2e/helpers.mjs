@@ -88,6 +88,24 @@ export async function openChat(context, base) {
   };
 }
 
+/** A server, a browser and the chat page, for one test file; `close()` ends all three. */
+export async function session({ greedy = true, testFiles } = {}) {
+  const server = await startServer({ testFiles });
+  const browser = await launch();
+  const ui = await openChat(browser.context, server.base);
+  if (greedy) await useGreedy(ui);
+  return {
+    server,
+    browser,
+    ui,
+    close: async () => {
+      if (process.env.E2E_LOGS) console.log(browser.logs.join('\n'));
+      await browser.close();
+      server.stop();
+    },
+  };
+}
+
 /** Greedy decoding through the Settings panel, so replies are reproducible. */
 export async function useGreedy(ui) {
   await ui.page.getByText('Settings').click();

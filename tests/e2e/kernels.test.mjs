@@ -3,22 +3,17 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { launch, openChat, startServer } from './helpers.mjs';
+import { session } from './helpers.mjs';
 
-let server;
-let browser;
+let s;
 let page;
 
 before(async () => {
-  server = await startServer();
-  browser = await launch();
-  ({ page } = await openChat(browser.context, server.base));
+  s = await session({ greedy: false });
+  page = s.ui.page;
 });
 
-after(async () => {
-  await browser?.close();
-  server?.stop();
-});
+after(() => s?.close());
 
 for (const model of ['smollm2-135m-instruct-q4_1.gguf', 'gemma-3-270m-q4_k_m.gguf']) {
   test(`SIMD kernels match the scalar references (${model})`, async () => {

@@ -6,23 +6,19 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { SMOLLM2, ask, launch, loadModel, openChat, root, startServer, useGreedy } from './helpers.mjs';
+import { SMOLLM2, ask, loadModel, root, session } from './helpers.mjs';
 
+let s;
 let server;
 let browser;
 let ui;
 
 before(async () => {
-  server = await startServer();
-  browser = await launch();
-  ui = await openChat(browser.context, server.base);
-  await useGreedy(ui);
+  s = await session();
+  ({ server, browser, ui } = s);
 });
 
-after(async () => {
-  await browser?.close();
-  server?.stop();
-});
+after(() => s?.close());
 
 const sha = (buf) => createHash('sha256').update(buf).digest('hex');
 

@@ -3,24 +3,19 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { launch, startServer } from './helpers.mjs';
+import { session } from './helpers.mjs';
 
-let server;
-let browser;
+let s;
 let page;
 
 before(async () => {
-  server = await startServer();
-  browser = await launch();
-  page = await browser.context.newPage();
-  await page.goto(server.base + '/bench.html');
+  s = await session({ greedy: false });
+  page = s.ui.page;
+  await page.goto(s.server.base + '/bench.html');
   await page.waitForFunction(() => window.benchReady);
 });
 
-after(async () => {
-  await browser?.close();
-  server?.stop();
-});
+after(() => s?.close());
 
 test('single-thread and threaded builds give the same greedy text', async () => {
   const prompt = 'The history of the printing press begins';

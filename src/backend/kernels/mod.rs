@@ -18,6 +18,17 @@ use scalar as fast;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 use simd128 as fast;
 
+/// Every block type these kernels multiply.
+pub const SUPPORTED: [GgmlDType; 7] = [
+    GgmlDType::Q4_0,
+    GgmlDType::Q4_1,
+    GgmlDType::Q5_0,
+    GgmlDType::Q5_1,
+    GgmlDType::Q8_0,
+    GgmlDType::Q4K,
+    GgmlDType::Q6K,
+];
+
 /// Whether our kernels beat candle's for a block type on this target: everywhere in the
 /// browser (candle has no SIMD128 path worth the name), natively only for the types candle
 /// multiplies with scalar code (Q4_1, Q5_0, Q5_1; measured 2.5× faster on SmolLM2).
@@ -190,15 +201,7 @@ pub fn self_test_random(seed: u64) -> Vec<(String, f64)> {
     let Ok(wt) = Tensor::from_vec(w, (n, k), &Device::Cpu) else {
         return out;
     };
-    for dtype in [
-        GgmlDType::Q4_0,
-        GgmlDType::Q4_1,
-        GgmlDType::Q5_0,
-        GgmlDType::Q5_1,
-        GgmlDType::Q8_0,
-        GgmlDType::Q4K,
-        GgmlDType::Q6K,
-    ] {
+    for dtype in SUPPORTED {
         if let Ok(q) = candle_core::quantized::QTensor::quantize(&wt, dtype) {
             if let Ok(data) = q.data() {
                 let w = Weights {
