@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod gguf;
 pub mod model;
+pub mod recipes;
 pub mod sample;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]

@@ -4,8 +4,10 @@
 //! prefix is reused.
 
 pub mod clock;
+mod score;
 mod stop;
 
+pub use score::Scored;
 pub use stop::{StopMatcher, StopResult};
 
 use crate::error::{Error, Result};
