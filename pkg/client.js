@@ -132,6 +132,30 @@ export class CandlelitEngine {
     return this.#simple({ type: 'reset' });
   }
 
+  /**
+   * Log-probabilities of `continuations` after a prompt (`{ messages }` or `{ prompt }`),
+   * sharing the prompt's KV cache: `[{ logprob, token_logprobs }]`.
+   */
+  score({ messages, prompt }, continuations) {
+    const p = messages ? { chat: messages } : { text: prompt };
+    return this.#simple({ type: 'score', prompt: p, continuations });
+  }
+
+  /**
+   * Label probabilities from the model's own token probabilities, normalised over the
+   * labels: `[{ label, probability, logprob }]` in the order given. `examples` are
+   * `[text, label]` pairs shown as earlier turns; `calibrate` divides by the label prior the
+   * model gives a content-free input.
+   */
+  classify(text, labels, { instruction, examples = [], calibrate = false } = {}) {
+    return this.#simple({ type: 'classify', text, labels, options: { instruction, examples, calibrate } });
+  }
+
+  /** Positive / Negative / Neutral, with a built-in example of each. */
+  sentiment(text, { calibrate = false } = {}) {
+    return this.#simple({ type: 'classify', text, preset: 'sentiment', options: { calibrate } });
+  }
+
   tokenize(text) {
     return this.#simple({ type: 'tokenize', text });
   }

@@ -27,6 +27,14 @@ export interface ModelInfo {
   reason: string;
 }
 
+export interface LabelScore {
+  label: string;
+  /** Normalised over the labels (calibrated if asked). */
+  probability: number;
+  /** The model's log-probability of the label's tokens. */
+  logprob: number;
+}
+
 export interface StoredModel {
   name: string;
   url: string | null;
@@ -121,6 +129,9 @@ export class CandlelitEngine {
   load(source: ModelSource, options?: { onProgress?: (p: LoadProgress) => void; contextSize?: number }): Promise<ModelInfo>;
   unload(): Promise<void>;
   resetChat(): Promise<void>;
+  score(prompt: { messages?: ChatMessage[]; prompt?: string }, continuations: string[]): Promise<{ logprob: number; token_logprobs: number[] }[]>;
+  classify(text: string, labels: string[], options?: { instruction?: string; examples?: [string, string][]; calibrate?: boolean }): Promise<LabelScore[]>;
+  sentiment(text: string, options?: { calibrate?: boolean }): Promise<LabelScore[]>;
   tokenize(text: string): Promise<number[]>;
   listStoredModels(): Promise<StoredModel[]>;
   deleteStoredModel(name: string): Promise<void>;

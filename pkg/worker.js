@@ -142,6 +142,14 @@ async function handle(msg) {
       if (!engine) throw Object.assign(new Error('No model is loaded.'), { name: 'NoModel' });
       post({ type: 'ok', id, result: Array.from(engine.tokenize(msg.text)) });
       break;
+    case 'score':
+      if (!engine) throw Object.assign(new Error('No model is loaded.'), { name: 'NoModel' });
+      post({ type: 'ok', id, result: JSON.parse(engine.score(JSON.stringify(msg.prompt), JSON.stringify(msg.continuations))) });
+      break;
+    case 'classify':
+      if (!engine) throw Object.assign(new Error('No model is loaded.'), { name: 'NoModel' });
+      post({ type: 'ok', id, result: JSON.parse(engine.classify(msg.text, JSON.stringify(msg.labels ?? []), JSON.stringify(msg.options ?? {}), msg.preset)) });
+      break;
     case 'list-stored':
       post({ type: 'ok', id, result: await (await ModelStore.open()).list() });
       break;

@@ -268,6 +268,40 @@ function newChat() {
   if (engine.model) engine.resetChat().catch(() => {});
 }
 
+// ---------------------------------------------------------------- tasks
+
+async function runTask(kind) {
+  if (!engine.model) return showError(new Error('Load a model first.'));
+  if (busy) return;
+  const text = $('task-text').value.trim();
+  if (!text) return showError(new Error('Enter a text for the task.'));
+  showError(null);
+  setBusy(true);
+  const out = $('task-result');
+  out.replaceChildren(Object.assign(document.createElement('li'), { textContent: 'Scoring…' }));
+  try {
+    const calibrate = $('task-calibrate').checked;
+    const labels = $('task-labels').value.split(',').map((l) => l.trim()).filter(Boolean);
+    const scores = kind === 'sentiment' ? await engine.sentiment(text, { calibrate }) : await engine.classify(text, labels, { calibrate });
+    out.replaceChildren(
+      ...scores.map((s) => {
+        const li = document.createElement('li');
+        const name = Object.assign(document.createElement('span'), { textContent: s.label });
+        const bar = Object.assign(document.createElement('span'), { className: 'bar' });
+        bar.style.width = `${Math.round(s.probability * 100)}%`;
+        const pct = Object.assign(document.createElement('span'), { textContent: `${(s.probability * 100).toFixed(1)}%` });
+        li.append(name, bar, pct);
+        return li;
+      }),
+    );
+  } catch (e) {
+    out.replaceChildren();
+    showError(e);
+  } finally {
+    setBusy(false);
+  }
+}
+
 // ---------------------------------------------------------------- wiring
 
 function bindSettings() {
@@ -295,6 +329,8 @@ ui.message.addEventListener('keydown', (e) => {
 });
 ui.stop.addEventListener('click', () => aborter?.abort());
 ui.newChat.addEventListener('click', newChat);
+$('task-sentiment').addEventListener('click', () => runTask('sentiment'));
+$('task-classify').addEventListener('click', () => runTask('classify'));
 
 fillModelPicker();
 bindSettings();

@@ -175,6 +175,36 @@ impl WasmEngine {
         serde_json::to_string(&self.inner.model.kernel_self_test()).unwrap_or_default()
     }
 
+    /// Log-probabilities of continuations after a prompt (JSON `[{logprob, token_logprobs}]`).
+    pub fn score(&mut self, prompt: &str, continuations: &str) -> Result<String, JsValue> {
+        let prompt: Prompt = serde_json::from_str(prompt).map_err(|e| json_error("prompt", e))?;
+        let conts: Vec<String> = serde_json::from_str(continuations).map_err(|e| json_error("continuations", e))?;
+        let out = self.inner.score(&prompt, &conts).map_err(js_error)?;
+        serde_json::to_string(&out).map_err(|e| json_error("score", e))
+    }
+
+    /// Label probabilities for `text` (JSON `[{label, probability, logprob}]`). `options`:
+    /// `{instruction, examples: [[text, label]...], calibrate}`; `preset: "sentiment"` ignores labels.
+    pub fn classify(
+        &mut self,
+        text: &str,
+        labels: &str,
+        options: &str,
+        preset: Option<String>,
+    ) -> Result<String, JsValue> {
+        let out = if preset.as_deref() == Some("sentiment") {
+            let opts: crate::recipes::ClassifyOptions =
+                serde_json::from_str(options).map_err(|e| json_error("options", e))?;
+            crate::recipes::sentiment(&mut self.inner, text, opts.calibrate)
+        } else {
+            let labels: Vec<String> = serde_json::from_str(labels).map_err(|e| json_error("labels", e))?;
+            let opts = serde_json::from_str(options).map_err(|e| json_error("options", e))?;
+            crate::recipes::classify(&mut self.inner, text, &labels, &opts)
+        }
+        .map_err(js_error)?;
+        serde_json::to_string(&out).map_err(|e| json_error("classify", e))
+    }
+
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsValue> {
         self.inner.tokenizer.encode(text, true, true).map_err(js_error)
     }
