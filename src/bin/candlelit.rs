@@ -12,6 +12,152 @@ fn main() {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
+mod eval {
+    //! `candlelit eval`: accuracy and expected calibration error of the classify recipe.
+
+    use candlelit::engine::Engine;
+    use candlelit::recipes::{classify, ClassifyOptions};
+    use candlelit::{Error, Result};
+    use std::path::Path;
+
+    /// Labels, instruction and few-shot examples of an evaluation task.
+    struct Task {
+        labels: Vec<String>,
+        instruction: String,
+        examples: Vec<(String, String)>,
+    }
+
+    fn task(name: &str) -> Result<Task> {
+        let ex = |t: &str, l: &str| (t.to_string(), l.to_string());
+        Ok(match name {
+            "sentiment" => Task {
+                labels: ["Positive", "Negative", "Neutral"].map(String::from).to_vec(),
+                instruction: "What is the sentiment of the text? Answer with one word: Positive, Negative or Neutral."
+                    .into(),
+                examples: vec![
+                    ex("The staff were friendly and the room was spotless.", "Positive"),
+                    ex("The package arrived broken and support never answered.", "Negative"),
+                    ex("The meeting is scheduled for Tuesday at 10 am.", "Neutral"),
+                    ex("What a fantastic evening, the band was superb.", "Positive"),
+                ],
+            },
+            "topic" => Task {
+                labels: ["sports", "politics", "science", "business"].map(String::from).to_vec(),
+                instruction:
+                    "What is the topic of the news headline? Answer with one word: sports, politics, science or business."
+                        .into(),
+                examples: vec![
+                    ex("Striker scores twice as United win the derby", "sports"),
+                    ex("Parliament passes the new budget after a long debate", "politics"),
+                    ex("Astronomers find a new moon orbiting Saturn", "science"),
+                    ex("Shares of the airline jump after strong bookings", "business"),
+                ],
+            },
+            other => {
+                return Err(Error::InvalidRequest(format!(
+                    "unknown task `{other}` (sentiment, topic)"
+                )))
+            }
+        })
+    }
+
+    /// Expected calibration error over 10 equal-width confidence bins.
+    fn ece(conf_correct: &[(f32, bool)]) -> f64 {
+        let mut bins = [(0usize, 0f64, 0usize); 10];
+        for &(c, ok) in conf_correct {
+            let b = ((c * 10.0) as usize).min(9);
+            bins[b].0 += 1;
+            bins[b].1 += c as f64;
+            bins[b].2 += ok as usize;
+        }
+        let n = conf_correct.len() as f64;
+        bins.iter()
+            .filter(|b| b.0 > 0)
+            .map(|&(k, conf, ok)| (k as f64 / n) * (ok as f64 / k as f64 - conf / k as f64).abs())
+            .sum()
+    }
+
+    pub fn run(engine: &mut Engine, data: &Path, task_name: &str, model: &Path) -> Result<()> {
+        let Task {
+            labels,
+            instruction,
+            examples,
+        } = task(task_name)?;
+        let rows: Vec<(String, String)> = std::fs::read_to_string(data)?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+                Ok((
+                    v["text"].as_str().unwrap_or_default().to_string(),
+                    v["label"].as_str().unwrap_or_default().to_string(),
+                ))
+            })
+            .collect::<Result<_>>()?;
+        let zero = ClassifyOptions {
+            instruction: Some(instruction.clone()),
+            examples: vec![],
+            calibrate: false,
+        };
+        let few = ClassifyOptions {
+            instruction: Some(instruction),
+            examples,
+            calibrate: false,
+        };
+        // Contextual calibration: the label prior for the content-free input, computed once.
+        let prior: Vec<f32> = classify(engine, "N/A", &labels, &few)?
+            .iter()
+            .map(|l| l.probability)
+            .collect();
+        let mut results: [Vec<(f32, bool)>; 3] = Default::default();
+        // One setup at a time over all texts, so the shared prompt prefix (instruction and
+        // examples) stays in the KV cache from one text to the next.
+        for (i, opts) in [&zero, &few].into_iter().enumerate() {
+            for (text, gold) in &rows {
+                let probs: Vec<f32> = classify(engine, text, &labels, opts)?
+                    .iter()
+                    .map(|l| l.probability)
+                    .collect();
+                let mut variants = vec![(i, probs.clone())];
+                if i == 1 {
+                    let mut cal: Vec<f32> = probs.iter().zip(&prior).map(|(p, q)| p / q.max(1e-12)).collect();
+                    let total: f32 = cal.iter().sum();
+                    cal.iter_mut().for_each(|p| *p /= total);
+                    variants.push((2, cal));
+                }
+                for (slot, p) in variants {
+                    let (best, conf) = p
+                        .iter()
+                        .enumerate()
+                        .fold((0, 0f32), |a, (j, &v)| if v > a.1 { (j, v) } else { a });
+                    results[slot].push((conf, labels[best] == *gold));
+                }
+            }
+        }
+        let name = model
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        println!("| model | task | n | setup | accuracy | ECE |");
+        println!("|---|---|---|---|---|---|");
+        for (slot, setup) in ["zero-shot", "few-shot (4)", "few-shot + calibration"]
+            .iter()
+            .enumerate()
+        {
+            let r = &results[slot];
+            let acc = r.iter().filter(|x| x.1).count() as f64 / r.len() as f64;
+            println!(
+                "| {name} | {task_name} | {} | {setup} | {:.3} | {:.3} |",
+                r.len(),
+                acc,
+                ece(r)
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
 mod cli {
     use candlelit::engine::{clock, Engine, Prompt, Request, Step};
     use candlelit::gguf::Loader;
@@ -126,6 +272,18 @@ mod cli {
             #[arg(long)]
             no_special: bool,
         },
+        /// Classification accuracy and calibration (ECE) on a labelled JSONL set, for
+        /// zero-shot, few-shot (4 examples) and few-shot + contextual calibration.
+        Eval {
+            #[command(flatten)]
+            model: ModelArgs,
+            /// JSONL of {"text", "label"} (see data/eval/).
+            #[arg(long)]
+            data: PathBuf,
+            /// `sentiment` or `topic`: picks the instruction and the few-shot examples.
+            #[arg(long)]
+            task: String,
+        },
         /// Prefill and decode speed as JSON.
         Bench {
             #[command(flatten)]
@@ -223,6 +381,10 @@ mod cli {
                 let tok = candlelit::tokenizer::Tokenizer::from_gguf(&gguf.metadata)?;
                 println!("{}", json!(tok.encode(&text, !no_special, true)?));
                 Ok(())
+            }
+            Cmd::Eval { model, data, task } => {
+                let (mut engine, _) = load(&model)?;
+                super::eval::run(&mut engine, &data, &task, &model.model)
             }
             Cmd::Bench {
                 model,
