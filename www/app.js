@@ -282,7 +282,11 @@ async function runTask(kind) {
   try {
     const calibrate = $('task-calibrate').checked;
     const labels = $('task-labels').value.split(',').map((l) => l.trim()).filter(Boolean);
-    const scores = kind === 'sentiment' ? await engine.sentiment(text, { calibrate }) : await engine.classify(text, labels, { calibrate });
+    const examples = $('task-examples')
+      .value.split('\n')
+      .map((line) => line.split('=>').map((x) => x.trim()))
+      .filter((pair) => pair.length === 2 && pair[0] && pair[1]);
+    const scores = kind === 'sentiment' ? await engine.sentiment(text, { calibrate }) : await engine.classify(text, labels, { examples, calibrate });
     out.replaceChildren(
       ...scores.map((s) => {
         const li = document.createElement('li');

@@ -31,6 +31,16 @@ test('classify and sentiment show normalised label probabilities', async () => {
   assert.ok(Math.abs(total - 100) < 0.5, `percentages sum to ${total}`);
   assert.equal(parsed.reduce((a, b) => (b.p > a.p ? b : a)).label, 'Positive');
 
+  // Classify with the panel's default few-shot examples and labels.
+  await ui.page.getByRole('textbox', { name: 'Task text' }).fill('Tennis champion wins her fifth title at Wimbledon');
+  await ui.page.getByRole('button', { name: 'Classify' }).click();
+  await ui.page.waitForFunction(() => document.querySelectorAll('#task-result li').length === 4, null, { timeout: 60_000 });
+  const topics = (await result.locator('li').allInnerTexts()).map((r) => r.split(/\s+/).filter(Boolean));
+  console.log(topics);
+  assert.deepEqual(topics.map((t) => t[0]), ['sports', 'politics', 'science', 'business']);
+  const sum = topics.reduce((a, t) => a + parseFloat(t[1]), 0);
+  assert.ok(Math.abs(sum - 100) < 0.5, `percentages sum to ${sum}`);
+
   // The client API behind the panel.
   const api = await ui.page.evaluate(async () => {
     const { CandlelitEngine } = await import('/pkg/client.js');
