@@ -3,7 +3,7 @@
 
 use super::{Engine, Prompt};
 use crate::error::{Error, Result};
-use crate::sample::log_softmax;
+use crate::sample::log_sum_exp;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -45,18 +45,19 @@ impl Engine {
         for chunk in prompt_ids[reuse..].chunks(self.prefill_chunk.max(1)) {
             last = self.model.forward(chunk, &mut self.cache, false)?;
         }
-        let first = log_softmax(&last);
+        // One normaliser per row: the full log-softmax over a 262k vocabulary is not needed.
+        let first_lse = log_sum_exp(&last);
         let vocab = self.model.cfg.vocab_size;
 
         let mut out = Vec::with_capacity(conts.len());
         for c in &conts {
-            let mut lps = vec![first[c[0] as usize]];
+            let mut lps = vec![last[c[0] as usize] - first_lse];
             if c.len() > 1 {
                 // Teacher-forced: row i predicts token i + 1.
                 let logits = self.model.forward(&c[..c.len() - 1], &mut self.cache, true);
                 self.cache.truncate(prompt_ids.len());
                 for (row, &next) in logits?.chunks_exact(vocab).zip(&c[1..]) {
-                    lps.push(log_softmax(row)[next as usize]);
+                    lps.push(row[next as usize] - log_sum_exp(row));
                 }
             }
             out.push(Scored {

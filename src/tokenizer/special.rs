@@ -12,10 +12,10 @@ pub enum Fragment<'a> {
 /// splitting every text fragment where it occurs. Control and unknown tokens are only
 /// recognised when `parse_special` is set; user-defined tokens always are.
 pub fn partition<'a>(vocab: &Vocab, text: &'a str, parse_special: bool) -> Vec<Fragment<'a>> {
-    let mut frags = vec![Fragment::Text(text)];
     if text.is_empty() {
         return vec![];
     }
+    let mut frags = vec![Fragment::Text(text)];
     for &id in &vocab.specials {
         let ty = vocab.types[id as usize];
         if !parse_special && ty != TokenType::UserDefined {

@@ -121,9 +121,32 @@ fn multiply<B: Sync>(
     if rayon::current_num_threads() > 1 && out_dim >= 64 && w.len() * (acts.len() / blocks) >= 1 << 21 {
         return multiply_threaded(w, row_bytes, acts, blocks, out_dim, out, f);
     }
-    for (o, wr) in w.chunks_exact(row_bytes).enumerate() {
-        for (r, a) in acts.chunks_exact(blocks).enumerate() {
-            out[r * out_dim + o] = f(wr, a);
+    let rows = acts.len() / blocks;
+    if rows == 1 {
+        // Decode: `out` is already laid out per weight row.
+        return dot_rows(w, row_bytes, acts, blocks, f, out);
+    }
+    let mut by_weight = vec![0f32; out_dim * rows];
+    dot_rows(w, row_bytes, acts, blocks, f, &mut by_weight);
+    transpose_into(&by_weight, rows, out_dim, out);
+}
+
+/// For each weight row of `w`, its products with every activation row, written as
+/// `res[weight row * rows + activation row]`: the weight row stays in cache for all of them.
+fn dot_rows<B>(w: &[u8], row_bytes: usize, acts: &[B], blocks: usize, f: fn(&[u8], &[B]) -> f32, res: &mut [f32]) {
+    let rows = acts.len() / blocks;
+    for (wr, res) in w.chunks_exact(row_bytes).zip(res.chunks_exact_mut(rows)) {
+        for (v, a) in res.iter_mut().zip(acts.chunks_exact(blocks)) {
+            *v = f(wr, a);
+        }
+    }
+}
+
+/// `[out_dim][rows]` into `[rows][out_dim]`.
+fn transpose_into(by_weight: &[f32], rows: usize, out_dim: usize, out: &mut [f32]) {
+    for (o, res) in by_weight.chunks_exact(rows).enumerate() {
+        for (r, v) in res.iter().enumerate() {
+            out[r * out_dim + o] = *v;
         }
     }
 }
@@ -143,25 +166,14 @@ fn multiply_threaded<B: Sync>(
     use rayon::prelude::*;
     let rows = acts.len() / blocks;
     let per_task = out_dim.div_ceil(rayon::current_num_threads() * 2);
-    // Results per weight row ([out_dim][rows]), transposed into `out` ([rows][out_dim]) after.
+    // Each task takes a contiguous range of weight rows, results per weight row, then one
+    // transposition into `out`.
     let mut by_weight = vec![0f32; out_dim * rows];
     by_weight
         .par_chunks_mut(per_task * rows)
-        .enumerate()
-        .for_each(|(task, part)| {
-            let first = task * per_task;
-            for (i, res) in part.chunks_exact_mut(rows).enumerate() {
-                let wr = &w[(first + i) * row_bytes..(first + i + 1) * row_bytes];
-                for (r, a) in acts.chunks_exact(blocks).enumerate() {
-                    res[r] = f(wr, a);
-                }
-            }
-        });
-    for (o, res) in by_weight.chunks_exact(rows).enumerate() {
-        for (r, v) in res.iter().enumerate() {
-            out[r * out_dim + o] = *v;
-        }
-    }
+        .zip(w.par_chunks(per_task * row_bytes))
+        .for_each(|(res, part)| dot_rows(part, row_bytes, acts, blocks, f, res));
+    transpose_into(&by_weight, rows, out_dim, out);
 }
 
 /// Runs the fast kernel and the scalar reference on the same data and returns the worst
