@@ -43,6 +43,10 @@ pub enum Error {
     OutOfMemory(usize),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    #[error("embedding model: {0}")]
+    Embedding(String),
+    #[error("constraint: {0}")]
+    Constraint(String),
     #[error("tensor backend: {0}")]
     Backend(#[from] candle_core::Error),
     #[error("io: {0}")]
@@ -68,6 +72,8 @@ impl Error {
             Error::ContextOverflow { .. } => "ContextOverflow",
             Error::OutOfMemory(_) => "OutOfMemory",
             Error::InvalidRequest(_) => "InvalidRequest",
+            Error::Embedding(_) => "Embedding",
+            Error::Constraint(_) => "Constraint",
             Error::Backend(_) => "Backend",
             Error::Io(_) => "Io",
         }

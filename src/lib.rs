@@ -6,6 +6,8 @@
 //! so that callers can stream and cancel between tokens.
 
 pub mod backend;
+pub mod constrain;
+pub mod embed;
 pub mod engine;
 pub mod error;
 pub mod gguf;

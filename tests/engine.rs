@@ -19,6 +19,7 @@ fn greedy(max_tokens: usize) -> Request {
         max_tokens,
         stop: vec![],
         ignore_eos: false,
+        constraint: None,
     }
 }
 
@@ -66,6 +67,7 @@ fn gemma3_completes_with_paris() {
         max_tokens: 1,
         stop: vec![],
         ignore_eos: false,
+        constraint: None,
     };
     e.start(&Prompt::Text("The capital of France is".into()), &req).unwrap();
     let top = loop {
@@ -134,6 +136,7 @@ fn same_seed_same_text_and_different_seeds_differ() {
         max_tokens: 24,
         stop: vec![],
         ignore_eos: false,
+        constraint: None,
     };
     let p = Prompt::Text("Once upon a time".into());
     let a = e.generate(&p, &req(42)).unwrap();
@@ -171,6 +174,7 @@ fn max_tokens_and_logprobs() {
         max_tokens: 5,
         stop: vec![],
         ignore_eos: false,
+        constraint: None,
     };
     e.start(&Prompt::Text("One, two, three,".into()), &req).unwrap();
     let mut n = 0;

@@ -159,6 +159,7 @@ mod eval {
 
 #[cfg(not(target_arch = "wasm32"))]
 mod cli {
+    use candlelit::constrain::Constraint;
     use candlelit::engine::{clock, Engine, Prompt, Request, Step};
     use candlelit::gguf::Loader;
     use candlelit::sample::{argmax, SamplingParams};
@@ -216,11 +217,39 @@ mod cli {
         /// Keep generating past end-of-generation tokens.
         #[arg(long)]
         ignore_eos: bool,
+        /// Constrain the output to JSON valid against this JSON Schema (a file).
+        #[arg(long, conflicts_with_all = ["regex", "choice"])]
+        json_schema: Option<PathBuf>,
+        /// Constrain the output to this regular expression.
+        #[arg(long, conflicts_with = "choice")]
+        regex: Option<String>,
+        /// Constrain the output to one of these strings (repeatable).
+        #[arg(long)]
+        choice: Vec<String>,
     }
 
     impl SampleArgs {
-        fn request(&self) -> Request {
-            Request {
+        fn constraint(&self) -> Result<Option<Constraint>> {
+            if let Some(path) = &self.json_schema {
+                let schema = serde_json::from_slice(&std::fs::read(path)?)
+                    .map_err(|e| candlelit::Error::InvalidRequest(format!("{}: {e}", path.display())))?;
+                return Ok(Some(Constraint::JsonSchema { schema }));
+            }
+            if let Some(pattern) = &self.regex {
+                return Ok(Some(Constraint::Regex {
+                    pattern: pattern.clone(),
+                }));
+            }
+            if !self.choice.is_empty() {
+                return Ok(Some(Constraint::Choices {
+                    choices: self.choice.clone(),
+                }));
+            }
+            Ok(None)
+        }
+
+        fn request(&self) -> Result<Request> {
+            Ok(Request {
                 sampling: SamplingParams {
                     temperature: self.temperature,
                     top_k: self.top_k,
@@ -235,7 +264,8 @@ mod cli {
                 max_tokens: self.max_tokens,
                 stop: self.stop.clone(),
                 ignore_eos: self.ignore_eos,
-            }
+                constraint: self.constraint()?,
+            })
         }
     }
 
@@ -315,7 +345,7 @@ mod cli {
                 json,
             } => {
                 let (mut engine, _) = load(&model)?;
-                engine.start(&Prompt::Text(prompt), &sample.request())?;
+                engine.start(&Prompt::Text(prompt), &sample.request()?)?;
                 let mut out = std::io::stdout().lock();
                 loop {
                     match engine.step()? {
@@ -363,7 +393,7 @@ mod cli {
                         return Ok(());
                     }
                     messages.push(Message::new("user", line.trim_end()));
-                    let reply = engine.generate(&Prompt::Chat(messages.clone()), &sample.request())?;
+                    let reply = engine.generate(&Prompt::Chat(messages.clone()), &sample.request()?)?;
                     writeln!(out, "{}", reply.text)?;
                     eprintln!(
                         "[{} prompt tokens, {} from cache; {:.1} tok/s]",

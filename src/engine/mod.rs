@@ -10,6 +10,7 @@ mod stop;
 pub use score::Scored;
 pub use stop::{StopMatcher, StopResult};
 
+use crate::constrain::{Constraint, GrammarIndex, Guide};
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
 use crate::model::{Decoder, KvCache};
@@ -36,6 +37,9 @@ pub struct Request {
     pub stop: Vec<String>,
     /// Keep going past end-of-generation tokens (benchmarks that need exactly `max_tokens`).
     pub ignore_eos: bool,
+    /// Output must match this (JSON Schema, regex, choices, grammar); the reply ends as
+    /// soon as the output is complete and nothing else may follow.
+    pub constraint: Option<Constraint>,
 }
 
 impl Default for Request {
@@ -45,6 +49,7 @@ impl Default for Request {
             max_tokens: 512,
             stop: Vec::new(),
             ignore_eos: false,
+            constraint: None,
         }
     }
 }
@@ -107,6 +112,7 @@ struct Active {
     logits: Option<Vec<f32>>,
     utf8: Utf8Stream,
     stops: StopMatcher,
+    guide: Option<Guide>,
     stats: Stats,
 }
 
@@ -120,6 +126,8 @@ pub struct Engine {
     /// small enough that a cancel is seen within a fraction of a second.
     pub prefill_chunk: usize,
     active: Option<Active>,
+    /// Built on the first constrained request (indexing a large vocabulary takes a moment).
+    grammar: Option<GrammarIndex>,
 }
 
 impl Engine {
@@ -139,6 +147,7 @@ impl Engine {
             context_size,
             prefill_chunk: 128,
             active: None,
+            grammar: None,
         })
     }
 
@@ -179,9 +188,24 @@ impl Engine {
         ids
     }
 
+    /// The vocabulary indexed for constrained decoding (built once).
+    pub fn grammar_index(&mut self) -> Result<&GrammarIndex> {
+        if self.grammar.is_none() {
+            self.grammar = Some(GrammarIndex::new(&self.tokenizer, self.model.cfg.vocab_size)?);
+        }
+        self.grammar
+            .as_ref()
+            .ok_or_else(|| Error::Constraint("grammar index missing".into()))
+    }
+
     /// Starts a request (replacing any unfinished one). Nothing runs until [`Engine::step`].
     pub fn start(&mut self, prompt: &Prompt, req: &Request) -> Result<()> {
         self.active = None;
+        // Compile the constraint first: a bad schema is reported before any work is done.
+        let guide = match &req.constraint {
+            Some(c) => Some(self.grammar_index()?.guide(c)?),
+            None => None,
+        };
         let ids = self.tokenize_prompt(prompt)?;
         if ids.is_empty() {
             return Err(Error::InvalidRequest("the prompt is empty".into()));
@@ -217,6 +241,7 @@ impl Engine {
             logits: None,
             utf8: Utf8Stream::default(),
             stops: StopMatcher::new(&req.stop),
+            guide,
             stats,
         });
         Ok(())
@@ -289,12 +314,30 @@ impl Engine {
         };
         let t0 = clock::now_ms();
         let history: Vec<u32> = a.prompt.iter().chain(&a.generated).copied().collect();
-        let Sampled { token, logprob, top } = a.sampler.sample(&logits, &history);
-        if !a.ignore_eos && tok.is_end_of_generation(token) {
+        let Sampled { token, logprob, top } = match a.guide.as_mut() {
+            None => a.sampler.sample(&logits, &history),
+            Some(g) => {
+                let mut allowed = logits.clone();
+                g.mask_logits(&mut allowed)?;
+                let mut s = a.sampler.sample(&allowed, &history);
+                // Report the model's own probability of the token, not the constrained one.
+                s.logprob = logits[s.token as usize] - crate::sample::log_sum_exp(&logits);
+                s
+            }
+        };
+        let eog = tok.is_end_of_generation(token);
+        if eog && (!a.ignore_eos || a.guide.is_some()) {
             a.stats.decode_ms += clock::now_ms() - t0;
             let text = a.utf8.finish() + &a.stops.flush();
             return Ok(Self::finish(a, FinishReason::Stop, text));
         }
+        let complete = match a.guide.as_mut() {
+            Some(g) => {
+                g.commit(token)?;
+                g.is_finished()
+            }
+            None => false,
+        };
         a.generated.push(token);
         let mut bytes = Vec::new();
         tok.token_bytes(token, false, &mut bytes);
@@ -306,6 +349,11 @@ impl Engine {
         if stopped {
             a.stats.decode_ms += clock::now_ms() - t0;
             return Ok(Self::finish(a, FinishReason::Stop, text));
+        }
+        if complete {
+            a.stats.decode_ms += clock::now_ms() - t0;
+            let rest = text + &a.utf8.finish() + &a.stops.flush();
+            return Ok(Self::finish(a, FinishReason::Stop, rest));
         }
         // Run the token now so that the next step can sample at once; when the context is
         // full the reply ends here (documented policy: no silent truncation of the history).
