@@ -17,6 +17,32 @@ function engineError({ name, message, fatal }) {
   return e;
 }
 
+/**
+ * OpenAI's `response_format` (plus candlelit's regex / choices / grammar forms) as the
+ * engine's constraint: the reply is decoded so that it always matches.
+ */
+function constraintOf(format) {
+  if (!format || format.type === 'text') return undefined;
+  switch (format.type) {
+    case 'json_schema': {
+      const schema = format.json_schema?.schema ?? format.schema;
+      if (!schema || typeof schema !== 'object') throw new TypeError('response_format: json_schema needs a schema');
+      return { type: 'json_schema', schema };
+    }
+    case 'json_object':
+      return { type: 'json_schema', schema: { type: 'object' } };
+    case 'regex':
+      return { type: 'regex', pattern: String(format.pattern) };
+    case 'choices':
+      return { type: 'choices', choices: format.choices.map(String) };
+    case 'grammar':
+    case 'lark':
+      return { type: 'lark', grammar: String(format.grammar) };
+    default:
+      throw new TypeError(`response_format: unknown type ${format.type}`);
+  }
+}
+
 export class CandlelitEngine {
   #worker = null;
   #pending = new Map();
@@ -32,6 +58,7 @@ export class CandlelitEngine {
     this.#workerUrl = workerUrl ?? new URL('./worker.js', import.meta.url);
     this.#threads = threads ?? (globalThis.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1);
     this.chat = { completions: { create: (params) => this.#create(params) } };
+    this.embeddings = { create: (params) => this.#embed(params) };
   }
 
   static async create(options) {
@@ -160,6 +187,67 @@ export class CandlelitEngine {
     return this.#simple({ type: 'tokenize', text });
   }
 
+  // Text recipes. Every one takes `options`: `persona` (answer as this role), `reasoning`
+  // (think step by step first; returned as `reasoning`), `examples` ([input, output]
+  // pairs as earlier turns), `max_tokens`, `sampling` (greedy by default). Each resolves
+  // with `{ text, reasoning, confidence, mean_logprob, finish_reason, tokens }`, where
+  // `confidence` is the probability the model gives this exact answer.
+
+  /** `to` (and optionally `from`) are language names, e.g. "French". */
+  translate(text, { to, from, ...options } = {}) {
+    return this.#task('translate', text, { to, from }, options);
+  }
+
+  /** `{ maxWords }` (at most, enforced) or `{ points }` (exactly that many "- " lines, enforced). */
+  summarize(text, { maxWords, points, ...options } = {}) {
+    return this.#task('summarize', text, { max_words: maxWords, points }, options);
+  }
+
+  /** Applies an instruction such as "fix spelling and grammar" or "make it more formal". */
+  edit(text, instruction, options = {}) {
+    return this.#task('edit', text, { instruction }, options);
+  }
+
+  /**
+   * Information extraction: resolves with `{ value, text, confidence, ... }` where `value`
+   * validates against `schema` (a JSON Schema) by construction: the output is decoded
+   * under the schema.
+   */
+  extract(text, schema, options = {}) {
+    return this.#task('extract', text, { schema }, options);
+  }
+
+  #task(kind, text, args, options) {
+    for (const k of Object.keys(args)) if (args[k] === undefined) delete args[k];
+    return this.#simple({ type: 'task', kind, text, args, options });
+  }
+
+  /**
+   * Loads a sentence-embedding model (BERT family, e.g. all-MiniLM-L6-v2) from the folder
+   * URL holding its config.json, model.safetensors and tokenizer.json (each stored like a model).
+   */
+  async loadEmbedder(baseUrl, { onProgress } = {}) {
+    const base = new URL(baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`, globalThis.location?.href).href;
+    const urls = Object.fromEntries(['config.json', 'model.safetensors', 'tokenizer.json'].map((f) => [f, new URL(f, base).href]));
+    const { info } = await this.#call({ type: 'load-embedder', urls }, (m) => {
+      if (m.type === 'progress') onProgress?.(m);
+    }).done;
+    this.embedder = { ...info, name: base };
+    return this.embedder;
+  }
+
+  async #embed({ input, model }) {
+    const texts = typeof input === 'string' ? [input] : input;
+    if (!Array.isArray(texts) || texts.some((t) => typeof t !== 'string')) throw new TypeError('embeddings.create: input is a string or an array of strings');
+    const { vectors, tokens } = await this.#simple({ type: 'embed', texts });
+    return {
+      object: 'list',
+      data: vectors.map((embedding, index) => ({ object: 'embedding', index, embedding })),
+      model: model ?? this.embedder?.name ?? 'embedder',
+      usage: { prompt_tokens: tokens, total_tokens: tokens },
+    };
+  }
+
   /** Stored models: `[{ name, url, size, total, complete }]`. */
   listStoredModels() {
     return this.#simple({ type: 'list-stored' });
@@ -210,6 +298,7 @@ export class CandlelitEngine {
       max_tokens: params.max_tokens ?? 512,
       stop: typeof params.stop === 'string' ? [params.stop] : (params.stop ?? []),
       ignore_eos: !!params.ignore_eos,
+      constraint: constraintOf(params.response_format),
     };
     const enginePrompt = messages ? { chat: messages.map(({ role, content }) => ({ role, content: String(content) })) } : { text: prompt };
     const completionId = `chatcmpl-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;

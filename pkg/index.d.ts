@@ -68,7 +68,46 @@ export interface CompletionParams {
   ignore_eos?: boolean;
   logprobs?: boolean;
   top_logprobs?: number;
+  /** Constrained decoding: the reply always matches (JSON Schema, regex, choices, Lark grammar). */
+  response_format?: ResponseFormat;
   signal?: AbortSignal;
+}
+
+export type ResponseFormat =
+  | { type: 'text' }
+  | { type: 'json_object' }
+  | { type: 'json_schema'; json_schema: { name?: string; schema: object; strict?: boolean } }
+  | { type: 'regex'; pattern: string }
+  | { type: 'choices'; choices: string[] }
+  | { type: 'grammar'; grammar: string };
+
+export interface TaskOptions {
+  /** Answer as this role, e.g. "a patient French teacher". */
+  persona?: string;
+  /** Think step by step first; the thinking comes back as `reasoning`. */
+  reasoning?: boolean;
+  /** Few-shot examples as [input, output] pairs, shown as earlier turns. */
+  examples?: [string, string][];
+  max_tokens?: number;
+  /** Greedy when absent. */
+  sampling?: { temperature?: number; top_k?: number; top_p?: number; min_p?: number; seed?: number };
+}
+
+export interface TaskResult {
+  text: string;
+  reasoning: string | null;
+  /** Probability the model gives this exact answer (product of its token probabilities). */
+  confidence: number;
+  mean_logprob: number;
+  finish_reason: 'stop' | 'length' | 'context_full' | 'cancelled';
+  tokens: number;
+}
+
+export interface EmbeddingResponse {
+  object: 'list';
+  data: { object: 'embedding'; index: number; embedding: number[] }[];
+  model: string;
+  usage: { prompt_tokens: number; total_tokens: number };
 }
 
 export interface Usage {
@@ -133,6 +172,14 @@ export class CandlelitEngine {
   classify(text: string, labels: string[], options?: { instruction?: string; examples?: [string, string][]; calibrate?: boolean }): Promise<LabelScore[]>;
   sentiment(text: string, options?: { calibrate?: boolean }): Promise<LabelScore[]>;
   tokenize(text: string): Promise<number[]>;
+  translate(text: string, options: TaskOptions & { to: string; from?: string }): Promise<TaskResult>;
+  summarize(text: string, options?: TaskOptions & { maxWords?: number; points?: number }): Promise<TaskResult>;
+  edit(text: string, instruction: string, options?: TaskOptions): Promise<TaskResult>;
+  /** `value` validates against `schema` by construction. */
+  extract<T = unknown>(text: string, schema: object, options?: TaskOptions): Promise<TaskResult & { value: T }>;
+  /** Folder URL with config.json, model.safetensors and tokenizer.json (e.g. all-MiniLM-L6-v2). */
+  loadEmbedder(baseUrl: string, options?: { onProgress?: (p: LoadProgress & { file: string }) => void }): Promise<{ dims: number; fromStorage: boolean; loadMs: number; name: string }>;
+  embeddings: { create(params: { input: string | string[]; model?: string }): Promise<EmbeddingResponse> };
   listStoredModels(): Promise<StoredModel[]>;
   deleteStoredModel(name: string): Promise<void>;
   memoryBytes(): Promise<number>;

@@ -32,6 +32,7 @@ async function start(requested) {
 }
 
 let engine = null;
+let embedder = null;
 let broken = null;
 let current = null; // { id, cancelled }
 
@@ -93,6 +94,31 @@ async function load(id, source, options = {}) {
   return { ...info, ...origin, ...threading, loadMs: performance.now() - t0, memoryBytes: wasm.memoryBytes() };
 }
 
+// The three Hugging Face files of an embedding model, each stored like a model file.
+async function loadEmbedder(id, urls) {
+  await ready;
+  embedder?.free();
+  embedder = null;
+  const t0 = performance.now();
+  const files = {};
+  let fromStorage = true;
+  for (const [file, url] of Object.entries(urls)) {
+    let buf = null;
+    let at = 0;
+    const origin = await loadUrl(url, (total) => {
+      buf = new Uint8Array(total);
+      return (chunk) => {
+        buf.set(chunk, at);
+        at += chunk.byteLength;
+      };
+    }, { onProgress: (p) => post({ type: 'progress', id, file, ...p }) });
+    fromStorage &&= origin.fromStorage;
+    files[file] = buf;
+  }
+  embedder = new wasm.WasmEmbedder(files['config.json'], files['model.safetensors'], files['tokenizer.json']);
+  return { dims: embedder.dims(), fromStorage, loadMs: performance.now() - t0 };
+}
+
 async function generate(id, prompt, request) {
   if (!engine) throw Object.assign(new Error('No model is loaded.'), { name: 'NoModel' });
   current = { id, cancelled: false };
@@ -150,6 +176,22 @@ async function handle(msg) {
       if (!engine) throw Object.assign(new Error('No model is loaded.'), { name: 'NoModel' });
       post({ type: 'ok', id, result: JSON.parse(engine.classify(msg.text, JSON.stringify(msg.labels ?? []), JSON.stringify(msg.options ?? {}), msg.preset)) });
       break;
+    case 'task':
+      if (!engine) throw Object.assign(new Error('No model is loaded.'), { name: 'NoModel' });
+      post({ type: 'ok', id, result: JSON.parse(engine.task(msg.kind, msg.text, JSON.stringify(msg.args ?? {}), JSON.stringify(msg.options ?? {}))) });
+      break;
+    case 'load-embedder':
+      post({ type: 'loaded', id, info: await loadEmbedder(id, msg.urls) });
+      break;
+    case 'embed': {
+      if (!embedder) throw Object.assign(new Error('No embedding model is loaded.'), { name: 'NoModel' });
+      const flat = embedder.embed(JSON.stringify(msg.texts));
+      const d = embedder.dims();
+      const vectors = msg.texts.map((_, i) => Array.from(flat.subarray(i * d, (i + 1) * d)));
+      const tokens = msg.texts.reduce((n, t) => n + embedder.countTokens(t), 0);
+      post({ type: 'ok', id, result: { vectors, tokens } });
+      break;
+    }
     case 'list-stored':
       post({ type: 'ok', id, result: await (await ModelStore.open()).list() });
       break;

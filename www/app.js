@@ -306,6 +306,79 @@ async function runTask(kind) {
   }
 }
 
+async function runTextTask(kind) {
+  if (!engine.model) return showError(new Error('Load a model first.'));
+  if (busy) return;
+  const text = $('task-text').value.trim();
+  if (!text) return showError(new Error('Enter a text for the task.'));
+  showError(null);
+  setBusy(true);
+  const out = $('task-output');
+  const meta = $('task-meta');
+  out.textContent = '';
+  meta.textContent = 'Working…';
+  const options = { persona: $('task-persona').value.trim() || undefined, reasoning: $('task-reasoning').checked, max_tokens: 300 };
+  try {
+    let r;
+    if (kind === 'translate') r = await engine.translate(text, { to: $('task-language').value.trim(), ...options });
+    else if (kind === 'summarize') r = await engine.summarize(text, { points: Number($('task-points').value) || 3, ...options });
+    else if (kind === 'edit') r = await engine.edit(text, $('task-instruction').value.trim(), options);
+    else {
+      let schema;
+      try {
+        schema = JSON.parse($('task-schema').value);
+      } catch (e) {
+        throw new Error(`The JSON Schema does not parse: ${e.message}`);
+      }
+      r = await engine.extract(text, schema, options);
+    }
+    // Model output is untrusted: shown as text, never as HTML.
+    out.textContent = kind === 'extract' ? JSON.stringify(r.value, null, 2) : r.text;
+    // The whole answer's probability shrinks with its length; the mean per token reads better.
+    meta.textContent =
+      `confidence ${r.confidence.toPrecision(2)} (mean token probability ${(Math.exp(r.mean_logprob) * 100).toFixed(0)}%) · ${r.tokens} tokens · ${r.finish_reason}` +
+      (r.reasoning ? ` · reasoning: ${r.reasoning}` : '');
+  } catch (e) {
+    meta.textContent = '';
+    showError(e);
+  } finally {
+    setBusy(false);
+  }
+}
+
+// ---------------------------------------------------------------- semantic search
+
+const EMBEDDER_URL = '/models/minilm/';
+
+async function runSearch() {
+  if (busy) return;
+  const passages = $('search-passages').value.split('\n').map((p) => p.trim()).filter(Boolean);
+  const query = $('search-query').value.trim();
+  if (!query || passages.length === 0) return showError(new Error('Enter passages and a query.'));
+  showError(null);
+  setBusy(true);
+  const list = $('search-results');
+  list.replaceChildren();
+  try {
+    if (!engine.embedder) {
+      $('search-status').textContent = 'Loading the embedding model…';
+      const info = await engine.loadEmbedder(EMBEDDER_URL, { onProgress: showProgress });
+      $('search-status').textContent = `Embedding model ready (${info.fromStorage ? 'from browser storage' : 'downloaded'} in ${(info.loadMs / 1000).toFixed(1)} s).`;
+    }
+    const { data } = await engine.embeddings.create({ input: [query, ...passages] });
+    const q = data[0].embedding;
+    const dot = (a, b) => a.reduce((s, x, i) => s + x * b[i], 0);
+    const ranked = passages.map((p, i) => ({ p, score: dot(q, data[i + 1].embedding) })).sort((a, b) => b.score - a.score);
+    list.replaceChildren(
+      ...ranked.map(({ p, score }) => Object.assign(document.createElement('li'), { textContent: `${score.toFixed(3)}  ${p}` })),
+    );
+  } catch (e) {
+    showError(e);
+  } finally {
+    setBusy(false);
+  }
+}
+
 // ---------------------------------------------------------------- wiring
 
 function bindSettings() {
@@ -335,6 +408,8 @@ ui.stop.addEventListener('click', () => aborter?.abort());
 ui.newChat.addEventListener('click', newChat);
 $('task-sentiment').addEventListener('click', () => runTask('sentiment'));
 $('task-classify').addEventListener('click', () => runTask('classify'));
+for (const kind of ['translate', 'summarize', 'edit', 'extract']) $(`task-${kind}`).addEventListener('click', () => runTextTask(kind));
+$('search-run').addEventListener('click', runSearch);
 
 fillModelPicker();
 bindSettings();

@@ -208,4 +208,82 @@ impl WasmEngine {
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsValue> {
         self.inner.tokenizer.encode(text, true, true).map_err(js_error)
     }
+
+    /// A text recipe, run to the end (JSON result). `kind` and `args` (JSON):
+    /// `translate {to, from?}`, `summarize {max_words | points}`, `edit {instruction}`,
+    /// `extract {schema}`; `options` are [`TaskOptions`] (persona, reasoning, examples, ...).
+    pub fn task(&mut self, kind: &str, text: &str, args: &str, options: &str) -> Result<String, JsValue> {
+        use crate::recipes::{edit, extract, summarize, translate, SummaryLength, TaskOptions};
+        let args: serde_json::Value = serde_json::from_str(args).map_err(|e| json_error("args", e))?;
+        let opts: TaskOptions = serde_json::from_str(options).map_err(|e| json_error("options", e))?;
+        let arg = |k: &str| args.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let need = |k: &str| arg(k).ok_or_else(|| js_error(Error::InvalidRequest(format!("{kind} needs `{k}`"))));
+        let e = &mut self.inner;
+        match kind {
+            "translate" => to_json(translate(e, text, arg("from").as_deref(), &need("to")?, &opts)),
+            "edit" => to_json(edit(e, text, &need("instruction")?, &opts)),
+            "summarize" => {
+                let n = |k: &str| args.get(k).and_then(|v| v.as_u64()).map(|n| n as usize);
+                let len = match (n("points"), n("max_words")) {
+                    (Some(p), _) => SummaryLength::Points(p),
+                    (None, Some(w)) => SummaryLength::MaxWords(w),
+                    (None, None) => SummaryLength::MaxWords(60),
+                };
+                to_json(summarize(e, text, len, &opts))
+            }
+            "extract" => {
+                let schema = args
+                    .get("schema")
+                    .ok_or_else(|| js_error(Error::InvalidRequest("extract needs `schema`".into())))?;
+                to_json(extract(e, text, schema, &opts))
+            }
+            other => Err(js_error(Error::InvalidRequest(format!("unknown task `{other}`")))),
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(r: crate::Result<T>) -> Result<String, JsValue> {
+    let v = r.map_err(js_error)?;
+    serde_json::to_string(&v).map_err(|e| json_error("result", e))
+}
+
+/// A sentence-embedding model (BERT family, e.g. all-MiniLM-L6-v2) from its Hugging Face files.
+#[wasm_bindgen]
+pub struct WasmEmbedder {
+    inner: crate::embed::Embedder,
+}
+
+#[wasm_bindgen]
+impl WasmEmbedder {
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        config: &[u8],
+        weights: Vec<u8>,
+        tokenizer: &[u8],
+        max_tokens: Option<usize>,
+    ) -> Result<WasmEmbedder, JsValue> {
+        let inner = crate::embed::Embedder::from_bytes(
+            config,
+            weights,
+            tokenizer,
+            max_tokens.unwrap_or(crate::embed::DEFAULT_MAX_TOKENS),
+        )
+        .map_err(js_error)?;
+        Ok(WasmEmbedder { inner })
+    }
+
+    pub fn dims(&self) -> usize {
+        self.inner.dims()
+    }
+
+    /// Unit-length vectors, concatenated (`texts.len() × dims` floats).
+    pub fn embed(&self, texts: &str) -> Result<Vec<f32>, JsValue> {
+        let texts: Vec<String> = serde_json::from_str(texts).map_err(|e| json_error("texts", e))?;
+        Ok(self.inner.embed(&texts).map_err(js_error)?.concat())
+    }
+
+    #[wasm_bindgen(js_name = countTokens)]
+    pub fn count_tokens(&self, text: &str) -> Result<usize, JsValue> {
+        self.inner.count_tokens(text).map_err(js_error)
+    }
 }

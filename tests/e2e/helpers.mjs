@@ -108,10 +108,10 @@ export async function session({ greedy = true, testFiles } = {}) {
 
 /** Greedy decoding through the Settings panel, so replies are reproducible. */
 export async function useGreedy(ui) {
-  await ui.page.getByText('Settings').click();
+  await ui.page.getByText('Settings', { exact: true }).click();
   await ui.page.getByLabel('Temperature').fill('0');
   await ui.page.getByLabel('Temperature').dispatchEvent('change');
-  await ui.page.getByText('Settings').click();
+  await ui.page.getByText('Settings', { exact: true }).click();
 }
 
 /** Clicks Load and waits until the model is ready (or an error shows). */

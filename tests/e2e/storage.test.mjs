@@ -95,7 +95,7 @@ test('with the network off, the page, the stored model and a new chat work', asy
 });
 
 test('stored models are listed with sizes and can be deleted (offline too)', async () => {
-  await ui.page.getByText('Stored models').click();
+  await ui.page.getByText('Stored models', { exact: true }).click();
   const item = ui.page.locator('#stored li').first();
   await item.waitFor();
   assert.match(await item.innerText(), /smollm2-135m-instruct-q4_1\.gguf — 98\.4 MB/);

@@ -15,7 +15,7 @@ after(() => s?.close());
 test('classify and sentiment show normalised label probabilities', async () => {
   const { ui } = s;
   await loadModel(ui, '/models/gemma-3-270m-q4_k_m.gguf');
-  await ui.page.getByText('Tasks').click();
+  await ui.page.getByText('Tasks', { exact: true }).click();
   await ui.page.getByRole('textbox', { name: 'Task text' }).fill('I absolutely love this phone. Best purchase I have made all year!');
   await ui.page.getByRole('button', { name: 'Sentiment' }).click();
   const result = ui.page.getByRole('status', { name: 'Task result' });
