@@ -337,3 +337,37 @@ fn summaries_have_the_asked_shape() {
     let words = out.text.split_whitespace().count();
     assert!((1..=12).contains(&words), "{words} words: {:?}", out.text);
 }
+
+#[test]
+fn reasoning_and_persona_shape_the_conversation() {
+    use candlelit::recipes::translate;
+    let mut e = engine(SMOLLM2);
+    let opts = TaskOptions {
+        reasoning: true,
+        persona: Some("a meticulous data clerk".into()),
+        max_tokens: 120,
+        ..Default::default()
+    };
+    let (text, schema) = &cases()[0];
+    let out = extract(&mut e, text, schema, &opts).unwrap();
+    let reasoning = out.output.reasoning.clone().expect("reasoning requested");
+    assert!(!reasoning.trim().is_empty());
+    assert!(jsonschema::validator_for(schema).unwrap().is_valid(&out.value), "{}", out.value);
+    // The cache holds the conversation the answer was generated from: persona in the
+    // system turn, the model's own reasoning as an earlier assistant turn.
+    let seen = e.tokenizer.decode(e.cache().tokens(), true);
+    assert!(seen.contains("You are a meticulous data clerk."), "{seen}");
+    assert!(seen.contains(reasoning.trim()), "{seen}");
+    assert!(seen.contains("step by step"), "{seen}");
+
+    // Few-shot examples become earlier turns too.
+    let fr = TaskOptions {
+        examples: vec![("Thank you very much.".into(), "Merci beaucoup.".into())],
+        ..Default::default()
+    };
+    let out = translate(&mut e, "Good night.", None, "French", &fr).unwrap();
+    let seen = e.tokenizer.decode(e.cache().tokens(), true);
+    assert!(seen.contains("Merci beaucoup."), "{seen}");
+    assert!(!out.text.is_empty() && out.confidence > 0.0);
+    eprintln!("translate with one example: {:?} (confidence {})", out.text, out.confidence);
+}
