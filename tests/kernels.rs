@@ -29,6 +29,7 @@ fn reference(w_row: &[f32], x: &[f32], dot: Dot) -> (f64, f64) {
                 .flat_map(|b| b.qs.iter().map(move |&q| q as f32 * b.d))
                 .collect()
         }
+        Dot::F32(_) => x.to_vec(),
     };
     let exact: f64 = w_row.iter().zip(&xq).map(|(a, b)| *a as f64 * *b as f64).sum();
     let magnitude: f64 = w_row.iter().zip(&xq).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();

@@ -19,13 +19,18 @@ use scalar as fast;
 use simd128 as fast;
 
 /// Every block type these kernels multiply.
-pub const SUPPORTED: [GgmlDType; 7] = [
+pub const SUPPORTED: [GgmlDType; 12] = [
+    GgmlDType::F16,
+    GgmlDType::BF16,
     GgmlDType::Q4_0,
     GgmlDType::Q4_1,
     GgmlDType::Q5_0,
     GgmlDType::Q5_1,
     GgmlDType::Q8_0,
+    GgmlDType::Q2K,
+    GgmlDType::Q3K,
     GgmlDType::Q4K,
+    GgmlDType::Q5K,
     GgmlDType::Q6K,
 ];
 
@@ -44,6 +49,8 @@ pub fn preferred(dtype: GgmlDType) -> bool {
 pub enum Dot {
     Q8(fn(&[u8], &[BlockQ8]) -> f32),
     Q8K(fn(&[u8], &[BlockQ8K]) -> f32),
+    /// 16-bit float weights take the activations as they are.
+    F32(fn(&[u8], &[f32]) -> f32),
 }
 
 /// The kernel for a block type, with the bytes and elements of one block.
@@ -52,13 +59,19 @@ pub fn kernel(dtype: GgmlDType, simd: bool) -> Option<(Dot, usize, usize)> {
     let pick = |f: fn(&[u8], &[BlockQ8]) -> f32, s: fn(&[u8], &[BlockQ8]) -> f32| Dot::Q8(if simd { f } else { s });
     let pick_k =
         |f: fn(&[u8], &[BlockQ8K]) -> f32, s: fn(&[u8], &[BlockQ8K]) -> f32| Dot::Q8K(if simd { f } else { s });
+    let pick_f = |f: fn(&[u8], &[f32]) -> f32, s: fn(&[u8], &[f32]) -> f32| Dot::F32(if simd { f } else { s });
     Some(match dtype {
+        T::F16 => (pick_f(fast::dot_f16, scalar::dot_f16), 2, 1),
+        T::BF16 => (pick_f(fast::dot_bf16, scalar::dot_bf16), 2, 1),
         T::Q4_0 => (pick(fast::dot_q4_0, scalar::dot_q4_0), 18, 32),
         T::Q4_1 => (pick(fast::dot_q4_1, scalar::dot_q4_1), 20, 32),
         T::Q5_0 => (pick(fast::dot_q5_0, scalar::dot_q5_0), 22, 32),
         T::Q5_1 => (pick(fast::dot_q5_1, scalar::dot_q5_1), 24, 32),
         T::Q8_0 => (pick(fast::dot_q8_0, scalar::dot_q8_0), 34, 32),
+        T::Q2K => (pick_k(fast::dot_q2_k, scalar::dot_q2_k), 84, 256),
+        T::Q3K => (pick_k(fast::dot_q3_k, scalar::dot_q3_k), 110, 256),
         T::Q4K => (pick_k(fast::dot_q4_k, scalar::dot_q4_k), 144, 256),
+        T::Q5K => (pick_k(fast::dot_q5_k, scalar::dot_q5_k), 176, 256),
         T::Q6K => (pick_k(fast::dot_q6_k, scalar::dot_q6_k), 210, 256),
         _ => return None,
     })
@@ -92,6 +105,7 @@ pub fn matmul(w: &Weights, x: &[f32], rows: usize, out: &mut [f32], simd: bool) 
             let acts = quantize_rows(x, w.in_dim, rows, q8::quantize_q8k);
             multiply(w.data, row_bytes, &acts, w.in_dim / 256, w.out_dim, out, f);
         }
+        Dot::F32(f) => multiply(w.data, row_bytes, &x[..rows * w.in_dim], w.in_dim, w.out_dim, out, f),
     }
     true
 }

@@ -155,3 +155,114 @@ pub fn dot_q6_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
     }
     sum
 }
+
+pub fn dot_q5_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
+    let mut sum = 0f32;
+    for (w, a) in row.chunks_exact(176).zip(act) {
+        let (d, dmin) = (f16_at(w, 0), f16_at(w, 2));
+        let scales = &w[4..16];
+        let qh = &w[16..48];
+        let qs = &w[48..176];
+        let (mut sumi, mut summ) = (0i32, 0i32);
+        for c in 0..4 {
+            let q = &qs[32 * c..32 * c + 32];
+            let (sc_lo, m_lo) = scale_min_k4(2 * c, scales);
+            let (sc_hi, m_hi) = scale_min_k4(2 * c + 1, scales);
+            let (mut lo, mut hi) = (0i32, 0i32);
+            for l in 0..32 {
+                let h_lo = ((qh[l] >> (2 * c)) & 1) << 4;
+                let h_hi = ((qh[l] >> (2 * c + 1)) & 1) << 4;
+                lo += ((q[l] & 0x0F) | h_lo) as i32 * a.qs[64 * c + l] as i32;
+                hi += ((q[l] >> 4) | h_hi) as i32 * a.qs[64 * c + 32 + l] as i32;
+            }
+            sumi += sc_lo as i32 * lo + sc_hi as i32 * hi;
+            let b = &a.bsums;
+            summ += m_lo as i32 * (b[4 * c] + b[4 * c + 1]) as i32 + m_hi as i32 * (b[4 * c + 2] + b[4 * c + 3]) as i32;
+        }
+        sum += a.d * (d * sumi as f32 - dmin * summ as f32);
+    }
+    sum
+}
+
+/// The sixteen 6-bit scales of a Q3_K super-block, unpacked from its 12 bytes (minus 32).
+#[inline]
+pub(crate) fn q3_k_scales(s: &[u8]) -> [i8; 16] {
+    let mut out = [0i8; 16];
+    for (j, o) in out.iter_mut().enumerate() {
+        let low = if j < 8 { s[j] & 0x0F } else { s[j - 8] >> 4 };
+        let high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+        *o = (low | (high << 4)) as i8 - 32;
+    }
+    out
+}
+
+pub fn dot_q3_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
+    let mut sum = 0f32;
+    for (w, a) in row.chunks_exact(110).zip(act) {
+        let hmask = &w[0..32];
+        let qs = &w[32..96];
+        let scales = q3_k_scales(&w[96..108]);
+        let d = f16_at(w, 108);
+        let mut total = 0i32;
+        for n in 0..2 {
+            let q = &qs[32 * n..32 * n + 32];
+            for j in 0..4 {
+                let shift = 2 * j;
+                let bit = 1u8 << (4 * n + j);
+                for h in 0..2 {
+                    let g = 8 * n + 2 * j + h;
+                    let mut part = 0i32;
+                    for l in 16 * h..16 * h + 16 {
+                        let v = ((q[l] >> shift) & 3) as i32 - if hmask[l] & bit != 0 { 0 } else { 4 };
+                        part += v * a.qs[128 * n + 32 * j + l] as i32;
+                    }
+                    total += scales[g] as i32 * part;
+                }
+            }
+        }
+        sum += a.d * d * total as f32;
+    }
+    sum
+}
+
+pub fn dot_q2_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
+    let mut sum = 0f32;
+    for (w, a) in row.chunks_exact(84).zip(act) {
+        let scales = &w[0..16];
+        let qs = &w[16..80];
+        let (d, dmin) = (f16_at(w, 80), f16_at(w, 82));
+        let (mut sumi, mut summ) = (0i32, 0i32);
+        for n in 0..2 {
+            let q = &qs[32 * n..32 * n + 32];
+            for j in 0..4 {
+                for h in 0..2 {
+                    let g = 8 * n + 2 * j + h;
+                    let mut part = 0i32;
+                    for l in 16 * h..16 * h + 16 {
+                        part += ((q[l] >> (2 * j)) & 3) as i32 * a.qs[128 * n + 32 * j + l] as i32;
+                    }
+                    sumi += (scales[g] & 0x0F) as i32 * part;
+                    summ += (scales[g] >> 4) as i32 * a.bsums[g] as i32;
+                }
+            }
+        }
+        sum += a.d * (d * sumi as f32 - dmin * summ as f32);
+    }
+    sum
+}
+
+/// F16 weights · f32 activations (no activation quantization: f16 keeps 11 bits, more than
+/// a Q8 activation block would).
+pub fn dot_f16(row: &[u8], act: &[f32]) -> f32 {
+    row.chunks_exact(2)
+        .zip(act)
+        .map(|(w, a)| f16::from_le_bytes([w[0], w[1]]).to_f32() * a)
+        .sum()
+}
+
+pub fn dot_bf16(row: &[u8], act: &[f32]) -> f32 {
+    row.chunks_exact(2)
+        .zip(act)
+        .map(|(w, a)| f32::from_bits((u16::from_le_bytes([w[0], w[1]]) as u32) << 16) * a)
+        .sum()
+}

@@ -204,3 +204,144 @@ pub fn dot_q6_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
     }
     sum
 }
+
+pub fn dot_q5_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
+    let mut sum = 0f32;
+    let (mask, one) = (u8x16_splat(0x0F), u8x16_splat(1));
+    for (w, a) in row.chunks_exact(176).zip(act) {
+        let scales = &w[4..16];
+        let (h0, h1) = (load(w, 16), load(w, 32));
+        let mut acc = i32x4_splat(0);
+        let mut summ = 0i32;
+        for c in 0..4 {
+            let (sc_lo, m_lo) = scale_min_k4(2 * c, scales);
+            let (sc_hi, m_hi) = scale_min_k4(2 * c + 1, scales);
+            let (q0, q1) = (load(w, 48 + 32 * c), load(w, 64 + 32 * c));
+            // The fifth bit of each value: bit 2c (low nibbles) or 2c + 1 (high nibbles) of qh.
+            let bit = |h: v128, s: u32| i8x16_shl(v128_and(u8x16_shr(h, s), one), 4);
+            let s = 2 * c as u32;
+            let base = 64 * c;
+            let lo = i32x4_add(
+                dot16(v128_or(v128_and(q0, mask), bit(h0, s)), load_i8(&a.qs, base)),
+                dot16(v128_or(v128_and(q1, mask), bit(h1, s)), load_i8(&a.qs, base + 16)),
+            );
+            let hi = i32x4_add(
+                dot16(v128_or(u8x16_shr(q0, 4), bit(h0, s + 1)), load_i8(&a.qs, base + 32)),
+                dot16(v128_or(u8x16_shr(q1, 4), bit(h1, s + 1)), load_i8(&a.qs, base + 48)),
+            );
+            acc = i32x4_add(
+                acc,
+                i32x4_add(
+                    i32x4_mul(lo, i32x4_splat(sc_lo as i32)),
+                    i32x4_mul(hi, i32x4_splat(sc_hi as i32)),
+                ),
+            );
+            let b = &a.bsums;
+            summ += m_lo as i32 * (b[4 * c] + b[4 * c + 1]) as i32 + m_hi as i32 * (b[4 * c + 2] + b[4 * c + 3]) as i32;
+        }
+        sum += a.d * (f16_at(w, 0) * hsum_i32(acc) as f32 - f16_at(w, 2) * summ as f32);
+    }
+    sum
+}
+
+pub fn dot_q3_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
+    let mut sum = 0f32;
+    let (three, four, zero) = (u8x16_splat(3), i8x16_splat(4), i8x16_splat(0));
+    for (w, a) in row.chunks_exact(110).zip(act) {
+        let scales = super::scalar::q3_k_scales(&w[96..108]);
+        let hm = [load(w, 0), load(w, 16)];
+        let mut acc = i32x4_splat(0);
+        for n in 0..2 {
+            let q = [load(w, 32 + 32 * n), load(w, 48 + 32 * n)];
+            for j in 0..4 {
+                let bit = u8x16_splat(1 << (4 * n + j));
+                for h in 0..2 {
+                    let v = v128_and(u8x16_shr(q[h], 2 * j as u32), three);
+                    // Values whose high bit is clear are 4 lower.
+                    let clear = i8x16_eq(v128_and(hm[h], bit), zero);
+                    let v = i8x16_sub(v, v128_and(clear, four));
+                    let part = dot16(v, load_i8(&a.qs, 128 * n + 32 * j + 16 * h));
+                    acc = i32x4_add(acc, i32x4_mul(part, i32x4_splat(scales[8 * n + 2 * j + h] as i32)));
+                }
+            }
+        }
+        sum += a.d * f16_at(w, 108) * hsum_i32(acc) as f32;
+    }
+    sum
+}
+
+pub fn dot_q2_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
+    let mut sum = 0f32;
+    let three = u8x16_splat(3);
+    for (w, a) in row.chunks_exact(84).zip(act) {
+        let scales = &w[0..16];
+        let mut acc = i32x4_splat(0);
+        let mut summ = 0i32;
+        for n in 0..2 {
+            let q = [load(w, 16 + 32 * n), load(w, 32 + 32 * n)];
+            for j in 0..4 {
+                for h in 0..2 {
+                    let g = 8 * n + 2 * j + h;
+                    let v = v128_and(u8x16_shr(q[h], 2 * j as u32), three);
+                    let part = dot16(v, load_i8(&a.qs, 128 * n + 32 * j + 16 * h));
+                    acc = i32x4_add(acc, i32x4_mul(part, i32x4_splat((scales[g] & 0x0F) as i32)));
+                    summ += (scales[g] >> 4) as i32 * a.bsums[g] as i32;
+                }
+            }
+        }
+        sum += a.d * (f16_at(w, 80) * hsum_i32(acc) as f32 - f16_at(w, 82) * summ as f32);
+    }
+    sum
+}
+
+/// Eight f16 values (one v128) to two f32x4. The exponent is rebased by a multiply, which
+/// also turns f16 subnormals into the right f32 values; inf/NaN (never in weights) are not kept.
+#[inline(always)]
+fn f16x8_to_f32(h: v128) -> (v128, v128) {
+    let magic = f32x4_splat(f32::from_bits(0x7780_0000)); // 2^112
+    let widen = |v: v128| {
+        let sign = i32x4_shl(v128_and(v, u32x4_splat(0x8000)), 16);
+        let body = f32x4_mul(i32x4_shl(v128_and(v, u32x4_splat(0x7FFF)), 13), magic);
+        v128_or(body, sign)
+    };
+    (widen(u32x4_extend_low_u16x8(h)), widen(u32x4_extend_high_u16x8(h)))
+}
+
+#[inline(always)]
+fn load_f32(a: &[f32], at: usize) -> v128 {
+    assert!(at + 4 <= a.len());
+    // SAFETY: bounds checked above.
+    unsafe { v128_load(a.as_ptr().add(at) as *const v128) }
+}
+
+fn dot_half(row: &[u8], act: &[f32], widen: impl Fn(v128) -> (v128, v128), one: impl Fn(&[u8]) -> f32) -> f32 {
+    let n = act.len().min(row.len() / 2);
+    let mut acc = [f32x4_splat(0.0), f32x4_splat(0.0)];
+    let mut i = 0;
+    while i + 8 <= n {
+        let (lo, hi) = widen(load(row, 2 * i));
+        acc[0] = f32x4_add(acc[0], f32x4_mul(lo, load_f32(act, i)));
+        acc[1] = f32x4_add(acc[1], f32x4_mul(hi, load_f32(act, i + 4)));
+        i += 8;
+    }
+    let mut sum = hsum_f32(f32x4_add(acc[0], acc[1]));
+    while i < n {
+        sum += one(&row[2 * i..2 * i + 2]) * act[i];
+        i += 1;
+    }
+    sum
+}
+
+pub fn dot_f16(row: &[u8], act: &[f32]) -> f32 {
+    dot_half(row, act, f16x8_to_f32, |b| f16_at(b, 0))
+}
+
+pub fn dot_bf16(row: &[u8], act: &[f32]) -> f32 {
+    let widen = |h: v128| {
+        (
+            i32x4_shl(u32x4_extend_low_u16x8(h), 16),
+            i32x4_shl(u32x4_extend_high_u16x8(h), 16),
+        )
+    };
+    dot_half(row, act, widen, |b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
+}
