@@ -352,7 +352,11 @@ fn reasoning_and_persona_shape_the_conversation() {
     let out = extract(&mut e, text, schema, &opts).unwrap();
     let reasoning = out.output.reasoning.clone().expect("reasoning requested");
     assert!(!reasoning.trim().is_empty());
-    assert!(jsonschema::validator_for(schema).unwrap().is_valid(&out.value), "{}", out.value);
+    assert!(
+        jsonschema::validator_for(schema).unwrap().is_valid(&out.value),
+        "{}",
+        out.value
+    );
     // The cache holds the conversation the answer was generated from: persona in the
     // system turn, the model's own reasoning as an earlier assistant turn.
     let seen = e.tokenizer.decode(e.cache().tokens(), true);
@@ -369,5 +373,8 @@ fn reasoning_and_persona_shape_the_conversation() {
     let seen = e.tokenizer.decode(e.cache().tokens(), true);
     assert!(seen.contains("Merci beaucoup."), "{seen}");
     assert!(!out.text.is_empty() && out.confidence > 0.0);
-    eprintln!("translate with one example: {:?} (confidence {})", out.text, out.confidence);
+    eprintln!(
+        "translate with one example: {:?} (confidence {})",
+        out.text, out.confidence
+    );
 }

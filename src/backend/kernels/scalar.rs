@@ -254,15 +254,38 @@ pub fn dot_q2_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
 /// F16 weights · f32 activations (no activation quantization: f16 keeps 11 bits, more than
 /// a Q8 activation block would).
 pub fn dot_f16(row: &[u8], act: &[f32]) -> f32 {
-    row.chunks_exact(2)
-        .zip(act)
-        .map(|(w, a)| f16::from_le_bytes([w[0], w[1]]).to_f32() * a)
-        .sum()
+    dot_16bit(row, act, f16_bits_to_f32)
 }
 
 pub fn dot_bf16(row: &[u8], act: &[f32]) -> f32 {
-    row.chunks_exact(2)
-        .zip(act)
-        .map(|(w, a)| f32::from_bits((u16::from_le_bytes([w[0], w[1]]) as u32) << 16) * a)
-        .sum()
+    dot_16bit(row, act, |b| f32::from_bits((b as u32) << 16))
+}
+
+/// Eight independent partial sums: a single running f32 sum is a dependency chain the
+/// compiler may not reorder, eight lanes let it use SIMD registers natively.
+#[inline(always)]
+fn dot_16bit(row: &[u8], act: &[f32], widen: impl Fn(u16) -> f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let (w8, a8) = (row.chunks_exact(16), act.chunks_exact(8));
+    let (w_rest, a_rest) = (w8.remainder(), a8.remainder());
+    for (w, a) in w8.zip(a8) {
+        for l in 0..8 {
+            acc[l] += widen(u16::from_le_bytes([w[2 * l], w[2 * l + 1]])) * a[l];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for (w, a) in w_rest.chunks_exact(2).zip(a_rest) {
+        sum += widen(u16::from_le_bytes([w[0], w[1]])) * a;
+    }
+    sum
+}
+
+/// Branch-free f16 → f32 (exact for every finite value, subnormals included; inf/NaN are
+/// not kept, and weights have none): the compiler vectorises it, where `half`'s software
+/// conversion made native F16 decode 4× slower than BF16.
+#[inline(always)]
+pub(crate) fn f16_bits_to_f32(h: u16) -> f32 {
+    let h = h as u32;
+    let body = f32::from_bits((h & 0x7FFF) << 13) * f32::from_bits(0x7780_0000); // × 2^112
+    f32::from_bits(body.to_bits() | ((h & 0x8000) << 16))
 }

@@ -343,5 +343,7 @@ pub fn dot_bf16(row: &[u8], act: &[f32]) -> f32 {
             i32x4_shl(u32x4_extend_high_u16x8(h), 16),
         )
     };
-    dot_half(row, act, widen, |b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
+    dot_half(row, act, widen, |b| {
+        f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)
+    })
 }
