@@ -255,10 +255,10 @@ pub fn dot_q3_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
             let q = [load(w, 32 + 32 * n), load(w, 48 + 32 * n)];
             for j in 0..4 {
                 let bit = u8x16_splat(1 << (4 * n + j));
-                for h in 0..2 {
-                    let v = v128_and(u8x16_shr(q[h], 2 * j as u32), three);
+                for (h, (&qh, &mh)) in q.iter().zip(&hm).enumerate() {
+                    let v = v128_and(u8x16_shr(qh, 2 * j as u32), three);
                     // Values whose high bit is clear are 4 lower.
-                    let clear = i8x16_eq(v128_and(hm[h], bit), zero);
+                    let clear = i8x16_eq(v128_and(mh, bit), zero);
                     let v = i8x16_sub(v, v128_and(clear, four));
                     let part = dot16(v, load_i8(&a.qs, 128 * n + 32 * j + 16 * h));
                     acc = i32x4_add(acc, i32x4_mul(part, i32x4_splat(scales[8 * n + 2 * j + h] as i32)));
@@ -280,9 +280,9 @@ pub fn dot_q2_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
         for n in 0..2 {
             let q = [load(w, 16 + 32 * n), load(w, 32 + 32 * n)];
             for j in 0..4 {
-                for h in 0..2 {
+                for (h, &qh) in q.iter().enumerate() {
                     let g = 8 * n + 2 * j + h;
-                    let v = v128_and(u8x16_shr(q[h], 2 * j as u32), three);
+                    let v = v128_and(u8x16_shr(qh, 2 * j as u32), three);
                     let part = dot16(v, load_i8(&a.qs, 128 * n + 32 * j + 16 * h));
                     acc = i32x4_add(acc, i32x4_mul(part, i32x4_splat((scales[g] & 0x0F) as i32)));
                     summ += (scales[g] >> 4) as i32 * a.bsums[g] as i32;
