@@ -270,13 +270,20 @@ function newChat() {
 
 // ---------------------------------------------------------------- tasks
 
-async function runTask(kind) {
-  if (!engine.model) return showError(new Error('Load a model first.'));
-  if (busy) return;
+/** The task text, once a model is loaded and nothing else runs; null (and a message) otherwise. */
+function startTask() {
+  if (busy) return null;
   const text = $('task-text').value.trim();
-  if (!text) return showError(new Error('Enter a text for the task.'));
-  showError(null);
+  const problem = !engine.model ? 'Load a model first.' : !text ? 'Enter a text for the task.' : null;
+  showError(problem && new Error(problem));
+  if (problem) return null;
   setBusy(true);
+  return text;
+}
+
+async function runTask(kind) {
+  const text = startTask();
+  if (text === null) return;
   const out = $('task-result');
   out.replaceChildren(Object.assign(document.createElement('li'), { textContent: 'Scoring…' }));
   try {
@@ -307,12 +314,8 @@ async function runTask(kind) {
 }
 
 async function runTextTask(kind) {
-  if (!engine.model) return showError(new Error('Load a model first.'));
-  if (busy) return;
-  const text = $('task-text').value.trim();
-  if (!text) return showError(new Error('Enter a text for the task.'));
-  showError(null);
-  setBusy(true);
+  const text = startTask();
+  if (text === null) return;
   const out = $('task-output');
   const meta = $('task-meta');
   out.textContent = '';

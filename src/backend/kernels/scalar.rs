@@ -100,11 +100,24 @@ pub(crate) fn scale_min_k4(j: usize, s: &[u8]) -> (u8, u8) {
 }
 
 pub fn dot_q4_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
+    dot_k_scale_min::<false>(row, act)
+}
+
+pub fn dot_q5_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
+    dot_k_scale_min::<true>(row, act)
+}
+
+/// Q4_K and Q5_K share their layout (d, dmin, 12 bytes of 6-bit scales and minimums, 4-bit
+/// values); Q5_K adds 32 bytes of fifth bits before the values.
+#[inline(always)]
+fn dot_k_scale_min<const FIFTH_BIT: bool>(row: &[u8], act: &[BlockQ8K]) -> f32 {
+    let (block, qs_at) = if FIFTH_BIT { (176, 48) } else { (144, 16) };
     let mut sum = 0f32;
-    for (w, a) in row.chunks_exact(144).zip(act) {
+    for (w, a) in row.chunks_exact(block).zip(act) {
         let (d, dmin) = (f16_at(w, 0), f16_at(w, 2));
         let scales = &w[4..16];
-        let qs = &w[16..144];
+        let qh = &w[16..48.min(block)];
+        let qs = &w[qs_at..block];
         let (mut sumi, mut summ) = (0i32, 0i32);
         for c in 0..4 {
             let q = &qs[32 * c..32 * c + 32];
@@ -112,8 +125,13 @@ pub fn dot_q4_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
             let (sc_hi, m_hi) = scale_min_k4(2 * c + 1, scales);
             let (mut lo, mut hi) = (0i32, 0i32);
             for l in 0..32 {
-                lo += (q[l] & 0x0F) as i32 * a.qs[64 * c + l] as i32;
-                hi += (q[l] >> 4) as i32 * a.qs[64 * c + 32 + l] as i32;
+                let (h_lo, h_hi) = if FIFTH_BIT {
+                    (((qh[l] >> (2 * c)) & 1) << 4, ((qh[l] >> (2 * c + 1)) & 1) << 4)
+                } else {
+                    (0, 0)
+                };
+                lo += ((q[l] & 0x0F) | h_lo) as i32 * a.qs[64 * c + l] as i32;
+                hi += ((q[l] >> 4) | h_hi) as i32 * a.qs[64 * c + 32 + l] as i32;
             }
             sumi += sc_lo as i32 * lo + sc_hi as i32 * hi;
             let b = &a.bsums;
@@ -151,34 +169,6 @@ pub fn dot_q6_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
             }
         }
         sum += a.d * d * total as f32;
-    }
-    sum
-}
-
-pub fn dot_q5_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
-    let mut sum = 0f32;
-    for (w, a) in row.chunks_exact(176).zip(act) {
-        let (d, dmin) = (f16_at(w, 0), f16_at(w, 2));
-        let scales = &w[4..16];
-        let qh = &w[16..48];
-        let qs = &w[48..176];
-        let (mut sumi, mut summ) = (0i32, 0i32);
-        for c in 0..4 {
-            let q = &qs[32 * c..32 * c + 32];
-            let (sc_lo, m_lo) = scale_min_k4(2 * c, scales);
-            let (sc_hi, m_hi) = scale_min_k4(2 * c + 1, scales);
-            let (mut lo, mut hi) = (0i32, 0i32);
-            for l in 0..32 {
-                let h_lo = ((qh[l] >> (2 * c)) & 1) << 4;
-                let h_hi = ((qh[l] >> (2 * c + 1)) & 1) << 4;
-                lo += ((q[l] & 0x0F) | h_lo) as i32 * a.qs[64 * c + l] as i32;
-                hi += ((q[l] >> 4) | h_hi) as i32 * a.qs[64 * c + 32 + l] as i32;
-            }
-            sumi += sc_lo as i32 * lo + sc_hi as i32 * hi;
-            let b = &a.bsums;
-            summ += m_lo as i32 * (b[4 * c] + b[4 * c + 1]) as i32 + m_hi as i32 * (b[4 * c + 2] + b[4 * c + 3]) as i32;
-        }
-        sum += a.d * (d * sumi as f32 - dmin * summ as f32);
     }
     sum
 }

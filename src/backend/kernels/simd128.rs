@@ -143,24 +143,49 @@ pub fn dot_q8_0(row: &[u8], act: &[BlockQ8]) -> f32 {
 }
 
 pub fn dot_q4_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
+    dot_k_scale_min::<false>(row, act)
+}
+
+pub fn dot_q5_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
+    dot_k_scale_min::<true>(row, act)
+}
+
+/// Q4_K and Q5_K (see the scalar version): Q5_K ORs a fifth bit from its `qh` bytes in.
+#[inline(always)]
+fn dot_k_scale_min<const FIFTH_BIT: bool>(row: &[u8], act: &[BlockQ8K]) -> f32 {
+    let (block, qs_at) = if FIFTH_BIT { (176, 48) } else { (144, 16) };
     let mut sum = 0f32;
-    let mask = u8x16_splat(0x0F);
-    for (w, a) in row.chunks_exact(144).zip(act) {
+    let (mask, one, zero) = (u8x16_splat(0x0F), u8x16_splat(1), u8x16_splat(0));
+    for (w, a) in row.chunks_exact(block).zip(act) {
         let scales = &w[4..16];
+        let (h0, h1) = if FIFTH_BIT {
+            (load(w, 16), load(w, 32))
+        } else {
+            (zero, zero)
+        };
         let mut acc = i32x4_splat(0);
         let mut summ = 0i32;
         for c in 0..4 {
             let (sc_lo, m_lo) = scale_min_k4(2 * c, scales);
             let (sc_hi, m_hi) = scale_min_k4(2 * c + 1, scales);
-            let (q0, q1) = (load(w, 16 + 32 * c), load(w, 32 + 32 * c));
+            let (q0, q1) = (load(w, qs_at + 32 * c), load(w, qs_at + 16 + 32 * c));
+            // The fifth bit of each value: bit 2c (low nibbles) or 2c + 1 (high nibbles) of qh.
+            let bit = |h: v128, s: u32| {
+                if FIFTH_BIT {
+                    i8x16_shl(v128_and(u8x16_shr(h, s), one), 4)
+                } else {
+                    zero
+                }
+            };
+            let s = 2 * c as u32;
             let base = 64 * c;
             let lo = i32x4_add(
-                dot16(v128_and(q0, mask), load_i8(&a.qs, base)),
-                dot16(v128_and(q1, mask), load_i8(&a.qs, base + 16)),
+                dot16(v128_or(v128_and(q0, mask), bit(h0, s)), load_i8(&a.qs, base)),
+                dot16(v128_or(v128_and(q1, mask), bit(h1, s)), load_i8(&a.qs, base + 16)),
             );
             let hi = i32x4_add(
-                dot16(u8x16_shr(q0, 4), load_i8(&a.qs, base + 32)),
-                dot16(u8x16_shr(q1, 4), load_i8(&a.qs, base + 48)),
+                dot16(v128_or(u8x16_shr(q0, 4), bit(h0, s + 1)), load_i8(&a.qs, base + 32)),
+                dot16(v128_or(u8x16_shr(q1, 4), bit(h1, s + 1)), load_i8(&a.qs, base + 48)),
             );
             acc = i32x4_add(
                 acc,
@@ -201,45 +226,6 @@ pub fn dot_q6_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
             }
         }
         sum += a.d * f16_at(w, 208) * hsum_i32(acc) as f32;
-    }
-    sum
-}
-
-pub fn dot_q5_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
-    let mut sum = 0f32;
-    let (mask, one) = (u8x16_splat(0x0F), u8x16_splat(1));
-    for (w, a) in row.chunks_exact(176).zip(act) {
-        let scales = &w[4..16];
-        let (h0, h1) = (load(w, 16), load(w, 32));
-        let mut acc = i32x4_splat(0);
-        let mut summ = 0i32;
-        for c in 0..4 {
-            let (sc_lo, m_lo) = scale_min_k4(2 * c, scales);
-            let (sc_hi, m_hi) = scale_min_k4(2 * c + 1, scales);
-            let (q0, q1) = (load(w, 48 + 32 * c), load(w, 64 + 32 * c));
-            // The fifth bit of each value: bit 2c (low nibbles) or 2c + 1 (high nibbles) of qh.
-            let bit = |h: v128, s: u32| i8x16_shl(v128_and(u8x16_shr(h, s), one), 4);
-            let s = 2 * c as u32;
-            let base = 64 * c;
-            let lo = i32x4_add(
-                dot16(v128_or(v128_and(q0, mask), bit(h0, s)), load_i8(&a.qs, base)),
-                dot16(v128_or(v128_and(q1, mask), bit(h1, s)), load_i8(&a.qs, base + 16)),
-            );
-            let hi = i32x4_add(
-                dot16(v128_or(u8x16_shr(q0, 4), bit(h0, s + 1)), load_i8(&a.qs, base + 32)),
-                dot16(v128_or(u8x16_shr(q1, 4), bit(h1, s + 1)), load_i8(&a.qs, base + 48)),
-            );
-            acc = i32x4_add(
-                acc,
-                i32x4_add(
-                    i32x4_mul(lo, i32x4_splat(sc_lo as i32)),
-                    i32x4_mul(hi, i32x4_splat(sc_hi as i32)),
-                ),
-            );
-            let b = &a.bsums;
-            summ += m_lo as i32 * (b[4 * c] + b[4 * c + 1]) as i32 + m_hi as i32 * (b[4 * c + 2] + b[4 * c + 3]) as i32;
-        }
-        sum += a.d * (f16_at(w, 0) * hsum_i32(acc) as f32 - f16_at(w, 2) * summ as f32);
     }
     sum
 }
