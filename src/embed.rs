@@ -25,11 +25,10 @@ impl Embedder {
     pub fn from_bytes(config: &[u8], weights: Vec<u8>, tokenizer: &[u8], max_tokens: usize) -> Result<Self> {
         let cfg: Config = serde_json::from_slice(config)
             .map_err(|e| Error::Embedding(format!("config.json is not a BERT config: {e}")))?;
-        let dims = hidden_size(config)?;
+        let dims = cfg.hidden_size;
         let mut tokenizer = Tokenizer::from_bytes(tokenizer)
             .map_err(|e| Error::Embedding(format!("tokenizer.json could not be read: {e}")))?;
-        let max_positions = max_positions(config).unwrap_or(512);
-        let max_tokens = max_tokens.clamp(2, max_positions);
+        let max_tokens = max_tokens.clamp(2, cfg.max_position_embeddings.max(2));
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length: max_tokens,
@@ -104,17 +103,4 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     } else {
         dot / (na * nb)
     }
-}
-
-fn config_field(config: &[u8], key: &str) -> Option<usize> {
-    let v: serde_json::Value = serde_json::from_slice(config).ok()?;
-    v.get(key)?.as_u64().map(|x| x as usize)
-}
-
-fn hidden_size(config: &[u8]) -> Result<usize> {
-    config_field(config, "hidden_size").ok_or_else(|| Error::Embedding("config.json has no hidden_size".into()))
-}
-
-fn max_positions(config: &[u8]) -> Option<usize> {
-    config_field(config, "max_position_embeddings")
 }

@@ -317,11 +317,13 @@ impl Engine {
         let Sampled { token, logprob, top } = match a.guide.as_mut() {
             None => a.sampler.sample(&logits, &history),
             Some(g) => {
-                let mut allowed = logits.clone();
-                g.mask_logits(&mut allowed)?;
-                let mut s = a.sampler.sample(&allowed, &history);
-                // Report the model's own probability of the token, not the constrained one.
-                s.logprob = logits[s.token as usize] - crate::sample::log_sum_exp(&logits);
+                // Report the model's own probability of the token, not the constrained one:
+                // normalise before masking (the chosen token's logit is never masked).
+                let log_z = crate::sample::log_sum_exp(&logits);
+                let mut logits = logits;
+                g.mask_logits(&mut logits)?;
+                let mut s = a.sampler.sample(&logits, &history);
+                s.logprob = logits[s.token as usize] - log_z;
                 s
             }
         };
