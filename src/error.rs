@@ -47,6 +47,8 @@ pub enum Error {
     Embedding(String),
     #[error("constraint: {0}")]
     Constraint(String),
+    #[error("GPU: {0}")]
+    Gpu(String),
     #[error("tensor backend: {0}")]
     Backend(#[from] candle_core::Error),
     #[error("io: {0}")]
@@ -74,6 +76,7 @@ impl Error {
             Error::InvalidRequest(_) => "InvalidRequest",
             Error::Embedding(_) => "Embedding",
             Error::Constraint(_) => "Constraint",
+            Error::Gpu(_) => "Gpu",
             Error::Backend(_) => "Backend",
             Error::Io(_) => "Io",
         }

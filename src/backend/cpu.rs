@@ -1,6 +1,8 @@
 //! CPU operations on row-major `f32` activations (`rows × width`).
 
+use super::Backend;
 use crate::error::Result;
+use crate::model::config::Activation;
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use half::f16;
@@ -247,6 +249,138 @@ fn widen(x: f16) -> f32 {
 
 fn round_f16(x: f32) -> f32 {
     f16::from_f32(x).to_f32()
+}
+
+/// The CPU backend: every operation runs at once, activations are plain `Vec<f32>`s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu;
+
+impl Backend for Cpu {
+    type Act = Vec<f32>;
+    type Matrix = Linear;
+    type Vector = Vec<f32>;
+    type Table = Arc<QTensor>;
+    /// Keys and values as `[position][kv head][head_dim]` in f16, like llama.cpp's default
+    /// cache: half the memory, and the same rounding as the reference we test against.
+    type Kv = (Vec<f16>, Vec<f16>);
+
+    fn matrix(&self, w: Arc<QTensor>, bias: Option<Vec<f32>>) -> Result<Linear> {
+        Linear::new(w, bias)
+    }
+    fn vector(&self, v: Vec<f32>) -> Result<Vec<f32>> {
+        Ok(v)
+    }
+    fn table(&self, t: Arc<QTensor>) -> Result<Arc<QTensor>> {
+        Ok(t)
+    }
+    fn tied_output(&self, t: &Arc<QTensor>) -> Result<Linear> {
+        Linear::new(t.clone(), None)
+    }
+    fn new_kv(&self) -> Self::Kv {
+        (Vec::new(), Vec::new())
+    }
+    fn truncate_kv(&self, kv: &mut Self::Kv, n: usize, kv_width: usize) {
+        kv.0.truncate(n * kv_width);
+        kv.1.truncate(n * kv_width);
+    }
+    fn kv_bytes(&self, kv: &Self::Kv) -> usize {
+        (kv.0.capacity() + kv.1.capacity()) * 2
+    }
+    fn embed(&self, t: &Arc<QTensor>, ids: &[u32], scale: Option<f32>) -> Result<Vec<f32>> {
+        let mut h = embedding_rows(t, ids)?;
+        if let Some(s) = scale {
+            h.iter_mut().for_each(|v| *v *= s);
+        }
+        Ok(h)
+    }
+    fn rms_norm(&self, x: &Vec<f32>, w: &Vec<f32>, eps: f32) -> Result<Vec<f32>> {
+        let mut y = x.clone();
+        rms_norm(&mut y, w, eps);
+        Ok(y)
+    }
+    fn rms_norm_in_place(&self, x: &mut Vec<f32>, w: &Vec<f32>, eps: f32) -> Result<()> {
+        rms_norm(x, w, eps);
+        Ok(())
+    }
+    fn linear(&self, w: &Linear, x: &Vec<f32>, rows: usize) -> Result<Vec<f32>> {
+        w.forward(x, rows)
+    }
+    fn split(&self, x: &Vec<f32>, rows: usize, widths: [usize; 3]) -> Result<[Vec<f32>; 3]> {
+        let mut out = widths.map(|w| Vec::with_capacity(rows * w));
+        let width: usize = widths.iter().sum();
+        for row in x.chunks_exact(width) {
+            let mut at = 0;
+            for (o, w) in out.iter_mut().zip(widths) {
+                o.extend_from_slice(&row[at..at + w]);
+                at += w;
+            }
+        }
+        Ok(out)
+    }
+    fn rope(
+        &self,
+        x: &mut Vec<f32>,
+        _rows: usize,
+        n_heads: usize,
+        head_dim: usize,
+        pos0: usize,
+        inv_freq: &[f32],
+        style: RopeStyle,
+    ) -> Result<()> {
+        rope(x, n_heads, head_dim, pos0, inv_freq, style);
+        Ok(())
+    }
+    fn attention(
+        &self,
+        q: &Vec<f32>,
+        k: &Vec<f32>,
+        v: &Vec<f32>,
+        kv: &mut Self::Kv,
+        pos0: usize,
+        _rows: usize,
+        shape: &AttentionShape,
+    ) -> Result<Vec<f32>> {
+        kv.0.extend(k.iter().map(|&x| f16::from_f32(x)));
+        kv.1.extend(v.iter().map(|&x| f16::from_f32(x)));
+        Ok(attention(q, &kv.0, &kv.1, pos0, shape))
+    }
+    fn add(&self, h: &mut Vec<f32>, a: &Vec<f32>) -> Result<()> {
+        add_in_place(h, a);
+        Ok(())
+    }
+    fn gate(&self, mut g: Vec<f32>, u: &Vec<f32>, act: Activation) -> Result<Vec<f32>> {
+        let f = activation(act);
+        for (g, u) in g.iter_mut().zip(u) {
+            *g = f(*g) * u;
+        }
+        Ok(g)
+    }
+    fn gate_fused(&self, y: &Vec<f32>, rows: usize, n_ff: usize, act: Activation) -> Result<Vec<f32>> {
+        let f = activation(act);
+        let mut g = Vec::with_capacity(rows * n_ff);
+        for row in y.chunks_exact(2 * n_ff) {
+            let (gate, up) = row.split_at(n_ff);
+            g.extend(gate.iter().zip(up).map(|(g, u)| f(*g) * u));
+        }
+        Ok(g)
+    }
+    fn last_rows(&self, x: &Vec<f32>, rows: usize, keep: usize, width: usize) -> Result<Vec<f32>> {
+        Ok(x[(rows - keep) * width..].to_vec())
+    }
+    fn softcap(&self, x: &mut Vec<f32>, cap: f32) -> Result<()> {
+        softcap(x, cap);
+        Ok(())
+    }
+    fn read(&self, x: Vec<f32>) -> Result<Vec<f32>> {
+        Ok(x)
+    }
+}
+
+pub fn activation(act: Activation) -> fn(f32) -> f32 {
+    match act {
+        Activation::Silu => silu,
+        Activation::GeluTanh => gelu_tanh,
+    }
 }
 
 #[cfg(test)]

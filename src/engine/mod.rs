@@ -10,6 +10,7 @@ mod stop;
 pub use score::Scored;
 pub use stop::{StopMatcher, StopResult};
 
+use crate::backend::{cpu::Cpu, Backend};
 use crate::constrain::{Constraint, GrammarIndex, Guide};
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
@@ -116,11 +117,11 @@ struct Active {
     stats: Stats,
 }
 
-pub struct Engine {
-    pub model: Decoder,
+pub struct Engine<B: Backend = Cpu> {
+    pub model: Decoder<B>,
     pub tokenizer: Tokenizer,
     pub template: ChatTemplate,
-    cache: KvCache,
+    cache: KvCache<B>,
     context_size: usize,
     /// Prompt tokens run per step: large enough for fast batched products,
     /// small enough that a cancel is seen within a fraction of a second.
@@ -130,11 +131,18 @@ pub struct Engine {
     grammar: Option<GrammarIndex>,
 }
 
-impl Engine {
+impl Engine<Cpu> {
     /// `context_size` caps the KV cache (default: the model's trained context, at most 4096).
-    pub fn new(mut gguf: Gguf, context_size: Option<usize>) -> Result<Self> {
+    pub fn new(gguf: Gguf, context_size: Option<usize>) -> Result<Self> {
+        Self::with_backend(gguf, context_size, Cpu)
+    }
+}
+
+impl<B: Backend> Engine<B> {
+    /// An engine whose model runs on `backend`.
+    pub fn with_backend(mut gguf: Gguf, context_size: Option<usize>, backend: B) -> Result<Self> {
         // The model first: an unsupported architecture is the clearest error to give.
-        let model = Decoder::from_gguf(&mut gguf)?;
+        let model = Decoder::load(&mut gguf, backend)?;
         let tokenizer = Tokenizer::from_gguf(&gguf.metadata)?;
         let template = tokenizer.chat_template(&gguf.metadata)?;
         let context_size = context_size.unwrap_or(4096).min(model.cfg.context_length).max(1);
@@ -155,14 +163,14 @@ impl Engine {
         self.context_size
     }
 
-    pub fn cache(&self) -> &KvCache {
+    pub fn cache(&self) -> &KvCache<B> {
         &self.cache
     }
 
     /// Forgets the conversation held in the cache.
     pub fn reset(&mut self) {
         self.active = None;
-        self.cache.clear();
+        self.cache.clear(&self.model.backend);
     }
 
     pub fn tokenize_prompt(&self, prompt: &Prompt) -> Result<Vec<u32>> {
@@ -224,7 +232,7 @@ impl Engine {
         // Reuse the cached prefix, but always run at least the last prompt token: its
         // logits are what the first generated token is drawn from.
         let reuse = self.cache.common_prefix(&ids).min(ids.len() - 1);
-        self.cache.truncate(reuse);
+        self.cache.truncate(&self.model.backend, reuse);
         let stats = Stats {
             prompt_tokens: ids.len(),
             cached_tokens: reuse,
@@ -284,9 +292,9 @@ impl Engine {
     }
 
     fn step_active(
-        model: &Decoder,
+        model: &Decoder<B>,
         tok: &Tokenizer,
-        cache: &mut KvCache,
+        cache: &mut KvCache<B>,
         ctx: usize,
         chunk: usize,
         a: &mut Active,

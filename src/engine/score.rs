@@ -2,6 +2,7 @@
 //! The prompt is run once; every continuation starts from its cached keys and values.
 
 use super::{Engine, Prompt};
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::sample::log_sum_exp;
 use serde::Serialize;
@@ -13,7 +14,7 @@ pub struct Scored {
     pub token_logprobs: Vec<f32>,
 }
 
-impl Engine {
+impl<B: Backend> Engine<B> {
     /// Log-probabilities of each continuation after `prompt`. Continuations are tokenized on
     /// their own (no BOS, special-token texts kept as text), so write them with the leading
     /// space they would have in running text where that matters.
@@ -40,7 +41,7 @@ impl Engine {
 
         // Run the prompt (reusing what the cache already holds), keeping its last logits.
         let reuse = self.cache.common_prefix(&prompt_ids).min(prompt_ids.len() - 1);
-        self.cache.truncate(reuse);
+        self.cache.truncate(&self.model.backend, reuse);
         let mut last = Vec::new();
         for chunk in prompt_ids[reuse..].chunks(self.prefill_chunk.max(1)) {
             last = self.model.forward(chunk, &mut self.cache, false)?;
@@ -55,7 +56,7 @@ impl Engine {
             if c.len() > 1 {
                 // Teacher-forced: row i predicts token i + 1.
                 let logits = self.model.forward(&c[..c.len() - 1], &mut self.cache, true);
-                self.cache.truncate(prompt_ids.len());
+                self.cache.truncate(&self.model.backend, prompt_ids.len());
                 for (row, &next) in logits?.chunks_exact(vocab).zip(&c[1..]) {
                     lps.push(row[next as usize] - log_sum_exp(row));
                 }

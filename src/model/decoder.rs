@@ -2,59 +2,62 @@
 //! driven by [`Config`]: optional QK-norm, post-norms, sliding windows and soft-capping
 //! are switches, not copies of the model code.
 
-use super::config::{Activation, Config};
+use super::config::Config;
 use super::kv_cache::KvCache;
-use crate::backend::cpu::{self, AttentionShape, Linear};
+use crate::backend::cpu::{self, Cpu, Linear};
+use crate::backend::{AttentionShape, Backend};
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
 use candle_core::quantized::QTensor;
 use std::sync::Arc;
 
-enum Qkv {
+enum Qkv<M> {
     Split {
-        q: Linear,
-        k: Linear,
-        v: Linear,
+        q: M,
+        k: M,
+        v: M,
     },
     /// Phi-3 stores Q, K and V as one matrix.
-    Fused(Linear),
+    Fused(M),
 }
 
-enum Ffn {
+enum Ffn<M> {
     Gated {
-        gate: Linear,
-        up: Linear,
+        gate: M,
+        up: M,
     },
     /// Phi-3 stores gate and up as one matrix (gate first).
-    FusedGateUp(Linear),
+    FusedGateUp(M),
 }
 
-struct Layer {
-    attn_norm: Vec<f32>,
-    qkv: Qkv,
-    q_norm: Option<Vec<f32>>,
-    k_norm: Option<Vec<f32>>,
-    o: Linear,
-    post_attn_norm: Option<Vec<f32>>,
-    ffn_norm: Vec<f32>,
-    ffn: Ffn,
-    down: Linear,
-    post_ffn_norm: Option<Vec<f32>>,
+struct Layer<B: Backend> {
+    attn_norm: B::Vector,
+    qkv: Qkv<B::Matrix>,
+    q_norm: Option<B::Vector>,
+    k_norm: Option<B::Vector>,
+    o: B::Matrix,
+    post_attn_norm: Option<B::Vector>,
+    ffn_norm: B::Vector,
+    ffn: Ffn<B::Matrix>,
+    down: B::Matrix,
+    post_ffn_norm: Option<B::Vector>,
     inv_freq: Vec<f32>,
     window: Option<usize>,
 }
 
-pub struct Decoder {
+/// The model, its weights held by backend `B` (the CPU unless said otherwise).
+pub struct Decoder<B: Backend = Cpu> {
     pub cfg: Config,
-    embed: Arc<QTensor>,
-    layers: Vec<Layer>,
-    output_norm: Vec<f32>,
-    output: Linear,
+    pub backend: B,
+    embed: B::Table,
+    layers: Vec<Layer<B>>,
+    output_norm: B::Vector,
+    output: B::Matrix,
 }
 
-struct Loader<'a>(&'a mut Gguf);
+struct Loader<'a, B: Backend>(&'a mut Gguf, &'a B);
 
-impl Loader<'_> {
+impl<B: Backend> Loader<'_, B> {
     fn has(&self, name: &str) -> bool {
         self.0.tensors.contains_key(name)
     }
@@ -71,6 +74,17 @@ impl Loader<'_> {
         }
         Ok(v)
     }
+    fn vector(&mut self, name: &str, len: usize) -> Result<B::Vector> {
+        let v = self.f32(name, len)?;
+        self.1.vector(v)
+    }
+    fn opt_vector(&mut self, name: &str, len: usize) -> Result<Option<B::Vector>> {
+        if self.has(name) {
+            self.vector(name, len).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
     fn opt_f32(&mut self, name: &str, len: usize) -> Result<Option<Vec<f32>>> {
         if self.has(name) {
             self.f32(name, len).map(Some)
@@ -78,7 +92,7 @@ impl Loader<'_> {
             Ok(None)
         }
     }
-    fn linear(&mut self, name: &str, out_dim: usize, in_dim: usize) -> Result<Linear> {
+    fn linear(&mut self, name: &str, out_dim: usize, in_dim: usize) -> Result<B::Matrix> {
         let w = self.qt(&format!("{name}.weight"))?;
         let dims = w.shape().dims().to_vec();
         if dims != [out_dim, in_dim] {
@@ -87,75 +101,13 @@ impl Loader<'_> {
             )));
         }
         let bias = self.opt_f32(&format!("{name}.bias"), out_dim)?;
-        Linear::new(Arc::new(w), bias)
+        self.1.matrix(Arc::new(w), bias)
     }
 }
 
-impl Decoder {
+impl Decoder<Cpu> {
     pub fn from_gguf(gguf: &mut Gguf) -> Result<Self> {
-        let cfg = Config::from_metadata(&gguf.metadata)?;
-        let mut ld = Loader(gguf);
-        let (d, hd) = (cfg.n_embd, cfg.head_dim);
-        let q_dim = cfg.n_head * hd;
-        let kv_dim = cfg.n_kv_head * hd;
-        let embed = Arc::new(ld.qt("token_embd.weight")?);
-        let edims = embed.shape().dims().to_vec();
-        if edims != [cfg.vocab_size, d] {
-            return Err(Error::Metadata(format!(
-                "token_embd.weight is {edims:?}, expected [{}, {d}]",
-                cfg.vocab_size
-            )));
-        }
-        let mut layers = Vec::with_capacity(cfg.n_layer);
-        for i in 0..cfg.n_layer {
-            let p = |s: &str| format!("blk.{i}.{s}");
-            let qkv = if ld.has(&p("attn_qkv.weight")) {
-                Qkv::Fused(ld.linear(&p("attn_qkv"), q_dim + 2 * kv_dim, d)?)
-            } else {
-                Qkv::Split {
-                    q: ld.linear(&p("attn_q"), q_dim, d)?,
-                    k: ld.linear(&p("attn_k"), kv_dim, d)?,
-                    v: ld.linear(&p("attn_v"), kv_dim, d)?,
-                }
-            };
-            let ffn = if ld.has(&p("ffn_gate.weight")) {
-                Ffn::Gated {
-                    gate: ld.linear(&p("ffn_gate"), cfg.n_ff, d)?,
-                    up: ld.linear(&p("ffn_up"), cfg.n_ff, d)?,
-                }
-            } else {
-                Ffn::FusedGateUp(ld.linear(&p("ffn_up"), 2 * cfg.n_ff, d)?)
-            };
-            let local = cfg.layer_is_local[i];
-            layers.push(Layer {
-                attn_norm: ld.f32(&p("attn_norm.weight"), d)?,
-                qkv,
-                q_norm: ld.opt_f32(&p("attn_q_norm.weight"), hd)?,
-                k_norm: ld.opt_f32(&p("attn_k_norm.weight"), hd)?,
-                o: ld.linear(&p("attn_output"), d, q_dim)?,
-                post_attn_norm: ld.opt_f32(&p("post_attention_norm.weight"), d)?,
-                ffn_norm: ld.f32(&p("ffn_norm.weight"), d)?,
-                ffn,
-                down: ld.linear(&p("ffn_down"), d, cfg.n_ff)?,
-                post_ffn_norm: ld.opt_f32(&p("post_ffw_norm.weight"), d)?,
-                inv_freq: cfg.inv_freq(local),
-                window: if local { cfg.sliding_window } else { None },
-            });
-        }
-        let output_norm = ld.f32("output_norm.weight", d)?;
-        // Tied output: the embedding table doubles as the output projection, one copy in memory.
-        let output = if ld.has("output.weight") {
-            ld.linear("output", cfg.vocab_size, d)?
-        } else {
-            Linear::new(embed.clone(), None)?
-        };
-        Ok(Decoder {
-            cfg,
-            embed,
-            layers,
-            output_norm,
-            output,
-        })
+        Self::load(gguf, Cpu)
     }
 
     /// Checks the fast matrix kernels against their scalar references on this model's own
@@ -184,25 +136,105 @@ impl Decoder {
         }
         out
     }
+}
 
-    pub fn new_cache(&self) -> KvCache {
-        KvCache::new(self.cfg.n_layer, self.cfg.n_kv_head * self.cfg.head_dim)
+impl<B: Backend> Decoder<B> {
+    /// Reads the weights into `backend` (tensor by tensor: each is dropped from the file's
+    /// index once the backend holds it).
+    pub fn load(gguf: &mut Gguf, backend: B) -> Result<Self> {
+        let cfg = Config::from_metadata(&gguf.metadata)?;
+        let mut ld = Loader(gguf, &backend);
+        let (d, hd) = (cfg.n_embd, cfg.head_dim);
+        let q_dim = cfg.n_head * hd;
+        let kv_dim = cfg.n_kv_head * hd;
+        let embed = Arc::new(ld.qt("token_embd.weight")?);
+        let edims = embed.shape().dims().to_vec();
+        if edims != [cfg.vocab_size, d] {
+            return Err(Error::Metadata(format!(
+                "token_embd.weight is {edims:?}, expected [{}, {d}]",
+                cfg.vocab_size
+            )));
+        }
+        let embed = backend.table(embed)?;
+        let mut layers = Vec::with_capacity(cfg.n_layer);
+        for i in 0..cfg.n_layer {
+            let p = |s: &str| format!("blk.{i}.{s}");
+            let qkv = if ld.has(&p("attn_qkv.weight")) {
+                Qkv::Fused(ld.linear(&p("attn_qkv"), q_dim + 2 * kv_dim, d)?)
+            } else {
+                Qkv::Split {
+                    q: ld.linear(&p("attn_q"), q_dim, d)?,
+                    k: ld.linear(&p("attn_k"), kv_dim, d)?,
+                    v: ld.linear(&p("attn_v"), kv_dim, d)?,
+                }
+            };
+            let ffn = if ld.has(&p("ffn_gate.weight")) {
+                Ffn::Gated {
+                    gate: ld.linear(&p("ffn_gate"), cfg.n_ff, d)?,
+                    up: ld.linear(&p("ffn_up"), cfg.n_ff, d)?,
+                }
+            } else {
+                Ffn::FusedGateUp(ld.linear(&p("ffn_up"), 2 * cfg.n_ff, d)?)
+            };
+            let local = cfg.layer_is_local[i];
+            layers.push(Layer {
+                attn_norm: ld.vector(&p("attn_norm.weight"), d)?,
+                qkv,
+                q_norm: ld.opt_vector(&p("attn_q_norm.weight"), hd)?,
+                k_norm: ld.opt_vector(&p("attn_k_norm.weight"), hd)?,
+                o: ld.linear(&p("attn_output"), d, q_dim)?,
+                post_attn_norm: ld.opt_vector(&p("post_attention_norm.weight"), d)?,
+                ffn_norm: ld.vector(&p("ffn_norm.weight"), d)?,
+                ffn,
+                down: ld.linear(&p("ffn_down"), d, cfg.n_ff)?,
+                post_ffn_norm: ld.opt_vector(&p("post_ffw_norm.weight"), d)?,
+                inv_freq: cfg.inv_freq(local),
+                window: if local { cfg.sliding_window } else { None },
+            });
+        }
+        let output_norm = ld.vector("output_norm.weight", d)?;
+        // Tied output: the embedding table doubles as the output projection, one copy in memory.
+        let output = if ld.has("output.weight") {
+            ld.linear("output", cfg.vocab_size, d)?
+        } else {
+            backend.tied_output(&embed)?
+        };
+        Ok(Decoder {
+            cfg,
+            backend,
+            embed,
+            layers,
+            output_norm,
+            output,
+        })
+    }
+
+    pub fn new_cache(&self) -> KvCache<B> {
+        KvCache::new(&self.backend, self.cfg.n_layer, self.cfg.n_kv_head * self.cfg.head_dim)
     }
 
     /// Runs `tokens` at the positions following the cache and appends them to it.
     /// Returns logits for the last token, or for every token when `all_logits` is set.
-    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, all_logits: bool) -> Result<Vec<f32>> {
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache<B>, all_logits: bool) -> Result<Vec<f32>> {
+        let logits = self.forward_lazy(tokens, cache, all_logits)?;
+        self.backend.read(logits)
+    }
+
+    /// [`Decoder::forward`] without reading the logits back: on the GPU they stay in a
+    /// buffer until the caller reads them (the browser must await that).
+    pub fn forward_lazy(&self, tokens: &[u32], cache: &mut KvCache<B>, all_logits: bool) -> Result<B::Act> {
         let pos0 = cache.len();
         let result = self.forward_inner(tokens, cache, all_logits);
         if result.is_err() {
             // Never leave half a step in the cache: the next request would read garbage.
-            cache.rollback_layers(pos0);
+            cache.rollback_layers(&self.backend, pos0);
         }
         result
     }
 
-    fn forward_inner(&self, tokens: &[u32], cache: &mut KvCache, all_logits: bool) -> Result<Vec<f32>> {
+    fn forward_inner(&self, tokens: &[u32], cache: &mut KvCache<B>, all_logits: bool) -> Result<B::Act> {
         let cfg = &self.cfg;
+        let b = &self.backend;
         let n = tokens.len();
         if n == 0 {
             return Err(Error::InvalidRequest("no tokens to run".into()));
@@ -216,41 +248,21 @@ impl Decoder {
         let pos0 = cache.len();
         let (d, hd) = (cfg.n_embd, cfg.head_dim);
         let (q_dim, kv_dim) = (cfg.n_head * hd, cfg.n_kv_head * hd);
-        let mut h = cpu::embedding_rows(&self.embed, tokens)?;
-        if let Some(s) = cfg.embed_scale {
-            h.iter_mut().for_each(|v| *v *= s);
-        }
+        let mut h = b.embed(&self.embed, tokens, cfg.embed_scale)?;
         for (li, l) in self.layers.iter().enumerate() {
-            let mut x = h.clone();
-            cpu::rms_norm(&mut x, &l.attn_norm, cfg.rms_eps);
-            let (mut q, mut k, v) = match &l.qkv {
-                Qkv::Split { q, k, v } => (q.forward(&x, n)?, k.forward(&x, n)?, v.forward(&x, n)?),
-                Qkv::Fused(w) => {
-                    let y = w.forward(&x, n)?;
-                    let (mut q, mut k, mut v) = (
-                        Vec::with_capacity(n * q_dim),
-                        Vec::with_capacity(n * kv_dim),
-                        Vec::with_capacity(n * kv_dim),
-                    );
-                    for row in y.chunks_exact(q_dim + 2 * kv_dim) {
-                        q.extend_from_slice(&row[..q_dim]);
-                        k.extend_from_slice(&row[q_dim..q_dim + kv_dim]);
-                        v.extend_from_slice(&row[q_dim + kv_dim..]);
-                    }
-                    (q, k, v)
-                }
+            let x = b.rms_norm(&h, &l.attn_norm, cfg.rms_eps)?;
+            let [mut q, mut k, v] = match &l.qkv {
+                Qkv::Split { q, k, v } => [b.linear(q, &x, n)?, b.linear(k, &x, n)?, b.linear(v, &x, n)?],
+                Qkv::Fused(w) => b.split(&b.linear(w, &x, n)?, n, [q_dim, kv_dim, kv_dim])?,
             };
             if let Some(w) = &l.q_norm {
-                cpu::rms_norm(&mut q, w, cfg.rms_eps);
+                b.rms_norm_in_place(&mut q, w, cfg.rms_eps)?;
             }
             if let Some(w) = &l.k_norm {
-                cpu::rms_norm(&mut k, w, cfg.rms_eps);
+                b.rms_norm_in_place(&mut k, w, cfg.rms_eps)?;
             }
-            cpu::rope(&mut q, cfg.n_head, hd, pos0, &l.inv_freq, cfg.rope_style);
-            cpu::rope(&mut k, cfg.n_kv_head, hd, pos0, &l.inv_freq, cfg.rope_style);
-            let (kc, vc) = &mut cache.layers[li];
-            kc.extend(k.iter().map(|&x| half::f16::from_f32(x)));
-            vc.extend(v.iter().map(|&x| half::f16::from_f32(x)));
+            b.rope(&mut q, n, cfg.n_head, hd, pos0, &l.inv_freq, cfg.rope_style)?;
+            b.rope(&mut k, n, cfg.n_kv_head, hd, pos0, &l.inv_freq, cfg.rope_style)?;
             let shape = AttentionShape {
                 n_head: cfg.n_head,
                 n_kv_head: cfg.n_kv_head,
@@ -259,51 +271,35 @@ impl Decoder {
                 softcap: cfg.attn_softcap,
                 window: l.window,
             };
-            let a = cpu::attention(&q, kc, vc, pos0, &shape);
-            let mut a = l.o.forward(&a, n)?;
+            let a = b.attention(&q, &k, &v, &mut cache.layers[li], pos0, n, &shape)?;
+            let mut a = b.linear(&l.o, &a, n)?;
             if let Some(w) = &l.post_attn_norm {
-                cpu::rms_norm(&mut a, w, cfg.rms_eps);
+                b.rms_norm_in_place(&mut a, w, cfg.rms_eps)?;
             }
-            cpu::add_in_place(&mut h, &a);
+            b.add(&mut h, &a)?;
 
-            let mut x = h.clone();
-            cpu::rms_norm(&mut x, &l.ffn_norm, cfg.rms_eps);
-            let act = match cfg.activation {
-                Activation::Silu => cpu::silu,
-                Activation::GeluTanh => cpu::gelu_tanh,
-            };
+            let x = b.rms_norm(&h, &l.ffn_norm, cfg.rms_eps)?;
             let gated = match &l.ffn {
                 Ffn::Gated { gate, up } => {
-                    let mut g = gate.forward(&x, n)?;
-                    let u = up.forward(&x, n)?;
-                    for (g, u) in g.iter_mut().zip(&u) {
-                        *g = act(*g) * u;
-                    }
-                    g
+                    let g = b.linear(gate, &x, n)?;
+                    let u = b.linear(up, &x, n)?;
+                    b.gate(g, &u, cfg.activation)?
                 }
-                Ffn::FusedGateUp(w) => {
-                    let y = w.forward(&x, n)?;
-                    let mut g = Vec::with_capacity(n * cfg.n_ff);
-                    for row in y.chunks_exact(2 * cfg.n_ff) {
-                        let (gate, up) = row.split_at(cfg.n_ff);
-                        g.extend(gate.iter().zip(up).map(|(g, u)| act(*g) * u));
-                    }
-                    g
-                }
+                Ffn::FusedGateUp(w) => b.gate_fused(&b.linear(w, &x, n)?, n, cfg.n_ff, cfg.activation)?,
             };
-            let mut f = l.down.forward(&gated, n)?;
+            let mut f = b.linear(&l.down, &gated, n)?;
             if let Some(w) = &l.post_ffn_norm {
-                cpu::rms_norm(&mut f, w, cfg.rms_eps);
+                b.rms_norm_in_place(&mut f, w, cfg.rms_eps)?;
             }
-            cpu::add_in_place(&mut h, &f);
+            b.add(&mut h, &f)?;
         }
         cache.push_tokens(tokens);
         let rows = if all_logits { n } else { 1 };
-        let mut x = h[(n - rows) * d..].to_vec();
-        cpu::rms_norm(&mut x, &self.output_norm, cfg.rms_eps);
-        let mut logits = self.output.forward(&x, rows)?;
+        let x = b.last_rows(&h, n, rows, d)?;
+        let x = b.rms_norm(&x, &self.output_norm, cfg.rms_eps)?;
+        let mut logits = b.linear(&self.output, &x, rows)?;
         if let Some(c) = cfg.final_softcap {
-            cpu::softcap(&mut logits, c);
+            b.softcap(&mut logits, c)?;
         }
         Ok(logits)
     }

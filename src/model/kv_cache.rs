@@ -1,22 +1,20 @@
 //! Keys and values of every position seen so far, per layer, plus the tokens they came from
-//! (so that a new request can reuse the longest common prefix).
+//! (so that a new request can reuse the longest common prefix). Where the keys and values
+//! live (CPU vectors, GPU buffers) is the backend's business.
 
-use half::f16;
+use crate::backend::cpu::Cpu;
+use crate::backend::Backend;
 
-#[derive(Debug, Clone, Default)]
-pub struct KvCache {
-    /// Per layer: keys and values as `[position][kv head][head_dim]`, appended in place
-    /// (no concatenation of the whole history per token). Stored as f16 like llama.cpp's
-    /// default cache: half the memory, and the same rounding as the reference we test against.
-    pub(crate) layers: Vec<(Vec<f16>, Vec<f16>)>,
+pub struct KvCache<B: Backend = Cpu> {
+    pub(crate) layers: Vec<B::Kv>,
     pub(crate) kv_width: usize,
     tokens: Vec<u32>,
 }
 
-impl KvCache {
-    pub fn new(n_layer: usize, kv_width: usize) -> Self {
+impl<B: Backend> KvCache<B> {
+    pub fn new(backend: &B, n_layer: usize, kv_width: usize) -> Self {
         KvCache {
-            layers: vec![(Vec::new(), Vec::new()); n_layer],
+            layers: (0..n_layer).map(|_| backend.new_kv()).collect(),
             kv_width,
             tokens: Vec::new(),
         }
@@ -40,27 +38,24 @@ impl KvCache {
     }
 
     /// Forgets every position from `n` on.
-    pub fn truncate(&mut self, n: usize) {
+    pub fn truncate(&mut self, backend: &B, n: usize) {
         if n >= self.tokens.len() {
             return;
         }
+        self.rollback_layers(backend, n);
+    }
+
+    /// Cuts every layer back to `n` positions, also when a failed step left them longer
+    /// than the token list.
+    pub(crate) fn rollback_layers(&mut self, backend: &B, n: usize) {
         self.tokens.truncate(n);
-        for (k, v) in &mut self.layers {
-            k.truncate(n * self.kv_width);
-            v.truncate(n * self.kv_width);
+        for kv in &mut self.layers {
+            backend.truncate_kv(kv, n, self.kv_width);
         }
     }
 
-    pub(crate) fn rollback_layers(&mut self, n: usize) {
-        self.tokens.truncate(n);
-        for (k, v) in &mut self.layers {
-            k.truncate(n * self.kv_width);
-            v.truncate(n * self.kv_width);
-        }
-    }
-
-    pub fn clear(&mut self) {
-        self.truncate(0);
+    pub fn clear(&mut self, backend: &B) {
+        self.truncate(backend, 0);
     }
 
     /// Length of the common prefix between the cache and `ids`.
@@ -68,7 +63,7 @@ impl KvCache {
         self.tokens.iter().zip(ids).take_while(|(a, b)| a == b).count()
     }
 
-    pub fn bytes(&self) -> usize {
-        self.layers.iter().map(|(k, v)| (k.capacity() + v.capacity()) * 2).sum()
+    pub fn bytes(&self, backend: &B) -> usize {
+        self.layers.iter().map(|kv| backend.kv_bytes(kv)).sum()
     }
 }

@@ -1,6 +1,6 @@
 //! Decoder models: configuration from GGUF metadata, the forward pass and the KV cache.
 
-mod config;
+pub mod config;
 mod decoder;
 mod kv_cache;
 

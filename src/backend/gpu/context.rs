@@ -1,0 +1,339 @@
+//! The device, its limits, the compiled kernels and the command buffer being recorded.
+
+use super::kernels::Kernel;
+use crate::error::{Error, Result};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use wgpu::util::DeviceExt;
+
+/// What the adapter is and what it allows (shown in the UI and the benchmark).
+#[derive(Debug, Clone, Serialize)]
+pub struct GpuInfo {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub max_storage_binding: u64,
+    pub max_buffer: u64,
+    /// Optional features the adapter has (the kernels do not need them).
+    pub shader_f16: bool,
+    pub subgroups: bool,
+}
+
+struct Ctx {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    limits: wgpu::Limits,
+    info: GpuInfo,
+    pipelines: Mutex<HashMap<Kernel, wgpu::ComputePipeline>>,
+    encoder: Mutex<Option<wgpu::CommandEncoder>>,
+    /// The first validation, out-of-memory or device-lost error since the last read.
+    error: Arc<Mutex<Option<String>>>,
+    weight_bytes: Mutex<u64>,
+}
+
+/// A handle to the GPU (cheap to clone; clones share the device and the recording).
+#[derive(Clone)]
+pub struct Gpu {
+    ctx: Arc<Ctx>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere cannot leave these in a state worse than "possibly stale".
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Gpu {
+    /// Opens the first high-performance adapter: WebGPU in the browser, Vulkan natively.
+    pub async fn new() -> Result<Gpu> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = if cfg!(target_arch = "wasm32") {
+            wgpu::Backends::BROWSER_WEBGPU
+        } else {
+            wgpu::Backends::VULKAN
+        };
+        let instance = wgpu::Instance::new(desc);
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Gpu(format!("no GPU adapter: {e}")))?;
+        let a = adapter.get_info();
+        let features = adapter.features();
+        // Ask for the adapter's own limits: the defaults cap storage bindings at 128 MiB,
+        // which would split the weights into more buffers than needed.
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("candlelit"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                experimental_features: Default::default(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: Default::default(),
+            })
+            .await
+            .map_err(|e| Error::Gpu(format!("the GPU refused a device: {e}")))?;
+        let error = Arc::new(Mutex::new(None::<String>));
+        let slot = error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            lock(&slot).get_or_insert_with(|| e.to_string());
+        }));
+        let slot = error.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            lock(&slot).get_or_insert_with(|| format!("GPU device lost ({reason:?}): {msg}"));
+        });
+        let info = GpuInfo {
+            name: a.name,
+            backend: format!("{:?}", a.backend),
+            device_type: format!("{:?}", a.device_type),
+            max_storage_binding: limits.max_storage_buffer_binding_size,
+            max_buffer: limits.max_buffer_size,
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+        };
+        Ok(Gpu {
+            ctx: Arc::new(Ctx {
+                device,
+                queue,
+                limits,
+                info,
+                pipelines: Mutex::new(HashMap::new()),
+                encoder: Mutex::new(None),
+                error,
+                weight_bytes: Mutex::new(0),
+            }),
+        })
+    }
+
+    /// [`Gpu::new`], waiting for the adapter (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_blocking() -> Result<Gpu> {
+        pollster::block_on(Self::new())
+    }
+
+    pub fn info(&self) -> &GpuInfo {
+        &self.ctx.info
+    }
+
+    /// Bytes of weights uploaded so far.
+    pub fn weight_bytes(&self) -> u64 {
+        *lock(&self.ctx.weight_bytes)
+    }
+
+    /// The largest buffer one kernel binding may see.
+    pub(super) fn max_binding(&self) -> u64 {
+        let l = &self.ctx.limits;
+        l.max_storage_buffer_binding_size.min(l.max_buffer_size)
+    }
+
+    fn check_size(&self, bytes: usize) -> Result<u64> {
+        let size = (bytes.max(4).div_ceil(4) * 4) as u64;
+        if size > self.max_binding() {
+            return Err(Error::OutOfMemory(bytes));
+        }
+        Ok(size)
+    }
+
+    /// A zeroed storage buffer (activations, scratch, cache).
+    pub(super) fn storage(&self, bytes: usize, label: &str) -> wgpu::Buffer {
+        let size = (bytes.max(4).div_ceil(4) * 4) as u64;
+        self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A storage buffer holding `bytes`, written while mapped at creation (no staging copy),
+    /// with a 4-byte tail for the kernels' unaligned reads.
+    pub(super) fn upload_bytes(&self, bytes: &[u8], label: &str) -> Result<wgpu::Buffer> {
+        let size = self.check_size(bytes.len() + 4)?;
+        let buf = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: true,
+        });
+        {
+            let mut view = buf
+                .slice(..)
+                .get_mapped_range_mut()
+                .map_err(|e| Error::Gpu(format!("mapping an upload buffer: {e}")))?;
+            view.slice(..bytes.len()).copy_from_slice(bytes);
+        }
+        buf.unmap();
+        if label == "weights" {
+            *lock(&self.ctx.weight_bytes) += size;
+        }
+        Ok(buf)
+    }
+
+    fn pipeline(&self, k: Kernel) -> wgpu::ComputePipeline {
+        let mut cache = lock(&self.ctx.pipelines);
+        cache
+            .entry(k)
+            .or_insert_with(|| {
+                let (src, entry) = k.source();
+                let module = self.ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(entry),
+                    source: wgpu::ShaderSource::Wgsl(src.into()),
+                });
+                self.ctx
+                    .device
+                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(entry),
+                        layout: None,
+                        module: &module,
+                        entry_point: Some(entry),
+                        compilation_options: Default::default(),
+                        cache: None,
+                    })
+            })
+            .clone()
+    }
+
+    pub(super) fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
+        let mut slot = lock(&self.ctx.encoder);
+        let enc = slot.get_or_insert_with(|| {
+            self.ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") })
+        });
+        f(enc)
+    }
+
+    /// Records one kernel launch: storage buffers at the given bindings, the parameters as a
+    /// uniform at `params.0`.
+    pub(super) fn dispatch(&self, k: Kernel, binds: &[(u32, &wgpu::Buffer)], params: (u32, &[u32]), groups: [u32; 3]) {
+        let pipeline = self.pipeline(k);
+        let device = &self.ctx.device;
+        let pbuf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("params"),
+            contents: bytemuck::cast_slice(params.1),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut entries: Vec<wgpu::BindGroupEntry> = binds
+            .iter()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: *i,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        entries.push(wgpu::BindGroupEntry {
+            binding: params.0,
+            resource: pbuf.as_entire_binding(),
+        });
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        self.with_encoder(|enc| {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        });
+    }
+
+    /// Submits what was recorded and copies `len` floats of `buf` into a fresh mappable buffer.
+    fn submit_readback(&self, buf: &wgpu::Buffer, len: usize) -> wgpu::Buffer {
+        let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: (len.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.with_encoder(|enc| enc.copy_buffer_to_buffer(buf, 0, &staging, 0, (len * 4) as u64));
+        let enc = lock(&self.ctx.encoder).take();
+        if let Some(enc) = enc {
+            self.ctx.queue.submit([enc.finish()]);
+        }
+        staging
+    }
+
+    fn take_error(&self) -> Result<()> {
+        match lock(&self.ctx.error).take() {
+            Some(e) => Err(Error::Gpu(e)),
+            None => Ok(()),
+        }
+    }
+
+    fn copy_out(staging: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        let out = {
+            let view = staging
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu(format!("reading back: {e}")))?;
+            view[..len * 4]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        };
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Runs what was recorded and waits for `len` floats of `buf` (native only: the
+    /// browser cannot block, see [`Gpu::read_async`]).
+    pub(super) fn read_blocking(&self, buf: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        if cfg!(target_arch = "wasm32") {
+            return Err(Error::Gpu(
+                "the browser's GPU cannot be waited for; read asynchronously".into(),
+            ));
+        }
+        let staging = self.submit_readback(buf, len);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.ctx
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        self.take_error()?;
+        match rx.recv() {
+            Ok(Ok(())) => Self::copy_out(&staging, len),
+            Ok(Err(e)) => Err(Error::Gpu(format!("reading back: {e}"))),
+            Err(_) => Err(Error::Gpu("the GPU never answered the read".into())),
+        }
+    }
+
+    /// Runs what was recorded and resolves with the activations, without blocking the
+    /// thread (the browser's map callback fires from its event loop).
+    #[cfg(target_arch = "wasm32")]
+    pub async fn read_async(&self, x: super::GpuAct) -> Result<Vec<f32>> {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        let staging = self.submit_readback(&x.buf, x.len);
+        let result: Rc<RefCell<Option<std::result::Result<(), wgpu::BufferAsyncError>>>> = Rc::default();
+        let slot = result.clone();
+        let staging_ref = staging.clone();
+        let promise = js_sys::Promise::new(&mut move |resolve, _reject| {
+            let slot = slot.clone();
+            staging_ref.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+                *slot.borrow_mut() = Some(r);
+                let _ = resolve.call0(&wasm_bindgen::JsValue::NULL);
+            });
+        });
+        wasm_bindgen_futures::JsFuture::from(promise)
+            .await
+            .map_err(|_| Error::Gpu("the GPU read was rejected".into()))?;
+        self.take_error()?;
+        let r = result.borrow_mut().take();
+        match r {
+            Some(Ok(())) => Self::copy_out(&staging, x.len),
+            Some(Err(e)) => Err(Error::Gpu(format!("reading back: {e}"))),
+            None => Err(Error::Gpu("the GPU never answered the read".into())),
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The WGSL kernels and their variants: one source file per kernel (`shaders/`), and for the
+//! kernels that read weights one variant per GGUF block type, made by naming the type's
+//! dequantization function and block size in a prefix.
+
+use candle_core::quantized::GgmlDType;
+
+/// Input rows one matmul workgroup handles (`R` in matmul.wgsl).
+pub const MATMUL_ROWS: usize = 8;
+
+const QUANT: &str = include_str!("shaders/quant.wgsl");
+const MATMUL: &str = include_str!("shaders/matmul.wgsl");
+const EMBED: &str = include_str!("shaders/embed.wgsl");
+const RMS_NORM: &str = include_str!("shaders/rms_norm.wgsl");
+const ROPE: &str = include_str!("shaders/rope.wgsl");
+const ATTENTION: &str = include_str!("shaders/attention.wgsl");
+const KV_APPEND: &str = include_str!("shaders/kv_append.wgsl");
+const ELEMENTWISE: &str = include_str!("shaders/elementwise.wgsl");
+const QUANTIZE_ACT: &str = include_str!("shaders/quantize_act.wgsl");
+
+/// A GGUF block type the kernels read directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Variant {
+    pub name: &'static str,
+    pub block_bytes: u32,
+    /// 32-value sub-blocks per block.
+    pub subs: u32,
+}
+
+impl Variant {
+    pub fn of(dtype: GgmlDType) -> Option<Variant> {
+        use GgmlDType as T;
+        let (name, block_bytes, subs) = match dtype {
+            T::Q4_0 => ("q4_0", 18, 1),
+            T::Q4_1 => ("q4_1", 20, 1),
+            T::Q5_0 => ("q5_0", 22, 1),
+            T::Q5_1 => ("q5_1", 24, 1),
+            T::Q8_0 => ("q8_0", 34, 1),
+            T::Q4K => ("q4_k", 144, 8),
+            T::Q5K => ("q5_k", 176, 8),
+            T::Q6K => ("q6_k", 210, 8),
+            T::F16 => ("f16", 64, 1),
+            T::BF16 => ("bf16", 64, 1),
+            T::F32 => ("f32", 128, 1),
+            _ => return None,
+        };
+        Some(Variant {
+            name,
+            block_bytes,
+            subs,
+        })
+    }
+
+    /// How the CPU kernels quantize activations for this block type (quantize_act.wgsl's
+    /// mode): 0 none (float weights), 1 per 32 values, 2 per 256 values (k-quants).
+    pub fn activation_mode(&self) -> u32 {
+        match self.name {
+            "f16" | "bf16" | "f32" => 0,
+            "q4_k" | "q5_k" | "q6_k" => 2,
+            _ => 1,
+        }
+    }
+
+    pub fn block_values(&self) -> usize {
+        self.subs as usize * 32
+    }
+
+    /// Types whose blocks carry a minimum (`q * d + m`).
+    pub fn has_min(&self) -> bool {
+        matches!(self.name, "q4_1" | "q5_1")
+    }
+
+    fn prefix(&self) -> String {
+        let (dot, min) = if self.has_min() {
+            (format!("deq_{}_scaled", self.name), format!("min_{}", self.name))
+        } else {
+            (format!("deq_{}", self.name), "no_min".to_string())
+        };
+        format!(
+            "const BLOCK_BYTES: u32 = {}u;\nconst SUBS: u32 = {}u;\nconst HAS_MIN: bool = {};\n\
+             fn deq(b: u32, s: u32) -> array<f32, 32> {{ return deq_{}(b, s); }}\n\
+             fn deq_dot(b: u32, s: u32) -> array<f32, 32> {{ return {dot}(b, s); }}\n\
+             fn block_min(b: u32) -> f32 {{ return {min}(b); }}\n{QUANT}\n",
+            self.block_bytes,
+            self.subs,
+            self.has_min(),
+            self.name
+        )
+    }
+}
+
+/// Every block type with a GPU kernel.
+pub const GPU_TYPES: [GgmlDType; 11] = [
+    GgmlDType::Q4_0,
+    GgmlDType::Q4_1,
+    GgmlDType::Q5_0,
+    GgmlDType::Q5_1,
+    GgmlDType::Q8_0,
+    GgmlDType::Q4K,
+    GgmlDType::Q5K,
+    GgmlDType::Q6K,
+    GgmlDType::F16,
+    GgmlDType::BF16,
+    GgmlDType::F32,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    Matmul(Variant),
+    Embed(Variant),
+    RmsNorm,
+    Rope,
+    Attention,
+    KvAppend,
+    QuantizeAct,
+    Elementwise(&'static str),
+}
+
+impl Kernel {
+    /// The WGSL source and its entry point.
+    pub fn source(&self) -> (String, &'static str) {
+        match self {
+            Kernel::Matmul(v) => (v.prefix() + MATMUL, "main"),
+            Kernel::Embed(v) => (v.prefix() + EMBED, "main"),
+            Kernel::RmsNorm => (RMS_NORM.into(), "main"),
+            Kernel::Rope => (ROPE.into(), "main"),
+            Kernel::Attention => (ATTENTION.into(), "main"),
+            Kernel::KvAppend => (KV_APPEND.into(), "main"),
+            Kernel::QuantizeAct => (QUANTIZE_ACT.into(), "main"),
+            Kernel::Elementwise(entry) => (ELEMENTWISE.into(), entry),
+        }
+    }
+}

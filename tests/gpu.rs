@@ -1,0 +1,483 @@
+//! The GPU backend against the CPU: every WGSL kernel on random and real blocks, every
+//! decoder operation, and teacher-forced argmax agreement on both test models. Natively this
+//! runs on Vulkan; the scripts install Mesa's software Vulkan (lavapipe) where there is no GPU.
+
+mod common;
+use candle_core::quantized::{GgmlDType, QStorage, QTensor};
+use candle_core::{Device, Tensor};
+use candlelit::backend::cpu::{Cpu, Linear};
+use candlelit::backend::gpu::{Gpu, GPU_TYPES};
+use candlelit::backend::{kernels, AttentionShape, Backend, RopeStyle};
+use candlelit::gguf::Loader;
+use candlelit::model::{Activation, Decoder};
+use candlelit::Result;
+use common::*;
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
+
+fn gpu() -> Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let g = Gpu::new_blocking().expect("a Vulkan adapter (install mesa-vulkan-drivers for lavapipe)");
+        println!("GPU: {:?}", g.info());
+        g
+    })
+    .clone()
+}
+
+/// Deterministic pseudo-random values in [-1, 1).
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Worst |a - b| relative to the largest |b|.
+fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f64, |m, v| m.max(v.abs() as f64)).max(1e-6);
+    a.iter()
+        .zip(b)
+        .fold(0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()))
+        / scale
+}
+
+/// `W · x` for every row of `x`, in f64 over the dequantized blocks (the reference).
+fn reference_matmul(w: &QTensor, x: &[f32], rows: usize) -> Vec<f32> {
+    let (out_dim, in_dim) = w.shape().dims2().unwrap();
+    let wf = w
+        .dequantize(&Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let mut y = vec![0f32; rows * out_dim];
+    for r in 0..rows {
+        for o in 0..out_dim {
+            let s: f64 = (0..in_dim)
+                .map(|i| wf[o * in_dim + i] as f64 * x[r * in_dim + i] as f64)
+                .sum();
+            y[r * out_dim + o] = s as f32;
+        }
+    }
+    y
+}
+
+/// The scalar reference kernels (the browser's CPU path), where they cover the type.
+fn scalar_matmul(w: &QTensor, x: &[f32], rows: usize) -> Option<Vec<f32>> {
+    let (out_dim, in_dim) = w.shape().dims2().unwrap();
+    let data = w.data().unwrap();
+    let weights = kernels::Weights {
+        dtype: w.dtype(),
+        data: &data,
+        out_dim,
+        in_dim,
+    };
+    let mut y = vec![0f32; rows * out_dim];
+    kernels::matmul(&weights, x, rows, &mut y, false).then_some(y)
+}
+
+fn check_matmul(g: &Gpu, w: Arc<QTensor>, label: &str, seed: u64) -> f64 {
+    check_matmul_within(g, w, label, seed, 1e-4)
+}
+
+fn check_matmul_within(g: &Gpu, w: Arc<QTensor>, label: &str, seed: u64, tol: f64) -> f64 {
+    let (_, in_dim) = w.shape().dims2().unwrap();
+    let m = g.matrix(w.clone(), None).unwrap();
+    let mut worst = 0f64;
+    // One row (decode), and 11 rows: a full group of 8 rows per pass plus a partial one.
+    for rows in [1, 11] {
+        let x = values(rows * in_dim, seed + rows as u64);
+        let got = g.read(g.linear(&m, &g.upload(&x).unwrap(), rows).unwrap()).unwrap();
+        // Against the scalar CPU kernels (which round activations to 8 bits per block as
+        // llama.cpp does, and so does the GPU), and against the exact product of the blocks
+        // with unrounded activations.
+        let cpu = scalar_matmul(&w, &x, rows)
+            .unwrap_or_else(|| Cpu.linear(&Cpu.matrix(w.clone(), None).unwrap(), &x, rows).unwrap());
+        let e = rel_err(&got, &cpu);
+        assert!(
+            e < tol,
+            "{label}: GPU differs from the CPU by {e:.2e} at {rows} rows (kernel {})",
+            m.kernel_type()
+        );
+        let exact = rel_err(&got, &reference_matmul(&w, &x, rows));
+        assert!(
+            exact < 2e-2,
+            "{label}: GPU differs from the exact product by {exact:.2e}"
+        );
+        worst = worst.max(e);
+    }
+    worst
+}
+
+#[test]
+fn every_kernel_matches_the_reference_on_random_blocks() {
+    let g = gpu();
+    for (i, dtype) in GPU_TYPES.iter().enumerate() {
+        // 37 rows x 512 values: two 256-value super-blocks per row.
+        let v = values(37 * 512, 100 + i as u64);
+        let t = Tensor::from_vec(v, (37, 512), &Device::Cpu).unwrap();
+        let w = Arc::new(QTensor::quantize(&t, *dtype).unwrap());
+        assert_eq!(w.dtype(), *dtype);
+        let e = check_matmul(&g, w.clone(), &format!("{dtype:?}"), 7 + i as u64);
+        // The embedding gather reads the same blocks: rows must equal the dequantized ones.
+        let table = g.table(w.clone()).unwrap();
+        let ids = [0u32, 36, 5, 5];
+        let got = g.read(g.embed(&table, &ids, Some(2.0)).unwrap()).unwrap();
+        let want = Cpu.embed(&w, &ids, Some(2.0)).unwrap();
+        let ge = rel_err(&got, &want);
+        assert!(ge < 1e-6, "{dtype:?}: embedding rows differ by {ge:.2e}");
+        println!("{dtype:?}: matmul error {e:.2e}, gather error {ge:.2e}");
+    }
+}
+
+#[test]
+fn types_without_a_kernel_are_widened_and_still_multiply() {
+    let g = gpu();
+    for dtype in [GgmlDType::Q2K, GgmlDType::Q3K] {
+        let t = Tensor::from_vec(values(8 * 256, 3), (8, 256), &Device::Cpu).unwrap();
+        let w = Arc::new(QTensor::quantize(&t, dtype).unwrap());
+        // f16 keeps 11 significant bits of each weight, and the CPU rounds its activations.
+        let e = check_matmul_within(&g, w.clone(), &format!("{dtype:?}"), 11, 2e-2);
+        assert_eq!(g.matrix(w, None).unwrap().kernel_type(), "f16");
+        println!("{dtype:?} (widened to f16): error {e:.2e}");
+    }
+}
+
+#[test]
+fn every_kernel_matches_the_reference_on_the_models_blocks() {
+    let g = gpu();
+    for name in [SMOLLM2, GEMMA3] {
+        let mut gguf = Loader::load_file(model_path(name)).unwrap();
+        let mut names: Vec<String> = gguf.tensors.keys().cloned().collect();
+        names.sort();
+        let mut seen = vec![];
+        for n in names {
+            let dtype = gguf.tensors[&n].dtype();
+            if seen.contains(&dtype) || dtype == GgmlDType::F32 {
+                continue;
+            }
+            seen.push(dtype);
+            let full = gguf.take(&n).unwrap();
+            let (out_dim, in_dim) = full.shape().dims2().unwrap();
+            // The first 64 rows are enough to cover every block layout detail.
+            let rows = out_dim.min(64);
+            let orig = full.data().unwrap();
+            let row_bytes = orig.len() / out_dim;
+            let storage = QStorage::from_data(Cow::Borrowed(&orig[..rows * row_bytes]), &Device::Cpu, dtype).unwrap();
+            let w = Arc::new(QTensor::new(storage, (rows, in_dim)).unwrap());
+            let e = check_matmul(&g, w, &format!("{name} {n} {dtype:?}"), 5);
+            println!("{name} {n} ({dtype:?}, {in_dim} wide): error {e:.2e}");
+        }
+    }
+}
+
+fn assert_close(label: &str, got: &[f32], want: &[f32], tol: f64) {
+    let e = rel_err(got, want);
+    assert!(e < tol, "{label}: GPU differs from CPU by {e:.2e}");
+    println!("{label}: {e:.2e}");
+}
+
+#[test]
+fn every_decoder_operation_matches_the_cpu() {
+    let g = gpu();
+    let c = Cpu;
+    let (rows, width) = (5, 128);
+    let x = values(rows * width, 1);
+    let y = values(rows * width, 2);
+    let w = values(width, 3);
+    let up = |v: &[f32]| g.upload(v).unwrap();
+
+    let got = g.read(g.rms_norm(&up(&x), &up(&w), 1e-6).unwrap()).unwrap();
+    assert_close("rms_norm", &got, &c.rms_norm(&x, &w, 1e-6).unwrap(), 1e-5);
+    // Per-head norm (QK-norm): 32-wide weight over 128-wide rows.
+    let hw = values(32, 4);
+    let mut a = up(&x);
+    g.rms_norm_in_place(&mut a, &up(&hw), 1e-6).unwrap();
+    let mut b = x.clone();
+    c.rms_norm_in_place(&mut b, &hw, 1e-6).unwrap();
+    assert_close("rms_norm per head", &g.read(a).unwrap(), &b, 1e-5);
+
+    let mut a = up(&x);
+    g.add(&mut a, &up(&y)).unwrap();
+    let mut b = x.clone();
+    c.add(&mut b, &y).unwrap();
+    assert_close("add", &g.read(a).unwrap(), &b, 1e-7);
+
+    for act in [Activation::Silu, Activation::GeluTanh] {
+        let big: Vec<f32> = x.iter().map(|v| v * 60.0).collect();
+        let got = g.read(g.gate(up(&big), &up(&y), act).unwrap()).unwrap();
+        assert_close(
+            &format!("gate {act:?}"),
+            &got,
+            &c.gate(big.clone(), &y, act).unwrap(),
+            1e-5,
+        );
+        let got = g.read(g.gate_fused(&up(&big), rows, width / 2, act).unwrap()).unwrap();
+        let want = c.gate_fused(&big, rows, width / 2, act).unwrap();
+        assert_close(&format!("gate_fused {act:?}"), &got, &want, 1e-5);
+    }
+
+    let parts = g.split(&up(&x), rows, [64, 32, 32]).unwrap();
+    let want = c.split(&x, rows, [64, 32, 32]).unwrap();
+    for (p, w) in parts.into_iter().zip(&want) {
+        assert_close("split", &g.read(p).unwrap(), w, 0.0 + 1e-12);
+    }
+    let got = g.read(g.last_rows(&up(&x), rows, 2, width).unwrap()).unwrap();
+    assert_close("last_rows", &got, &c.last_rows(&x, rows, 2, width).unwrap(), 1e-12);
+
+    let mut a = up(&x.iter().map(|v| v * 100.0).collect::<Vec<_>>());
+    g.softcap(&mut a, 30.0).unwrap();
+    let mut b: Vec<f32> = x.iter().map(|v| v * 100.0).collect();
+    c.softcap(&mut b, 30.0).unwrap();
+    assert_close("softcap", &g.read(a).unwrap(), &b, 1e-5);
+
+    let inv: Vec<f32> = (0..16).map(|i| 10000f32.powf(-(i as f32) / 16.0)).collect();
+    for style in [RopeStyle::Interleaved, RopeStyle::Halves] {
+        let mut a = up(&x);
+        g.rope(&mut a, rows, 4, 32, 77, &inv, style).unwrap();
+        let mut b = x.clone();
+        c.rope(&mut b, rows, 4, 32, 77, &inv, style).unwrap();
+        assert_close(&format!("rope {style:?}"), &g.read(a).unwrap(), &b, 1e-6);
+    }
+}
+
+#[test]
+fn attention_matches_the_cpu_over_a_growing_cache() {
+    let g = gpu();
+    let c = Cpu;
+    for (window, softcap) in [(None, None), (Some(7), None), (None, Some(20.0))] {
+        let s = AttentionShape {
+            n_head: 4,
+            n_kv_head: 2,
+            head_dim: 64,
+            scale: 0.125,
+            softcap,
+            window,
+        };
+        let (mut gkv, mut ckv) = (g.new_kv(), c.new_kv());
+        let mut pos = 0;
+        // A prefill of 13 rows, then single tokens past the growth point of the cache (64).
+        for (step, rows) in [13usize, 1, 1, 40, 1, 30, 1].into_iter().enumerate() {
+            let q = values(rows * 256, 10 + step as u64);
+            let k: Vec<f32> = values(rows * 128, 20 + step as u64).iter().map(|v| v * 3.0).collect();
+            let v = values(rows * 128, 30 + step as u64);
+            let got = g.attention(
+                &g.upload(&q).unwrap(),
+                &g.upload(&k).unwrap(),
+                &g.upload(&v).unwrap(),
+                &mut gkv,
+                pos,
+                rows,
+                &s,
+            );
+            let got = g.read(got.unwrap()).unwrap();
+            let want = c.attention(&q, &k, &v, &mut ckv, pos, rows, &s).unwrap();
+            assert_close(
+                &format!("attention window {window:?} softcap {softcap:?} at {pos}+{rows}"),
+                &got,
+                &want,
+                2e-3,
+            );
+            pos += rows;
+        }
+    }
+}
+
+fn argmax(x: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in x.iter().enumerate() {
+        if *v > x[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// The CPU backend with one in seven embedding values scaled by `1 + ε`: the same model and
+/// arithmetic, nudged. Its disagreement with the plain CPU is the noise floor any second
+/// implementation faces: activations are rounded to 8 bits before every product, so a
+/// difference in the last bit can flip a rounding and grow through the layers.
+struct Nudged(f32);
+impl Backend for Nudged {
+    type Act = Vec<f32>;
+    type Matrix = Linear;
+    type Vector = Vec<f32>;
+    type Table = Arc<QTensor>;
+    type Kv = <Cpu as Backend>::Kv;
+    fn matrix(&self, w: Arc<QTensor>, b: Option<Vec<f32>>) -> Result<Linear> {
+        Cpu.matrix(w, b)
+    }
+    fn vector(&self, v: Vec<f32>) -> Result<Vec<f32>> {
+        Ok(v)
+    }
+    fn table(&self, t: Arc<QTensor>) -> Result<Arc<QTensor>> {
+        Ok(t)
+    }
+    fn tied_output(&self, t: &Arc<QTensor>) -> Result<Linear> {
+        Cpu.tied_output(t)
+    }
+    fn new_kv(&self) -> Self::Kv {
+        Cpu.new_kv()
+    }
+    fn truncate_kv(&self, kv: &mut Self::Kv, n: usize, w: usize) {
+        Cpu.truncate_kv(kv, n, w)
+    }
+    fn kv_bytes(&self, kv: &Self::Kv) -> usize {
+        Cpu.kv_bytes(kv)
+    }
+    fn embed(&self, t: &Arc<QTensor>, ids: &[u32], s: Option<f32>) -> Result<Vec<f32>> {
+        let mut v = Cpu.embed(t, ids, s)?;
+        for (i, x) in v.iter_mut().enumerate() {
+            if i % 7 == 0 {
+                *x *= self.0;
+            }
+        }
+        Ok(v)
+    }
+    fn rms_norm(&self, x: &Vec<f32>, w: &Vec<f32>, e: f32) -> Result<Vec<f32>> {
+        Cpu.rms_norm(x, w, e)
+    }
+    fn rms_norm_in_place(&self, x: &mut Vec<f32>, w: &Vec<f32>, e: f32) -> Result<()> {
+        Cpu.rms_norm_in_place(x, w, e)
+    }
+    fn linear(&self, w: &Linear, x: &Vec<f32>, r: usize) -> Result<Vec<f32>> {
+        Cpu.linear(w, x, r)
+    }
+    fn split(&self, x: &Vec<f32>, r: usize, w: [usize; 3]) -> Result<[Vec<f32>; 3]> {
+        Cpu.split(x, r, w)
+    }
+    fn rope(&self, x: &mut Vec<f32>, r: usize, h: usize, d: usize, p: usize, f: &[f32], s: RopeStyle) -> Result<()> {
+        Cpu.rope(x, r, h, d, p, f, s)
+    }
+    fn attention(
+        &self,
+        q: &Vec<f32>,
+        k: &Vec<f32>,
+        v: &Vec<f32>,
+        kv: &mut Self::Kv,
+        p: usize,
+        r: usize,
+        s: &AttentionShape,
+    ) -> Result<Vec<f32>> {
+        Cpu.attention(q, k, v, kv, p, r, s)
+    }
+    fn add(&self, h: &mut Vec<f32>, a: &Vec<f32>) -> Result<()> {
+        Cpu.add(h, a)
+    }
+    fn gate(&self, g: Vec<f32>, u: &Vec<f32>, a: Activation) -> Result<Vec<f32>> {
+        Cpu.gate(g, u, a)
+    }
+    fn gate_fused(&self, y: &Vec<f32>, r: usize, n: usize, a: Activation) -> Result<Vec<f32>> {
+        Cpu.gate_fused(y, r, n, a)
+    }
+    fn last_rows(&self, x: &Vec<f32>, r: usize, k: usize, w: usize) -> Result<Vec<f32>> {
+        Cpu.last_rows(x, r, k, w)
+    }
+    fn softcap(&self, x: &mut Vec<f32>, c: f32) -> Result<()> {
+        Cpu.softcap(x, c)
+    }
+    fn read(&self, x: Vec<f32>) -> Result<Vec<f32>> {
+        Ok(x)
+    }
+}
+
+/// Logits for every position of each fixture sequence (prompt + llama.cpp's greedy
+/// continuation, ≥ 64 positions), from the prompt's last token on.
+fn teacher_forced<B: Backend>(m: &Decoder<B>, name: &str) -> Vec<Vec<Vec<f32>>> {
+    let vocab = m.cfg.vocab_size;
+    fixture(name)["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|case| {
+            let prompt = ids(&case["prompt_ids"]);
+            let seq: Vec<u32> = prompt.iter().chain(&ids(&case["greedy"])).copied().collect();
+            assert!(seq.len() - prompt.len() >= 64);
+            let l = m.forward(&seq, &mut m.new_cache(), true).unwrap();
+            l[(prompt.len() - 1) * vocab..]
+                .chunks_exact(vocab)
+                .map(<[f32]>::to_vec)
+                .collect()
+        })
+        .collect()
+}
+
+/// (argmax agreement, positions, mean |logit difference|, disagreements' CPU margins)
+fn compare(a: &[Vec<Vec<f32>>], b: &[Vec<Vec<f32>>]) -> (usize, usize, f64, Vec<f32>) {
+    let (mut agree, mut total, mut diff, mut margins) = (0, 0, 0f64, vec![]);
+    for (ra, rb) in a.iter().flatten().zip(b.iter().flatten()) {
+        total += 1;
+        diff += ra.iter().zip(rb).map(|(x, y)| (x - y).abs() as f64).sum::<f64>() / ra.len() as f64;
+        if argmax(ra) == argmax(rb) {
+            agree += 1;
+        } else {
+            let mut s = rb.clone();
+            s.sort_by(|x, y| y.total_cmp(x));
+            margins.push(s[0] - s[1]);
+        }
+    }
+    (agree, total, diff / total as f64, margins)
+}
+
+/// Teacher-forced argmax agreement, GPU vs CPU, measured against the CPU's own noise floor
+/// (the CPU against itself nudged by 1e-6), and step-by-step decoding through the GPU cache
+/// against the batch.
+fn gpu_agrees_with_cpu(name: &str) {
+    let load = || Loader::load_file(model_path(name)).unwrap();
+    let cpu = teacher_forced(&Decoder::from_gguf(&mut load()).unwrap(), name);
+    let nudged = teacher_forced(&Decoder::load(&mut load(), Nudged(1.0 + 1e-6)).unwrap(), name);
+    let gpu_model = Decoder::load(&mut load(), gpu()).unwrap();
+    let on_gpu = teacher_forced(&gpu_model, name);
+    let (ga, n, gd, gm) = compare(&on_gpu, &cpu);
+    let (na, _, nd, _) = compare(&nudged, &cpu);
+    println!(
+        "{name}: teacher-forced argmax agreement with the CPU over {n} positions: GPU {ga} ({:.3}), mean |logit diff| {gd:.3}; \
+         CPU nudged by 1e-6 {na} ({:.3}), mean |logit diff| {nd:.3}; GPU disagreements at CPU margins {gm:?}",
+        ga as f64 / n as f64,
+        na as f64 / n as f64
+    );
+    // A wrong kernel moves logits by whole units everywhere; rounding noise stays within the
+    // nudge's, and only flips near-ties.
+    assert!(
+        gd < 1.5 * nd + 0.05,
+        "{name}: GPU logits differ by {gd:.3} on average, the noise floor is {nd:.3}"
+    );
+    assert!(
+        gm.iter().all(|&m| m < 0.5),
+        "{name}: a disagreement that is not a near-tie: {gm:?}"
+    );
+    assert!(
+        ga + 3 >= na && ga as f64 >= 0.95 * n as f64,
+        "{name}: GPU agreement {ga}/{n}, noise floor {na}/{n}"
+    );
+
+    // Through the cache: the prompt, then one token at a time, as a chat runs.
+    let case = &fixture(name)["logits"][0];
+    let prompt = ids(&case["prompt_ids"]);
+    let mut cache = gpu_model.new_cache();
+    let mut last = gpu_model.forward(&prompt, &mut cache, false).unwrap();
+    for (i, &t) in ids(&case["greedy"]).iter().take(8).enumerate() {
+        let e = rel_err(&last, &on_gpu[0][i]);
+        assert!(
+            e < 1e-2,
+            "{name}: step {i} through the GPU cache differs from the batch by {e:.2e}"
+        );
+        last = gpu_model.forward(&[t], &mut cache, false).unwrap();
+    }
+}
+
+#[test]
+fn gpu_agrees_with_cpu_on_smollm2() {
+    gpu_agrees_with_cpu(SMOLLM2);
+}
+
+#[test]
+fn gpu_agrees_with_cpu_on_gemma3() {
+    gpu_agrees_with_cpu(GEMMA3);
+}
