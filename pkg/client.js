@@ -136,12 +136,12 @@ export class CandlelitEngine {
    * Loads a model. `source` is `{ url }`, `{ file }` (a File or Blob) or `{ stored: name }`.
    * `onProgress({ phase, loaded, total, bytesPerSecond, secondsLeft })` follows the bytes.
    */
-  async load(source, { onProgress, contextSize } = {}) {
+  async load(source, { onProgress, contextSize, backend } = {}) {
     if (source instanceof Blob) source = { file: source };
     if (typeof source === 'string') source = { url: source };
     if (source.url) source = { url: new URL(source.url, globalThis.location?.href).href };
     this.model = null;
-    const { info } = await this.#call({ type: 'load', source, options: { contextSize } }, (m) => {
+    const { info } = await this.#call({ type: 'load', source, options: { contextSize, backend } }, (m) => {
       if (m.type === 'progress') onProgress?.(m);
     }).done;
     this.model = info;

@@ -25,7 +25,16 @@ export interface ModelInfo {
   /** Threads the engine runs its matrix products on, and why (e.g. no cross-origin isolation). */
   threads: number;
   reason: string;
+  /** Where the model runs, and why ('auto' falls back to the CPU with the reason here). */
+  backend: 'cpu' | 'webgpu';
+  backendReason: string;
+  /** The WebGPU adapter, when the backend is 'webgpu'. */
+  adapter?: string;
+  /** Bytes of weights held in GPU buffers (WebGPU backend). */
+  gpuWeightBytes?: number;
 }
+
+export type Backend = 'auto' | 'webgpu' | 'cpu';
 
 export interface LabelScore {
   label: string;
@@ -165,7 +174,10 @@ export class CandlelitEngine {
   constructor(options?: { workerUrl?: string | URL; threads?: number });
   static create(options?: { workerUrl?: string | URL; threads?: number }): Promise<CandlelitEngine>;
   model: ModelInfo | null;
-  load(source: ModelSource, options?: { onProgress?: (p: LoadProgress) => void; contextSize?: number }): Promise<ModelInfo>;
+  /** `backend`: 'auto' (default: a hardware WebGPU adapter if there is one, else the CPU),
+   *  'webgpu' (fails with the reason when unavailable) or 'cpu'. Scoring, classification and
+   *  the text recipes need the CPU backend. */
+  load(source: ModelSource, options?: { onProgress?: (p: LoadProgress) => void; contextSize?: number; backend?: Backend }): Promise<ModelInfo>;
   unload(): Promise<void>;
   resetChat(): Promise<void>;
   score(prompt: { messages?: ChatMessage[]; prompt?: string }, continuations: string[]): Promise<{ logprob: number; token_logprobs: number[] }[]>;

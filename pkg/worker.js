@@ -32,6 +32,8 @@ async function start(requested) {
 }
 
 let engine = null;
+// Which backend runs `engine`, and why: { name: 'cpu' | 'webgpu', reason, adapter? }.
+let backend = null;
 let embedder = null;
 let broken = null;
 let current = null; // { id, cancelled }
@@ -63,10 +65,52 @@ function errorEvent(id, e) {
   return { type: 'error', id, name, message, fatal };
 }
 
+// What WebGPU offers here, from the adapter itself (a page may have `navigator.gpu` and
+// still no adapter). Software adapters (SwiftShader, lavapipe) are noted: the SIMD CPU path
+// beats them, so `auto` does not pick them.
+async function probeGpu() {
+  if (!self.navigator?.gpu) return { ok: false, reason: 'this browser has no WebGPU' };
+  let adapter = null;
+  try {
+    adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
+  } catch (e) {
+    return { ok: false, reason: `the WebGPU adapter request failed (${e.message})` };
+  }
+  if (!adapter) return { ok: false, reason: 'no WebGPU adapter is available' };
+  const info = adapter.info ?? {};
+  const name = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'unnamed adapter';
+  const software = Boolean(info.isFallbackAdapter) || /swiftshader|llvmpipe|lavapipe|software/i.test(name);
+  return {
+    ok: true,
+    software,
+    adapter: name,
+    features: [...adapter.features],
+    maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+  };
+}
+
+// `auto` takes a hardware WebGPU adapter when there is one, else the CPU; `webgpu` insists
+// (and fails with the reason); `cpu` never probes.
+async function chooseBackend(want) {
+  if (want === 'cpu') return { name: 'cpu', reason: 'requested' };
+  const probe = await probeGpu();
+  if (want === 'webgpu') {
+    if (!probe.ok) throw Object.assign(new Error(`WebGPU is unavailable: ${probe.reason}.`), { name: 'NoWebGPU' });
+    return { name: 'webgpu', reason: 'requested', adapter: probe.adapter, features: probe.features };
+  }
+  if (probe.ok && !probe.software) return { name: 'webgpu', reason: 'auto: a hardware WebGPU adapter', adapter: probe.adapter, features: probe.features };
+  const why = probe.ok ? `only a software WebGPU adapter (${probe.adapter}), slower than the SIMD CPU path` : probe.reason;
+  return { name: 'cpu', reason: `auto: ${why}` };
+}
+
 async function load(id, source, options = {}) {
   await ready;
   engine?.free();
   engine = null;
+  backend = null;
+  const want = options.backend ?? 'auto';
+  if (!['auto', 'webgpu', 'cpu'].includes(want)) throw new Error(`load: backend must be 'auto', 'webgpu' or 'cpu', not ${want}`);
+  const chosen = await chooseBackend(want);
   let loader = null;
   const t0 = performance.now();
   const onProgress = (p) => post({ type: 'progress', id, ...p });
@@ -89,9 +133,41 @@ async function load(id, source, options = {}) {
   } else {
     throw new Error('load: give a url, a file or a stored model name');
   }
-  engine = loader.finish(options.contextSize ?? undefined);
+  if (chosen.name === 'webgpu') {
+    try {
+      engine = await wasm.finishGpu(loader, options.contextSize ?? undefined);
+    } catch (e) {
+      if (want === 'webgpu') throw e;
+      // auto: the GPU refused (limits, memory, a lost device); load again on the CPU (the
+      // file now comes from storage) and say why.
+      const info = await load(id, source, { ...options, backend: 'cpu' });
+      backend.reason = `auto: WebGPU failed (${e.message}); using the CPU`;
+      return { ...info, backendReason: backend.reason };
+    }
+  } else {
+    engine = loader.finish(options.contextSize ?? undefined);
+  }
+  backend = chosen;
   const info = JSON.parse(engine.info());
-  return { ...info, ...origin, ...threading, loadMs: performance.now() - t0, memoryBytes: wasm.memoryBytes() };
+  return {
+    ...info,
+    ...origin,
+    ...threading,
+    backend: backend.name,
+    backendReason: backend.reason,
+    adapter: backend.adapter,
+    loadMs: performance.now() - t0,
+    memoryBytes: wasm.memoryBytes(),
+  };
+}
+
+// Scoring, classification and the text recipes run their steps synchronously inside the
+// engine, which the browser's GPU cannot do; they need the CPU backend for now.
+function needCpu(what) {
+  if (!engine) throw Object.assign(new Error('No model is loaded.'), { name: 'NoModel' });
+  if (backend?.name === 'webgpu') {
+    throw Object.assign(new Error(`${what} runs on the CPU backend only; load the model with backend 'cpu' (or 'auto' without a GPU).`), { name: 'Unsupported' });
+  }
 }
 
 // The three Hugging Face files of an embedding model, each stored like a model file.
@@ -130,7 +206,8 @@ async function generate(id, prompt, request) {
         if (done) post({ ...JSON.parse(done), id });
         return;
       }
-      const ev = JSON.parse(engine.step());
+      // The GPU engine's step is a Promise (it awaits the logits); the CPU's returns at once.
+      const ev = JSON.parse(await engine.step());
       // The engine's token event has its own `id` (the token id): keep the request id.
       post({ ...ev, token: ev.id, id });
       if (ev.type === 'done') return;
@@ -159,9 +236,13 @@ async function handle(msg) {
       engine?.reset();
       post({ type: 'ok', id });
       break;
+    case 'probe-gpu':
+      post({ type: 'ok', id, result: await probeGpu() });
+      break;
     case 'unload':
       engine?.free();
       engine = null;
+      backend = null;
       post({ type: 'ok', id });
       break;
     case 'tokenize':
@@ -169,15 +250,15 @@ async function handle(msg) {
       post({ type: 'ok', id, result: Array.from(engine.tokenize(msg.text)) });
       break;
     case 'score':
-      if (!engine) throw Object.assign(new Error('No model is loaded.'), { name: 'NoModel' });
+      needCpu('Scoring');
       post({ type: 'ok', id, result: JSON.parse(engine.score(JSON.stringify(msg.prompt), JSON.stringify(msg.continuations))) });
       break;
     case 'classify':
-      if (!engine) throw Object.assign(new Error('No model is loaded.'), { name: 'NoModel' });
+      needCpu('Classification');
       post({ type: 'ok', id, result: JSON.parse(engine.classify(msg.text, JSON.stringify(msg.labels ?? []), JSON.stringify(msg.options ?? {}), msg.preset)) });
       break;
     case 'task':
-      if (!engine) throw Object.assign(new Error('No model is loaded.'), { name: 'NoModel' });
+      needCpu('The text recipes');
       post({ type: 'ok', id, result: JSON.parse(engine.task(msg.kind, msg.text, JSON.stringify(msg.args ?? {}), JSON.stringify(msg.options ?? {}))) });
       break;
     case 'load-embedder':
@@ -206,7 +287,7 @@ async function handle(msg) {
       break;
     case 'kernel-self-test':
       await ready;
-      post({ type: 'ok', id, result: { random: JSON.parse(wasm.kernelSelfTest(msg.seed ?? 1)), model: engine ? JSON.parse(engine.kernelSelfTest()) : [] } });
+      post({ type: 'ok', id, result: { random: JSON.parse(wasm.kernelSelfTest(msg.seed ?? 1)), model: engine?.kernelSelfTest ? JSON.parse(engine.kernelSelfTest()) : [] } });
       break;
     case 'fault-inject-trap':
       await ready;

@@ -34,6 +34,14 @@ let aborter = null;
 
 // ---------------------------------------------------------------- persistence
 
+function describeBackend(info) {
+  if (info.backend === 'webgpu') {
+    return `Backend: WebGPU (${info.adapter}, ${mb(info.gpuWeightBytes ?? 0)} of weights on the GPU; ${info.backendReason}).`;
+  }
+  const threads = `${info.threads} thread${info.threads > 1 ? 's' : ''}${info.threads > 1 ? '' : `: ${info.reason}`}`;
+  return `Backend: CPU (wasm SIMD, ${threads}; ${info.backendReason}).`;
+}
+
 function restore() {
   try {
     const s = JSON.parse(localStorage.getItem(STATE_KEY));
@@ -187,10 +195,11 @@ async function loadModel() {
   ui.bar.value = 0;
   ui.progress.hidden = false;
   try {
-    const info = await engine.load(source, { onProgress: showProgress });
+    const info = await engine.load(source, { onProgress: showProgress, backend: $('backend').value });
     ui.progress.hidden = true;
     const from = info.fromStorage ? 'from browser storage' : info.resumedFrom ? `resumed at ${mb(info.resumedFrom)}` : 'downloaded';
-    ui.status.textContent = `${info.name.replace(/^[0-9a-f]{8}-/, '')} (${info.architecture}, ${info.layers} layers) ready — ${from} in ${(info.loadMs / 1000).toFixed(1)} s, engine memory ${mb(info.memoryBytes)}. Backend: CPU (wasm SIMD, ${info.threads} thread${info.threads > 1 ? 's' : ''}${info.threads > 1 ? '' : `: ${info.reason}`}).`;
+    ui.status.textContent = `${info.name.replace(/^[0-9a-f]{8}-/, '')} (${info.architecture}, ${info.layers} layers) ready — ${from} in ${(info.loadMs / 1000).toFixed(1)} s, engine memory ${mb(info.memoryBytes)}. ${describeBackend(info)}`;
+    ui.status.dataset.backend = info.backend;
     ui.status.dataset.loadMs = String(Math.round(info.loadMs));
   } catch (e) {
     ui.status.textContent = 'No model loaded.';

@@ -159,6 +159,8 @@ mod eval {
 
 #[cfg(not(target_arch = "wasm32"))]
 mod cli {
+    use candlelit::backend::gpu::Gpu;
+    use candlelit::backend::Backend;
     use candlelit::constrain::Constraint;
     use candlelit::engine::{clock, Engine, Prompt, Request, Step};
     use candlelit::gguf::Loader;
@@ -322,7 +324,36 @@ mod cli {
             prompt_tokens: usize,
             #[arg(long, default_value_t = 128)]
             gen_tokens: usize,
+            /// `cpu`, or `gpu` (Vulkan through wgpu; Mesa's lavapipe where there is no GPU).
+            #[arg(long, default_value = "cpu")]
+            backend: String,
         },
+    }
+
+    /// Prefill `prompt_tokens`, then `gen_tokens` greedy tokens one at a time.
+    fn bench<B: Backend>(engine: &Engine<B>, prompt_tokens: usize, gen_tokens: usize) -> Result<serde_json::Value> {
+        let m = &engine.model;
+        // A fixed prompt: real text repeated to the requested length.
+        let text = "The quick brown fox jumps over the lazy dog while the cat watches from the window. ".repeat(64);
+        let mut ids = engine.tokenizer.encode(&text, true, false)?;
+        ids.truncate(prompt_tokens.min(engine.context_size().saturating_sub(gen_tokens + 1)));
+        let mut cache = m.new_cache();
+        let t0 = clock::now_ms();
+        let mut logits = m.forward(&ids, &mut cache, false)?;
+        let prefill_ms = clock::now_ms() - t0;
+        let t1 = clock::now_ms();
+        for _ in 0..gen_tokens {
+            logits = m.forward(&[argmax(&logits)], &mut cache, false)?;
+        }
+        let decode_ms = clock::now_ms() - t1;
+        Ok(json!({
+            "prompt_tokens": ids.len(),
+            "prefill_ms": prefill_ms,
+            "prefill_tokens_per_s": ids.len() as f64 / prefill_ms * 1000.0,
+            "gen_tokens": gen_tokens,
+            "decode_ms": decode_ms,
+            "decode_tokens_per_s": gen_tokens as f64 / decode_ms * 1000.0,
+        }))
     }
 
     fn load(m: &ModelArgs) -> Result<(Engine, f64)> {
@@ -420,37 +451,38 @@ mod cli {
                 model,
                 prompt_tokens,
                 gen_tokens,
+                backend,
             } => {
-                let (engine, load_ms) = load(&model)?;
-                let m = &engine.model;
-                // A fixed prompt: real text repeated to the requested length.
-                let text =
-                    "The quick brown fox jumps over the lazy dog while the cat watches from the window. ".repeat(64);
-                let mut ids = engine.tokenizer.encode(&text, true, false)?;
-                ids.truncate(prompt_tokens.min(engine.context_size().saturating_sub(gen_tokens + 1)));
-                let mut cache = m.new_cache();
-                let t0 = clock::now_ms();
-                let mut logits = m.forward(&ids, &mut cache, false)?;
-                let prefill_ms = clock::now_ms() - t0;
-                let t1 = clock::now_ms();
-                for _ in 0..gen_tokens {
-                    logits = m.forward(&[argmax(&logits)], &mut cache, false)?;
+                let (mut result, adapter, load_ms) = match backend.as_str() {
+                    "cpu" => {
+                        let (engine, load_ms) = load(&model)?;
+                        (bench(&engine, prompt_tokens, gen_tokens)?, None, load_ms)
+                    }
+                    "gpu" => {
+                        let t0 = clock::now_ms();
+                        let gpu = Gpu::new_blocking()?;
+                        let info = gpu.info().clone();
+                        let engine = Engine::with_backend(Loader::load_file(&model.model)?, model.ctx, gpu)?;
+                        let load_ms = clock::now_ms() - t0;
+                        (bench(&engine, prompt_tokens, gen_tokens)?, Some(info), load_ms)
+                    }
+                    other => {
+                        return Err(candlelit::Error::InvalidRequest(format!(
+                            "--backend must be cpu or gpu, not {other}"
+                        )))
+                    }
+                };
+                if let Some(obj) = result.as_object_mut() {
+                    obj.insert(
+                        "model".into(),
+                        json!(model.model.file_name().map(|f| f.to_string_lossy().into_owned())),
+                    );
+                    obj.insert("backend".into(), json!(backend));
+                    obj.insert("adapter".into(), json!(adapter));
+                    obj.insert("threads".into(), json!(model.threads));
+                    obj.insert("load_ms".into(), json!(load_ms));
                 }
-                let decode_ms = clock::now_ms() - t1;
-                println!(
-                    "{}",
-                    json!({
-                        "model": model.model.file_name().map(|f| f.to_string_lossy().into_owned()),
-                        "threads": model.threads,
-                        "load_ms": load_ms,
-                        "prompt_tokens": ids.len(),
-                        "prefill_ms": prefill_ms,
-                        "prefill_tokens_per_s": ids.len() as f64 / prefill_ms * 1000.0,
-                        "gen_tokens": gen_tokens,
-                        "decode_ms": decode_ms,
-                        "decode_tokens_per_s": gen_tokens as f64 / decode_ms * 1000.0,
-                    })
-                );
+                println!("{result}");
                 Ok(())
             }
         }

@@ -115,6 +115,17 @@ struct Active {
     stops: StopMatcher,
     guide: Option<Guide>,
     stats: Stats,
+    /// A forward pass recorded by the last step whose logits have not been delivered yet.
+    pending: Option<Pending>,
+}
+
+struct Pending {
+    since: f64,
+    prefill: bool,
+    /// Whether the logits are what the next token is drawn from (not a middle prefill chunk).
+    keep: bool,
+    /// Cache length before the pass, to roll back to if it fails.
+    pos_before: usize,
 }
 
 pub struct Engine<B: Backend = Cpu> {
@@ -251,6 +262,7 @@ impl<B: Backend> Engine<B> {
             stops: StopMatcher::new(&req.stop),
             guide,
             stats,
+            pending: None,
         });
         Ok(())
     }
@@ -267,9 +279,26 @@ impl<B: Backend> Engine<B> {
 
     /// Runs one prefill chunk or generates one token.
     pub fn step(&mut self) -> Result<Step> {
+        let (step, pending) = self.step_lazy()?;
+        if let Some(logits) = pending {
+            let logits = self.model.backend.read(logits);
+            self.deliver(logits)?;
+        }
+        Ok(step)
+    }
+
+    /// [`Engine::step`] without waiting for the forward pass it starts: the caller reads the
+    /// returned logits (on the GPU, asynchronously in the browser) and hands them to
+    /// [`Engine::deliver`] before the next step.
+    pub fn step_lazy(&mut self) -> Result<(Step, Option<B::Act>)> {
         let Some(a) = self.active.as_mut() else {
             return Err(Error::InvalidRequest("no request is running".into()));
         };
+        if a.pending.is_some() {
+            return Err(Error::InvalidRequest(
+                "the previous step's logits were not delivered".into(),
+            ));
+        }
         let result = Self::step_active(
             &self.model,
             &self.tokenizer,
@@ -279,12 +308,43 @@ impl<B: Backend> Engine<B> {
             a,
         );
         match result {
-            Ok(step @ Step::Done { .. }) => {
+            Ok((step @ Step::Done { .. }, _)) => {
                 self.active = None;
-                Ok(step)
+                Ok((step, None))
             }
-            Ok(step) => Ok(step),
+            Ok(r) => Ok(r),
             Err(e) => {
+                self.active = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Hands over the logits of the pass the last [`Engine::step_lazy`] started. A failed
+    /// pass ends the request and leaves the cache as it was before the pass.
+    pub fn deliver(&mut self, logits: Result<Vec<f32>>) -> Result<()> {
+        let Some(a) = self.active.as_mut() else {
+            // Cancelled while the pass ran: its positions stay cached for the next request.
+            return logits.map(|_| ());
+        };
+        let Some(p) = a.pending.take() else {
+            return Ok(());
+        };
+        match logits {
+            Ok(l) => {
+                let spent = clock::now_ms() - p.since;
+                if p.prefill {
+                    a.stats.prefill_ms += spent;
+                } else {
+                    a.stats.decode_ms += spent;
+                }
+                if p.keep {
+                    a.logits = Some(l);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.cache.rollback_layers(&self.model.backend, p.pos_before);
                 self.active = None;
                 Err(e)
             }
@@ -298,24 +358,28 @@ impl<B: Backend> Engine<B> {
         ctx: usize,
         chunk: usize,
         a: &mut Active,
-    ) -> Result<Step> {
+    ) -> Result<(Step, Option<B::Act>)> {
         if a.prefill_from < a.prompt.len() {
             let end = (a.prefill_from + chunk).min(a.prompt.len());
             let t0 = clock::now_ms();
-            let logits = model.forward(&a.prompt[a.prefill_from..end], cache, false)?;
-            a.stats.prefill_ms += clock::now_ms() - t0;
+            let pos_before = cache.len();
+            let logits = model.forward_lazy(&a.prompt[a.prefill_from..end], cache, false)?;
             a.prefill_from = end;
-            if end == a.prompt.len() {
-                a.logits = Some(logits);
-            }
-            return Ok(Step::Prefill {
+            a.pending = Some(Pending {
+                since: t0,
+                prefill: true,
+                keep: end == a.prompt.len(),
+                pos_before,
+            });
+            let step = Step::Prefill {
                 done: end,
                 total: a.prompt.len(),
-            });
+            };
+            return Ok((step, Some(logits)));
         }
         if a.generated.len() >= a.max_tokens {
             let text = a.utf8.finish() + &a.stops.flush();
-            return Ok(Self::finish(a, FinishReason::Length, text));
+            return Ok((Self::finish(a, FinishReason::Length, text), None));
         }
         let Some(logits) = a.logits.take() else {
             return Err(Error::InvalidRequest("no logits to sample from".into()));
@@ -339,7 +403,7 @@ impl<B: Backend> Engine<B> {
         if eog && (!a.ignore_eos || a.guide.is_some()) {
             a.stats.decode_ms += clock::now_ms() - t0;
             let text = a.utf8.finish() + &a.stops.flush();
-            return Ok(Self::finish(a, FinishReason::Stop, text));
+            return Ok((Self::finish(a, FinishReason::Stop, text), None));
         }
         let complete = match a.guide.as_mut() {
             Some(g) => {
@@ -358,30 +422,39 @@ impl<B: Backend> Engine<B> {
         };
         if stopped {
             a.stats.decode_ms += clock::now_ms() - t0;
-            return Ok(Self::finish(a, FinishReason::Stop, text));
+            return Ok((Self::finish(a, FinishReason::Stop, text), None));
         }
         if complete {
             a.stats.decode_ms += clock::now_ms() - t0;
             let rest = text + &a.utf8.finish() + &a.stops.flush();
-            return Ok(Self::finish(a, FinishReason::Stop, rest));
+            return Ok((Self::finish(a, FinishReason::Stop, rest), None));
         }
         // Run the token now so that the next step can sample at once; when the context is
         // full the reply ends here (documented policy: no silent truncation of the history).
         if cache.len() + 1 > ctx {
             a.stats.decode_ms += clock::now_ms() - t0;
             let rest = text + &a.utf8.finish() + &a.stops.flush();
-            return Ok(Self::finish(a, FinishReason::ContextFull, rest));
+            return Ok((Self::finish(a, FinishReason::ContextFull, rest), None));
         }
+        let mut pending = None;
         if a.generated.len() < a.max_tokens {
-            a.logits = Some(model.forward(&[token], cache, false)?);
+            let pos_before = cache.len();
+            pending = Some(model.forward_lazy(&[token], cache, false)?);
+            a.pending = Some(Pending {
+                since: clock::now_ms(),
+                prefill: false,
+                keep: true,
+                pos_before,
+            });
         }
         a.stats.decode_ms += clock::now_ms() - t0;
-        Ok(Step::Token {
+        let step = Step::Token {
             id: token,
             text,
             logprob,
             top_logprobs: top,
-        })
+        };
+        Ok((step, pending))
     }
 
     fn finish(a: &mut Active, reason: FinishReason, text: String) -> Step {

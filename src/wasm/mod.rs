@@ -1,6 +1,7 @@
 //! JavaScript bindings (wasm32 only). The Web Worker owns one [`WasmEngine`]; everything
 //! crosses the boundary as bytes or JSON strings so the JS side needs no generated types.
 
+use crate::backend::gpu::Gpu;
 use crate::engine::{Engine, Prompt, Request};
 use crate::error::Error;
 use crate::gguf::Loader;
@@ -121,6 +122,106 @@ impl WasmLoader {
         Ok(WasmEngine {
             inner: Engine::new(gguf, context_size).map_err(js_error)?,
         })
+    }
+}
+
+/// Ends a loader's stream and builds the engine on the GPU (WebGPU): the weights go into GPU
+/// buffers tensor by tensor, each dropped from wasm memory once uploaded.
+#[wasm_bindgen(js_name = finishGpu)]
+pub async fn finish_gpu(mut loader: WasmLoader, context_size: Option<usize>) -> Result<WasmGpuEngine, JsValue> {
+    let l = loader
+        .inner
+        .take()
+        .ok_or_else(|| js_error(Error::InvalidRequest("the loader is finished".into())))?;
+    let gguf = l.finish().map_err(js_error)?;
+    let gpu = Gpu::new().await.map_err(js_error)?;
+    let engine = Engine::with_backend(gguf, context_size, gpu.clone()).map_err(js_error)?;
+    Ok(WasmGpuEngine {
+        inner: Rc::new(RefCell::new(engine)),
+        gpu,
+    })
+}
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// The engine on WebGPU. The browser cannot wait for the GPU, so `step` returns a Promise:
+/// each step records its forward pass, submits it and awaits the logits. The engine is shared
+/// with that Promise, so `cancel` may be called while a step is in flight.
+#[wasm_bindgen]
+pub struct WasmGpuEngine {
+    inner: Rc<RefCell<Engine<Gpu>>>,
+    gpu: Gpu,
+}
+
+fn busy() -> JsValue {
+    js_error(Error::InvalidRequest("the engine is busy with a step".into()))
+}
+
+#[wasm_bindgen]
+impl WasmGpuEngine {
+    /// Model facts as JSON, with the adapter's.
+    pub fn info(&self) -> Result<String, JsValue> {
+        let e = self.inner.try_borrow().map_err(|_| busy())?;
+        let c = &e.model.cfg;
+        Ok(serde_json::json!({
+            "architecture": c.arch,
+            "layers": c.n_layer,
+            "embedding": c.n_embd,
+            "vocab": c.vocab_size,
+            "context": e.context_size(),
+            "chat_template": e.template.has_template(),
+            "backend": "webgpu",
+            "gpu": self.gpu.info(),
+            "gpuWeightBytes": self.gpu.weight_bytes(),
+        })
+        .to_string())
+    }
+
+    pub fn start(&self, prompt: &str, request: &str) -> Result<(), JsValue> {
+        let prompt: Prompt = serde_json::from_str(prompt).map_err(|e| json_error("prompt", e))?;
+        let request: Request = serde_json::from_str(request).map_err(|e| json_error("request", e))?;
+        let mut e = self.inner.try_borrow_mut().map_err(|_| busy())?;
+        e.start(&prompt, &request).map_err(js_error)
+    }
+
+    /// One prefill chunk or one token: a Promise of the JSON event.
+    pub fn step(&self) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        let gpu = self.gpu.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let (step, pending) = inner
+                .try_borrow_mut()
+                .map_err(|_| busy())?
+                .step_lazy()
+                .map_err(js_error)?;
+            if let Some(logits) = pending {
+                let logits = gpu.read_async(logits).await;
+                inner
+                    .try_borrow_mut()
+                    .map_err(|_| busy())?
+                    .deliver(logits)
+                    .map_err(js_error)?;
+            }
+            let json = serde_json::to_string(&step).map_err(|e| json_error("step", e))?;
+            Ok(JsValue::from_str(&json))
+        })
+    }
+
+    pub fn cancel(&self) -> Option<String> {
+        let mut e = self.inner.try_borrow_mut().ok()?;
+        e.cancel().and_then(|s| serde_json::to_string(&s).ok())
+    }
+
+    pub fn reset(&self) {
+        if let Ok(mut e) = self.inner.try_borrow_mut() {
+            e.reset()
+        }
+    }
+
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsValue> {
+        let e = self.inner.try_borrow().map_err(|_| busy())?;
+        e.tokenizer.encode(text, true, true).map_err(js_error)
     }
 }
 

@@ -89,9 +89,9 @@ export async function openChat(context, base) {
 }
 
 /** A server, a browser and the chat page, for one test file; `close()` ends all three. */
-export async function session({ greedy = true, testFiles } = {}) {
+export async function session({ greedy = true, testFiles, webgpu = false } = {}) {
   const server = await startServer({ testFiles });
-  const browser = await launch();
+  const browser = await launch({ webgpu });
   const ui = await openChat(browser.context, server.base);
   if (greedy) await useGreedy(ui);
   return {

@@ -96,6 +96,9 @@ impl Gpu {
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             subgroups: features.contains(wgpu::Features::SUBGROUP),
         };
+        // In the browser the wgpu handles are not Send; the context never leaves the worker's
+        // thread there, and one Arc type serves both targets.
+        #[allow(clippy::arc_with_non_send_sync)]
         Ok(Gpu {
             ctx: Arc::new(Ctx {
                 device,

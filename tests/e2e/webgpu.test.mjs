@@ -1,0 +1,73 @@
+// The WebGPU backend in a real headless Chromium (SwiftShader's software adapter): the same
+// greedy reply as the CPU path, `auto` choosing and explaining, and the fallback when the
+// browser has no WebGPU at all.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ask, loadModel, session } from './helpers.mjs';
+
+async function loadOn(ui, backend) {
+  await ui.page.getByLabel('Backend').selectOption(backend);
+  await loadModel(ui);
+  return { text: await ui.status.textContent(), backend: await ui.status.getAttribute('data-backend') };
+}
+
+test('WebGPU gives the CPU path\'s greedy reply; auto skips a software adapter and says so', { timeout: 900_000 }, async () => {
+  const s = await session({ webgpu: true });
+  try {
+    const { ui } = s;
+    const probe = await ui.page.evaluate(async () => {
+      const a = await navigator.gpu?.requestAdapter();
+      return a ? { ok: true, info: { vendor: a.info?.vendor, architecture: a.info?.architecture } } : { ok: false };
+    });
+    assert.ok(probe.ok, 'headless Chromium with --enable-unsafe-webgpu offers an adapter');
+
+    const auto = await loadOn(ui, 'auto');
+    assert.equal(auto.backend, 'cpu', auto.text);
+    assert.match(auto.text, /software WebGPU adapter/);
+
+    const question = 'What is the capital of France?';
+    const cpu = await loadOn(ui, 'cpu');
+    assert.equal(cpu.backend, 'cpu');
+    const cpuReply = await ask(ui, question);
+
+    await ui.newChat.click();
+    const gpu = await loadOn(ui, 'webgpu');
+    assert.equal(gpu.backend, 'webgpu', gpu.text);
+    assert.match(gpu.text, /Backend: WebGPU \(.+ of weights on the GPU/);
+    const t0 = Date.now();
+    const gpuReply = await ask(ui, question, { timeout: 600_000 });
+    console.log(`CPU: ${JSON.stringify(cpuReply)}\nWebGPU (${((Date.now() - t0) / 1000).toFixed(1)} s): ${JSON.stringify(gpuReply)}`);
+    assert.match(gpuReply, /Paris/);
+    assert.equal(gpuReply, cpuReply, 'the WebGPU reply differs from the CPU one');
+
+    // A second turn on the GPU reuses its KV cache and still answers.
+    const second = await ask(ui, 'And of Italy?', { timeout: 600_000 });
+    assert.match(second, /Rome/);
+
+    // The recipes say plainly that they need the CPU backend.
+    await ui.page.getByText('Tasks', { exact: true }).click();
+    await ui.page.getByRole('textbox', { name: 'Task text' }).fill('Maria Lopez, 34, lives in Madrid.');
+    await ui.page.getByRole('button', { name: 'Extract' }).click();
+    await ui.page.waitForFunction(() => /CPU backend/.test(document.getElementById('error').textContent), null, { timeout: 60_000 });
+  } finally {
+    await s.close();
+  }
+});
+
+test('without WebGPU, auto runs on the CPU and webgpu fails with the reason', { timeout: 600_000 }, async () => {
+  const s = await session({ webgpu: false });
+  try {
+    const { ui } = s;
+    const auto = await loadOn(ui, 'auto');
+    assert.equal(auto.backend, 'cpu', auto.text);
+    assert.match(auto.text, /auto: (this browser has no WebGPU|no WebGPU adapter)/);
+    assert.match(await ask(ui, 'What is the capital of France?'), /Paris/);
+
+    await ui.page.getByLabel('Backend').selectOption('webgpu');
+    await loadModel(ui);
+    assert.match(await ui.error.textContent(), /WebGPU is unavailable/);
+  } finally {
+    await s.close();
+  }
+});
