@@ -44,6 +44,8 @@ setup_tools() {
   command -v wasm-opt >/dev/null || missing+=(binaryen)
   command -v chromium >/dev/null || missing+=(chromium)
   command -v node >/dev/null || missing+=(nodejs npm)
+  # Mesa's software Vulkan (lavapipe): the GPU backend's native tests run on it.
+  ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
   if [ ${#missing[@]} -gt 0 ]; then
     log "apt-get install ${missing[*]}"
     apt-get update -qq

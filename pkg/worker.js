@@ -113,9 +113,23 @@ async function load(id, source, options = {}) {
   const chosen = await chooseBackend(want);
   let loader = null;
   const t0 = performance.now();
+  // On WebGPU the device opens first, so that each weight matrix can go to the GPU as soon
+  // as its bytes are in (wasm memory never holds the whole file).
+  let gpu = null;
+  if (chosen.name === 'webgpu') {
+    try {
+      gpu = await wasm.openGpu();
+    } catch (e) {
+      if (want === 'webgpu') throw e;
+      const info = await load(id, source, { ...options, backend: 'cpu' });
+      backend.reason = `auto: WebGPU failed (${e.message}); using the CPU`;
+      return { ...info, backendReason: backend.reason };
+    }
+  }
   const onProgress = (p) => post({ type: 'progress', id, ...p });
   const makeSink = (total) => {
     loader = new wasm.WasmLoader(total);
+    if (gpu) loader.streamTo(gpu);
     return (chunk) => loader.push(chunk);
   };
   let origin;
@@ -143,6 +157,8 @@ async function load(id, source, options = {}) {
       const info = await load(id, source, { ...options, backend: 'cpu' });
       backend.reason = `auto: WebGPU failed (${e.message}); using the CPU`;
       return { ...info, backendReason: backend.reason };
+    } finally {
+      gpu?.free();
     }
   } else {
     engine = loader.finish(options.contextSize ?? undefined);

@@ -17,6 +17,10 @@ const arg = (name, def) => {
 };
 const runs = Number(arg('runs', 3));
 const nPredict = Number(arg('n-predict', 128));
+// The WebGPU rows: fewer tokens and runs, since headless Chromium's adapter is SwiftShader
+// (software: its speed says nothing about a real GPU's, only that the path works end to end).
+const gpuRuns = Number(arg('webgpu-runs', 1));
+const gpuPredict = Number(arg('webgpu-n-predict', 32));
 const models = arg('models', 'smollm2-135m-instruct-q4_1.gguf,gemma-3-270m-q4_k_m.gguf').split(',');
 // About 145 tokens with either tokenizer: the prompt length of the issue's reference table.
 const prompt =
@@ -31,7 +35,7 @@ const prompt =
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const server = await startServer();
-const browser = await launch();
+const browser = await launch({ webgpu: true });
 const pages = {};
 for (const [engine, path] of [['candlelit', '/bench.html'], ['wllama', '/bench-wllama.html']]) {
   pages[engine] = await browser.context.newPage();
@@ -54,11 +58,19 @@ try {
           process.stderr.write(`${model} ${engine} t=${threads} run ${i + 1}: prefill ${((r.promptTokens / r.prefillMs) * 1000).toFixed(1)} decode ${((r.genTokens / r.decodeMs) * 1000).toFixed(1)} tok/s\n`);
         }
       }
-      for (const engine of Object.keys(pages)) {
+      if (threads === 1 && gpuRuns > 0) {
+        results['candlelit webgpu'] = [];
+        for (let i = 0; i < gpuRuns; i++) {
+          const r = await pages.candlelit.evaluate((a) => window.bench(a), { model: url, prompt, nPredict: gpuPredict, threads: 1, backend: 'webgpu' });
+          results['candlelit webgpu'].push(r);
+          process.stderr.write(`${model} webgpu (${r.adapter}) run ${i + 1}: prefill ${((r.promptTokens / r.prefillMs) * 1000).toFixed(1)} decode ${((r.genTokens / r.decodeMs) * 1000).toFixed(1)} tok/s\n`);
+        }
+      }
+      for (const engine of Object.keys(results)) {
         const rs = results[engine];
         rows.push({
           model,
-          engine,
+          engine: engine === 'candlelit webgpu' ? `candlelit WebGPU (${rs[0].adapter})` : engine,
           threads,
           loadMs: median(rs.map((r) => r.loadMs)),
           prefill: median(rs.map((r) => (r.promptTokens / r.prefillMs) * 1000)),

@@ -472,6 +472,45 @@ fn gpu_agrees_with_cpu(name: &str) {
     }
 }
 
+/// Weights streamed into GPU buffers as each tensor's bytes arrive (as the browser does):
+/// the CPU keeps only the 1-D tensors, and the model computes exactly what the one uploaded
+/// after a whole-file load computes.
+#[test]
+fn weights_stream_into_gpu_buffers_as_they_arrive() {
+    use std::io::Read;
+    let g = gpu();
+    let path = model_path(SMOLLM2);
+    let file_len = std::fs::metadata(&path).unwrap().len();
+    let mut f = std::fs::File::open(&path).unwrap();
+    let mut loader = Loader::new(Some(file_len));
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut streamed = 0;
+    loop {
+        let n = f.read(&mut chunk).unwrap();
+        if n == 0 {
+            break;
+        }
+        loader.push(&chunk[..n]).unwrap();
+        for (name, t) in loader.take_completed(|t| t.dims.len() == 2).unwrap() {
+            g.preload(&name, &t).unwrap();
+            streamed += 1;
+        }
+    }
+    let mut gguf = loader.finish().unwrap();
+    let left = gguf.tensor_bytes();
+    println!("{streamed} matrices streamed to the GPU; {left} bytes of 1-D tensors stayed on the CPU (file: {file_len} bytes)");
+    assert_eq!(streamed, 211);
+    assert!((left as u64) < file_len / 100);
+    let streamed_model = Decoder::load(&mut gguf, g.clone()).unwrap();
+    let whole = Decoder::load(&mut Loader::load_file(&path).unwrap(), g).unwrap();
+    let prompt = [1u32, 504, 3458, 314, 4750, 28];
+    let a = streamed_model
+        .forward(&prompt, &mut streamed_model.new_cache(), true)
+        .unwrap();
+    let b = whole.forward(&prompt, &mut whole.new_cache(), true).unwrap();
+    assert_eq!(a, b);
+}
+
 #[test]
 fn gpu_agrees_with_cpu_on_smollm2() {
     gpu_agrees_with_cpu(SMOLLM2);

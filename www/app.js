@@ -261,13 +261,21 @@ async function send() {
     showError(e);
     if (reply.content) state.messages.push(reply);
     if (e.fatal) ui.status.textContent = 'The engine stopped; load the model again.';
+    gpuFailed = e.name === 'Gpu';
   } finally {
     save();
     setBusy(false);
     aborter = null;
     ui.message.focus();
   }
+  // The GPU went away (a lost device, its memory): carry on with the CPU path, from storage.
+  if (gpuFailed && ui.status.dataset.backend === 'webgpu') {
+    $('backend').value = 'cpu';
+    await loadModel();
+  }
 }
+
+let gpuFailed = false;
 
 function newChat() {
   aborter?.abort();

@@ -32,6 +32,15 @@ pub trait Backend {
     fn table(&self, t: Arc<QTensor>) -> Result<Self::Table>;
     /// The embedding table used as the output projection (tied weights: one copy).
     fn tied_output(&self, t: &Self::Table) -> Result<Self::Matrix>;
+    /// A matrix the backend took while the file was still streaming in (the GPU uploads
+    /// each tensor as it completes), with `bias` attached and its `[out, in]` dims.
+    fn preloaded(&self, _name: &str, _bias: Option<Vec<f32>>) -> Result<Option<(Self::Matrix, [usize; 2])>> {
+        Ok(None)
+    }
+    /// The embedding table, if it was taken while streaming.
+    fn preloaded_table(&self, _name: &str) -> Result<Option<(Self::Table, [usize; 2])>> {
+        Ok(None)
+    }
     fn new_kv(&self) -> Self::Kv;
     /// Keeps the first `n` positions of a layer's cache.
     fn truncate_kv(&self, kv: &mut Self::Kv, n: usize, kv_width: usize);

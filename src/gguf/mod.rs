@@ -54,6 +54,8 @@ struct DataState {
     order: Vec<usize>,
     next: usize,
     buffers: Vec<Option<BlockBuffer>>,
+    /// Tensors already handed out by [`Loader::take_completed`].
+    handed: Vec<bool>,
 }
 
 /// Push parser for GGUF bytes. Call [`Loader::push`] for each chunk, then [`Loader::finish`].
@@ -148,17 +150,43 @@ impl Loader {
                 let mut order: Vec<usize> = (0..header.tensors.len()).collect();
                 order.sort_by_key(|&i| header.tensors[i].start);
                 let buffers = (0..header.tensors.len()).map(|_| None).collect();
+                let handed = vec![false; header.tensors.len()];
                 let mut d = DataState {
                     header,
                     order,
                     next: 0,
                     buffers,
+                    handed,
                 };
                 d.write(0, &buf)?;
                 self.state = State::Data(d);
                 Ok(())
             }
         }
+    }
+
+    /// Hands out every tensor whose bytes are all in (and that `want` accepts), so that a
+    /// caller can move it elsewhere (GPU buffers) and free it before the rest arrives.
+    /// [`Gguf::tensors`] will not hold the tensors handed out.
+    pub fn take_completed(&mut self, want: impl Fn(&TensorInfo) -> bool) -> Result<Vec<(String, QTensor)>> {
+        let State::Data(d) = &mut self.state else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for &idx in &d.order[..d.next] {
+            let info = &d.header.tensors[idx];
+            if d.handed[idx] || !want(info) {
+                continue;
+            }
+            if let Some(b) = d.buffers[idx].take() {
+                d.handed[idx] = true;
+                out.push((
+                    info.name.clone(),
+                    QTensor::new(QStorage::Cpu(b.into_storage()), info.shape())?,
+                ));
+            }
+        }
+        Ok(out)
     }
 
     /// Ends the stream: every tensor must be complete.
@@ -201,7 +229,10 @@ impl Loader {
             )));
         }
         let mut tensors = HashMap::with_capacity(d.header.tensors.len());
-        for (info, buf) in d.header.tensors.iter().zip(d.buffers) {
+        for ((info, buf), handed) in d.header.tensors.iter().zip(d.buffers).zip(d.handed) {
+            if handed {
+                continue;
+            }
             let storage = match buf {
                 Some(b) => b.into_storage(),
                 // Zero-sized tensors are rejected by the header, so every tensor got bytes.

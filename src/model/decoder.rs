@@ -58,8 +58,9 @@ pub struct Decoder<B: Backend = Cpu> {
 struct Loader<'a, B: Backend>(&'a mut Gguf, &'a B);
 
 impl<B: Backend> Loader<'_, B> {
+    /// Whether the file has the tensor (also when the backend took it while streaming).
     fn has(&self, name: &str) -> bool {
-        self.0.tensors.contains_key(name)
+        self.0.infos.iter().any(|t| t.name == name)
     }
     fn qt(&mut self, name: &str) -> Result<QTensor> {
         self.0.take(name)
@@ -93,16 +94,23 @@ impl<B: Backend> Loader<'_, B> {
         }
     }
     fn linear(&mut self, name: &str, out_dim: usize, in_dim: usize) -> Result<B::Matrix> {
-        let w = self.qt(&format!("{name}.weight"))?;
-        let dims = w.shape().dims().to_vec();
-        if dims != [out_dim, in_dim] {
-            return Err(Error::Metadata(format!(
-                "`{name}.weight` is {dims:?}, expected [{out_dim}, {in_dim}]"
-            )));
-        }
         let bias = self.opt_f32(&format!("{name}.bias"), out_dim)?;
+        let weight = format!("{name}.weight");
+        if let Some((m, dims)) = self.1.preloaded(&weight, bias.clone())? {
+            check_dims(&weight, &dims, [out_dim, in_dim])?;
+            return Ok(m);
+        }
+        let w = self.qt(&weight)?;
+        check_dims(&weight, w.shape().dims(), [out_dim, in_dim])?;
         self.1.matrix(Arc::new(w), bias)
     }
+}
+
+fn check_dims(name: &str, dims: &[usize], want: [usize; 2]) -> Result<()> {
+    if dims != want {
+        return Err(Error::Metadata(format!("`{name}` is {dims:?}, expected {want:?}")));
+    }
+    Ok(())
 }
 
 impl Decoder<Cpu> {
@@ -147,15 +155,17 @@ impl<B: Backend> Decoder<B> {
         let (d, hd) = (cfg.n_embd, cfg.head_dim);
         let q_dim = cfg.n_head * hd;
         let kv_dim = cfg.n_kv_head * hd;
-        let embed = Arc::new(ld.qt("token_embd.weight")?);
-        let edims = embed.shape().dims().to_vec();
-        if edims != [cfg.vocab_size, d] {
-            return Err(Error::Metadata(format!(
-                "token_embd.weight is {edims:?}, expected [{}, {d}]",
-                cfg.vocab_size
-            )));
-        }
-        let embed = backend.table(embed)?;
+        let embed = match backend.preloaded_table("token_embd.weight")? {
+            Some((t, dims)) => {
+                check_dims("token_embd.weight", &dims, [cfg.vocab_size, d])?;
+                t
+            }
+            None => {
+                let t = ld.qt("token_embd.weight")?;
+                check_dims("token_embd.weight", t.shape().dims(), [cfg.vocab_size, d])?;
+                backend.table(Arc::new(t))?
+            }
+        };
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for i in 0..cfg.n_layer {
             let p = |s: &str| format!("blk.{i}.{s}");

@@ -88,6 +88,30 @@ pub fn bench_matmul(n: usize, k: usize, rows: usize, iters: usize) -> f64 {
 #[wasm_bindgen]
 pub struct WasmLoader {
     inner: Option<Loader>,
+    /// Where weight matrices go as soon as their bytes are in (the WebGPU backend).
+    gpu: Option<Gpu>,
+}
+
+/// An opened WebGPU device, for a loader to stream weights into.
+#[wasm_bindgen]
+pub struct WasmGpu {
+    gpu: Gpu,
+}
+
+#[wasm_bindgen]
+impl WasmGpu {
+    /// The adapter and its limits (JSON).
+    pub fn info(&self) -> String {
+        serde_json::to_string(self.gpu.info()).unwrap_or_default()
+    }
+}
+
+/// Opens the WebGPU adapter and device (fails with the reason when there is none).
+#[wasm_bindgen(js_name = openGpu)]
+pub async fn open_gpu() -> Result<WasmGpu, JsValue> {
+    Ok(WasmGpu {
+        gpu: Gpu::new().await.map_err(js_error)?,
+    })
 }
 
 #[wasm_bindgen]
@@ -96,7 +120,15 @@ impl WasmLoader {
     pub fn new(file_len: Option<f64>) -> WasmLoader {
         WasmLoader {
             inner: Some(Loader::new(file_len.map(|n| n as u64))),
+            gpu: None,
         }
+    }
+
+    /// From now on, each weight matrix goes to the GPU as soon as its last byte arrives and
+    /// leaves wasm memory: only the largest tensor is ever held here, never the whole file.
+    #[wasm_bindgen(js_name = streamTo)]
+    pub fn stream_to(&mut self, gpu: &WasmGpu) {
+        self.gpu = Some(gpu.gpu.clone());
     }
 
     pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
@@ -104,7 +136,13 @@ impl WasmLoader {
             .inner
             .as_mut()
             .ok_or_else(|| js_error(Error::InvalidRequest("the loader is finished".into())))?;
-        l.push(chunk).map_err(js_error)
+        l.push(chunk).map_err(js_error)?;
+        if let Some(gpu) = &self.gpu {
+            for (name, t) in l.take_completed(|t| t.dims.len() == 2).map_err(js_error)? {
+                gpu.preload(&name, &t).map_err(js_error)?;
+            }
+        }
+        Ok(())
     }
 
     #[wasm_bindgen(js_name = bytesReceived)]
@@ -134,7 +172,10 @@ pub async fn finish_gpu(mut loader: WasmLoader, context_size: Option<usize>) -> 
         .take()
         .ok_or_else(|| js_error(Error::InvalidRequest("the loader is finished".into())))?;
     let gguf = l.finish().map_err(js_error)?;
-    let gpu = Gpu::new().await.map_err(js_error)?;
+    let gpu = match loader.gpu.take() {
+        Some(g) => g,
+        None => Gpu::new().await.map_err(js_error)?,
+    };
     let engine = Engine::with_backend(gguf, context_size, gpu.clone()).map_err(js_error)?;
     Ok(WasmGpuEngine {
         inner: Rc::new(RefCell::new(engine)),

@@ -30,6 +30,8 @@ struct Ctx {
     /// The first validation, out-of-memory or device-lost error since the last read.
     error: Arc<Mutex<Option<String>>>,
     weight_bytes: Mutex<u64>,
+    /// Matrices uploaded while the file streamed in, by tensor name, until the decoder takes them.
+    preloaded: Mutex<HashMap<String, super::GpuMatrix>>,
 }
 
 /// A handle to the GPU (cheap to clone; clones share the device and the recording).
@@ -109,6 +111,7 @@ impl Gpu {
                 encoder: Mutex::new(None),
                 error,
                 weight_bytes: Mutex::new(0),
+                preloaded: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -153,28 +156,40 @@ impl Gpu {
         })
     }
 
-    /// A storage buffer holding `bytes`, written while mapped at creation (no staging copy),
-    /// with a 4-byte tail for the kernels' unaligned reads.
+    /// A storage buffer holding `bytes` (with a 4-byte tail for the kernels' unaligned
+    /// reads). Written with `queue.write_buffer`: in the browser that copies straight from
+    /// wasm memory, where a mapped buffer would need a second wasm-side copy.
     pub(super) fn upload_bytes(&self, bytes: &[u8], label: &str) -> Result<wgpu::Buffer> {
         let size = self.check_size(bytes.len() + 4)?;
         let buf = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: true,
+            mapped_at_creation: false,
         });
-        {
-            let mut view = buf
-                .slice(..)
-                .get_mapped_range_mut()
-                .map_err(|e| Error::Gpu(format!("mapping an upload buffer: {e}")))?;
-            view.slice(..bytes.len()).copy_from_slice(bytes);
+        let aligned = bytes.len() / 4 * 4;
+        if aligned > 0 {
+            self.ctx.queue.write_buffer(&buf, 0, &bytes[..aligned]);
         }
-        buf.unmap();
+        if aligned < bytes.len() {
+            let mut tail = [0u8; 4];
+            tail[..bytes.len() - aligned].copy_from_slice(&bytes[aligned..]);
+            self.ctx.queue.write_buffer(&buf, aligned as u64, &tail);
+        }
         if label == "weights" {
             *lock(&self.ctx.weight_bytes) += size;
+            // Hand the bytes to the device now, so that staging memory never holds the model.
+            self.ctx.queue.submit(std::iter::empty());
         }
         Ok(buf)
+    }
+
+    pub(super) fn store_preloaded(&self, name: &str, m: super::GpuMatrix) {
+        lock(&self.ctx.preloaded).insert(name.to_string(), m);
+    }
+
+    pub(super) fn take_preloaded(&self, name: &str) -> Option<super::GpuMatrix> {
+        lock(&self.ctx.preloaded).remove(name)
     }
 
     fn pipeline(&self, k: Kernel) -> wgpu::ComputePipeline {

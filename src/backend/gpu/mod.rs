@@ -66,6 +66,14 @@ pub struct GpuKv {
 }
 
 impl Gpu {
+    /// Uploads a weight matrix as soon as its bytes have arrived (see
+    /// [`crate::gguf::Loader::take_completed`]); the decoder picks it up by name.
+    pub fn preload(&self, name: &str, w: &QTensor) -> Result<()> {
+        let m = self.upload_matrix(w, None)?;
+        self.store_preloaded(name, m);
+        Ok(())
+    }
+
     fn upload_matrix(&self, w: &QTensor, bias: Option<Vec<f32>>) -> Result<GpuMatrix> {
         let (out_dim, in_dim) = w.shape().dims2()?;
         let (variant, bytes) = match Variant::of(w.dtype()) {
@@ -198,6 +206,19 @@ impl Backend for Gpu {
     }
     fn tied_output(&self, t: &GpuMatrix) -> Result<GpuMatrix> {
         Ok(t.clone())
+    }
+    fn preloaded(&self, name: &str, bias: Option<Vec<f32>>) -> Result<Option<(GpuMatrix, [usize; 2])>> {
+        let Some(mut m) = self.take_preloaded(name) else {
+            return Ok(None);
+        };
+        if let Some(b) = bias {
+            m.bias = Some(self.upload_bytes(bytemuck::cast_slice(&b), "bias")?);
+        }
+        let dims = [m.out_dim, m.in_dim];
+        Ok(Some((m, dims)))
+    }
+    fn preloaded_table(&self, name: &str) -> Result<Option<(GpuMatrix, [usize; 2])>> {
+        self.preloaded(name, None)
     }
     fn new_kv(&self) -> GpuKv {
         GpuKv {
