@@ -305,6 +305,10 @@ async function handle(msg) {
       await ready;
       post({ type: 'ok', id, result: { random: JSON.parse(wasm.kernelSelfTest(msg.seed ?? 1)), model: engine?.kernelSelfTest ? JSON.parse(engine.kernelSelfTest()) : [] } });
       break;
+    case 'fault-inject-gpu-loss':
+      engine?.faultInjectDeviceLoss?.();
+      post({ type: 'ok', id, result: Boolean(engine?.faultInjectDeviceLoss) });
+      break;
     case 'fault-inject-trap':
       await ready;
       wasm.faultInjectTrap();

@@ -28,6 +28,8 @@ const ui = {
 };
 
 const engine = new CandlelitEngine();
+// A handle for the browser console and the fault-injection tests.
+globalThis.candlelitEngine = engine;
 let state = restore();
 let busy = false;
 let aborter = null;
@@ -261,7 +263,7 @@ async function send() {
     showError(e);
     if (reply.content) state.messages.push(reply);
     if (e.fatal) ui.status.textContent = 'The engine stopped; load the model again.';
-    gpuFailed = e.name === 'Gpu';
+    gpuFailed = e.name === 'Gpu' ? e.message : null;
   } finally {
     save();
     setBusy(false);
@@ -270,12 +272,14 @@ async function send() {
   }
   // The GPU went away (a lost device, its memory): carry on with the CPU path, from storage.
   if (gpuFailed && ui.status.dataset.backend === 'webgpu') {
+    const why = gpuFailed;
     $('backend').value = 'cpu';
     await loadModel();
+    ui.status.textContent = `The GPU failed (${why}), so the model was reloaded on the CPU. ${ui.status.textContent}`;
   }
 }
 
-let gpuFailed = false;
+let gpuFailed = null;
 
 function newChat() {
   aborter?.abort();

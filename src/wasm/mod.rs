@@ -260,6 +260,12 @@ impl WasmGpuEngine {
         }
     }
 
+    /// Loses the GPU device on purpose (the test of the CPU fallback).
+    #[wasm_bindgen(js_name = faultInjectDeviceLoss)]
+    pub fn fault_inject_device_loss(&self) {
+        self.gpu.destroy();
+    }
+
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsValue> {
         let e = self.inner.try_borrow().map_err(|_| busy())?;
         e.tokenizer.encode(text, true, true).map_err(js_error)

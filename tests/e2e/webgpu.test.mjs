@@ -59,6 +59,17 @@ test('WebGPU gives the CPU path\'s greedy reply; auto skips a software adapter a
     await ui.page.getByRole('textbox', { name: 'Task text' }).fill('Maria Lopez, 34, lives in Madrid.');
     await ui.page.getByRole('button', { name: 'Extract' }).click();
     await ui.page.waitForFunction(() => /CPU backend/.test(document.getElementById('error').textContent), null, { timeout: 60_000 });
+
+    // The GPU device is lost mid-chat (as after a driver reset): the error is shown and the
+    // page carries on with the CPU path.
+    assert.equal(await ui.page.evaluate(() => window.candlelitEngine._debugCall({ type: 'fault-inject-gpu-loss' })), true);
+    await ask(ui, 'What is the capital of Spain?', { timeout: 600_000 });
+    await ui.page.waitForFunction(() => document.getElementById('status').dataset.backend === 'cpu' && /ready/.test(document.getElementById('status').textContent), null, { timeout: 120_000 });
+    const lost = await ui.status.textContent();
+    console.log(`after the device loss: ${lost}`);
+    assert.match(lost, /The GPU failed \(.+\), so the model was reloaded on the CPU\. .*Backend: CPU/);
+    await ui.newChat.click();
+    assert.match(await ask(ui, question), /Paris/);
   } finally {
     await s.close();
   }

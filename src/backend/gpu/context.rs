@@ -26,7 +26,9 @@ struct Ctx {
     limits: wgpu::Limits,
     info: GpuInfo,
     pipelines: Mutex<HashMap<Kernel, wgpu::ComputePipeline>>,
-    encoder: Mutex<Option<wgpu::CommandEncoder>>,
+    /// The command buffer being recorded, one per thread: a forward pass records and reads on
+    /// one thread, so two engines sharing the device from two threads never mix their passes.
+    encoders: Mutex<HashMap<std::thread::ThreadId, wgpu::CommandEncoder>>,
     /// The first validation, out-of-memory or device-lost error since the last read.
     error: Arc<Mutex<Option<String>>>,
     weight_bytes: Mutex<u64>,
@@ -87,7 +89,7 @@ impl Gpu {
         }));
         let slot = error.clone();
         device.set_device_lost_callback(move |reason, msg| {
-            lock(&slot).get_or_insert_with(|| format!("GPU device lost ({reason:?}): {msg}"));
+            lock(&slot).get_or_insert_with(|| format!("device lost ({reason:?}): {msg}"));
         });
         let info = GpuInfo {
             name: a.name,
@@ -108,7 +110,7 @@ impl Gpu {
                 limits,
                 info,
                 pipelines: Mutex::new(HashMap::new()),
-                encoder: Mutex::new(None),
+                encoders: Mutex::new(HashMap::new()),
                 error,
                 weight_bytes: Mutex::new(0),
                 preloaded: Mutex::new(HashMap::new()),
@@ -120,6 +122,12 @@ impl Gpu {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn new_blocking() -> Result<Gpu> {
         pollster::block_on(Self::new())
+    }
+
+    /// Destroys the device, as a driver reset would (fault injection for the fallback test):
+    /// the next read fails with a `Gpu` error.
+    pub fn destroy(&self) {
+        self.ctx.device.destroy();
     }
 
     pub fn info(&self) -> &GpuInfo {
@@ -217,8 +225,8 @@ impl Gpu {
     }
 
     pub(super) fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
-        let mut slot = lock(&self.ctx.encoder);
-        let enc = slot.get_or_insert_with(|| {
+        let mut all = lock(&self.ctx.encoders);
+        let enc = all.entry(std::thread::current().id()).or_insert_with(|| {
             self.ctx
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") })
@@ -272,7 +280,7 @@ impl Gpu {
             mapped_at_creation: false,
         });
         self.with_encoder(|enc| enc.copy_buffer_to_buffer(buf, 0, &staging, 0, (len * 4) as u64));
-        let enc = lock(&self.ctx.encoder).take();
+        let enc = lock(&self.ctx.encoders).remove(&std::thread::current().id());
         if let Some(enc) = enc {
             self.ctx.queue.submit([enc.finish()]);
         }

@@ -1,9 +1,9 @@
 // y[r][o] = W[o] · x[r] (+ bias[o]) for a weight matrix kept in its GGUF block type.
 // One thread per output row and group of R input rows: each weight sub-block is
-// dequantized once and used for all R rows (the prefill path), and neighbouring threads
-// read the same activations (a broadcast, not a gather: on Mesa's lavapipe this layout ran
-// 20x faster than a workgroup splitting one row). `deq`, BLOCK_BYTES and SUBS come from the
-// variant prefix.
+// dequantized once and used for all R rows (the prefill path), neighbouring threads read the
+// same activations (a broadcast, not a gather) and read them as vec4s. On Mesa's lavapipe
+// this ran a 49152 x 576 Q8_0 product 13x faster for one row and 23x for 64 rows than a
+// workgroup splitting each row. `deq`, BLOCK_BYTES and SUBS come from the variant prefix.
 
 struct Params {
     out_rows: u32,   // rows of W in this buffer

@@ -38,18 +38,12 @@ fn deq_q4_0(b: u32, s: u32) -> array<f32, 32> {
     return v;
 }
 
-// Q4_1: f16 d, f16 m, 16 bytes of nibbles.
+// Q4_1: f16 d, f16 m, 16 bytes of nibbles; values are q * d + m.
 fn deq_q4_1(b: u32, s: u32) -> array<f32, 32> {
-    var v: array<f32, 32>;
-    let d = f16_at(b);
-    let m = f16_at(b + 2u);
-    for (var j = 0u; j < 4u; j++) {
-        let q = rd32(b + 4u + 4u * j);
-        for (var k = 0u; k < 4u; k++) {
-            let by = (q >> (8u * k)) & 0xffu;
-            v[4u * j + k] = f32(by & 15u) * d + m;
-            v[4u * j + k + 16u] = f32(by >> 4u) * d + m;
-        }
+    var v = deq_q4_1_scaled(b, s);
+    let m = min_q4_1(b);
+    for (var k = 0u; k < 32u; k++) {
+        v[k] += m;
     }
     return v;
 }
@@ -95,20 +89,10 @@ fn deq_q5_0(b: u32, s: u32) -> array<f32, 32> {
 
 // Q5_1: f16 d, f16 m, 32 fifth bits, 16 bytes of nibbles; values are q * d + m.
 fn deq_q5_1(b: u32, s: u32) -> array<f32, 32> {
-    var v: array<f32, 32>;
-    let d = f16_at(b);
-    let m = f16_at(b + 2u);
-    let qh = rd32(b + 4u);
-    for (var j = 0u; j < 4u; j++) {
-        let q = rd32(b + 8u + 4u * j);
-        for (var k = 0u; k < 4u; k++) {
-            let i = 4u * j + k;
-            let by = (q >> (8u * k)) & 0xffu;
-            let lo = (by & 15u) | (((qh >> i) & 1u) << 4u);
-            let hi = (by >> 4u) | (((qh >> (i + 16u)) & 1u) << 4u);
-            v[i] = f32(lo) * d + m;
-            v[i + 16u] = f32(hi) * d + m;
-        }
+    var v = deq_q5_1_scaled(b, s);
+    let m = min_q5_1(b);
+    for (var k = 0u; k < 32u; k++) {
+        v[k] += m;
     }
     return v;
 }
