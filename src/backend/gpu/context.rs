@@ -29,6 +29,10 @@ struct Ctx {
     /// The command buffer being recorded, one per thread: a forward pass records and reads on
     /// one thread, so two engines sharing the device from two threads never mix their passes.
     encoders: Mutex<HashMap<std::thread::ThreadId, wgpu::CommandEncoder>>,
+    /// Buffers that live for one pass (activations, parameters, scratch), destroyed once its
+    /// logits are read: in the browser a dropped buffer is only freed by the garbage collector,
+    /// and a reply makes hundreds of them per token.
+    transient: Mutex<HashMap<std::thread::ThreadId, Vec<wgpu::Buffer>>>,
     /// The first validation, out-of-memory or device-lost error since the last read.
     error: Arc<Mutex<Option<String>>>,
     weight_bytes: Mutex<u64>,
@@ -111,6 +115,7 @@ impl Gpu {
                 info,
                 pipelines: Mutex::new(HashMap::new()),
                 encoders: Mutex::new(HashMap::new()),
+                transient: Mutex::new(HashMap::new()),
                 error,
                 weight_bytes: Mutex::new(0),
                 preloaded: Mutex::new(HashMap::new()),
@@ -224,6 +229,21 @@ impl Gpu {
             .clone()
     }
 
+    /// Marks a buffer as living only for the pass being recorded.
+    pub(super) fn transient(&self, buf: wgpu::Buffer) -> wgpu::Buffer {
+        lock(&self.ctx.transient)
+            .entry(std::thread::current().id())
+            .or_default()
+            .push(buf.clone());
+        buf
+    }
+
+    fn release_pass(bufs: Vec<wgpu::Buffer>) {
+        for b in bufs {
+            b.destroy();
+        }
+    }
+
     pub(super) fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
         let mut all = lock(&self.ctx.encoders);
         let enc = all.entry(std::thread::current().id()).or_insert_with(|| {
@@ -239,11 +259,11 @@ impl Gpu {
     pub(super) fn dispatch(&self, k: Kernel, binds: &[(u32, &wgpu::Buffer)], params: (u32, &[u32]), groups: [u32; 3]) {
         let pipeline = self.pipeline(k);
         let device = &self.ctx.device;
-        let pbuf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        let pbuf = self.transient(device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("params"),
             contents: bytemuck::cast_slice(params.1),
             usage: wgpu::BufferUsages::UNIFORM,
-        });
+        }));
         let mut entries: Vec<wgpu::BindGroupEntry> = binds
             .iter()
             .map(|(i, b)| wgpu::BindGroupEntry {
@@ -271,8 +291,9 @@ impl Gpu {
         });
     }
 
-    /// Submits what was recorded and copies `len` floats of `buf` into a fresh mappable buffer.
-    fn submit_readback(&self, buf: &wgpu::Buffer, len: usize) -> wgpu::Buffer {
+    /// Submits what was recorded and copies `len` floats of `buf` into a fresh mappable
+    /// buffer; also returns the pass's transient buffers, to destroy once it is read.
+    fn submit_readback(&self, buf: &wgpu::Buffer, len: usize) -> (wgpu::Buffer, Vec<wgpu::Buffer>) {
         let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size: (len.max(1) * 4) as u64,
@@ -284,7 +305,10 @@ impl Gpu {
         if let Some(enc) = enc {
             self.ctx.queue.submit([enc.finish()]);
         }
-        staging
+        let pass = lock(&self.ctx.transient)
+            .remove(&std::thread::current().id())
+            .unwrap_or_default();
+        (staging, pass)
     }
 
     fn take_error(&self) -> Result<()> {
@@ -317,7 +341,7 @@ impl Gpu {
                 "the browser's GPU cannot be waited for; read asynchronously".into(),
             ));
         }
-        let staging = self.submit_readback(buf, len);
+        let (staging, pass) = self.submit_readback(buf, len);
         let (tx, rx) = std::sync::mpsc::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
@@ -326,6 +350,7 @@ impl Gpu {
             .device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        Self::release_pass(pass);
         self.take_error()?;
         match rx.recv() {
             Ok(Ok(())) => Self::copy_out(&staging, len),
@@ -340,7 +365,7 @@ impl Gpu {
     pub async fn read_async(&self, x: super::GpuAct) -> Result<Vec<f32>> {
         use std::cell::RefCell;
         use std::rc::Rc;
-        let staging = self.submit_readback(&x.buf, x.len);
+        let (staging, pass) = self.submit_readback(&x.buf, x.len);
         let result: Rc<RefCell<Option<std::result::Result<(), wgpu::BufferAsyncError>>>> = Rc::default();
         let slot = result.clone();
         let staging_ref = staging.clone();
@@ -354,6 +379,7 @@ impl Gpu {
         wasm_bindgen_futures::JsFuture::from(promise)
             .await
             .map_err(|_| Error::Gpu("the GPU read was rejected".into()))?;
+        Self::release_pass(pass);
         self.take_error()?;
         let r = result.borrow_mut().take();
         match r {

@@ -128,9 +128,10 @@ impl Gpu {
         })
     }
 
+    /// Activations of the pass being recorded (destroyed once it is read).
     fn act(&self, len: usize) -> GpuAct {
         GpuAct {
-            buf: self.storage(len.max(1) * 4, "act"),
+            buf: self.transient(self.storage(len.max(1) * 4, "act")),
             len,
         }
     }
@@ -236,7 +237,7 @@ impl Backend for Gpu {
 
     fn embed(&self, t: &GpuMatrix, ids: &[u32], scale: Option<f32>) -> Result<GpuAct> {
         let y = self.act(ids.len() * t.in_dim);
-        let ids_buf = self.upload_bytes(bytemuck::cast_slice(ids), "ids")?;
+        let ids_buf = self.transient(self.upload_bytes(bytemuck::cast_slice(ids), "ids")?);
         for part in &t.parts {
             let params = [
                 ids.len() as u32,
@@ -296,7 +297,7 @@ impl Backend for Gpu {
             }
             xq = self.act(x.len);
             let blocks = x.len / block;
-            sums = self.storage(blocks * 4, "sums");
+            sums = self.transient(self.storage(blocks * 4, "sums"));
             self.dispatch(
                 Kernel::QuantizeAct,
                 &[(0, &x.buf), (1, &xq.buf), (2, &sums)],
@@ -370,7 +371,7 @@ impl Backend for Gpu {
                 cs.extend([c, s]);
             }
         }
-        let cs = self.upload_bytes(bytemuck::cast_slice(&cs), "rope")?;
+        let cs = self.transient(self.upload_bytes(bytemuck::cast_slice(&cs), "rope")?);
         let total = rows * n_heads * half;
         let params = [
             total as u32,
@@ -416,7 +417,7 @@ impl Backend for Gpu {
             Some(w) => w.min(pos0 + rows),
             None => pos0 + rows,
         };
-        let scratch = self.storage(rows * s.n_head * stride * 4, "scores");
+        let scratch = self.transient(self.storage(rows * s.n_head * stride * 4, "scores"));
         let out = self.act(q.len);
         let params = [
             s.n_head as u32,
