@@ -526,3 +526,45 @@ fn gpu_agrees_with_cpu_on_smollm2() {
 fn gpu_agrees_with_cpu_on_gemma3() {
     gpu_agrees_with_cpu(GEMMA3);
 }
+
+/// Chat through the engine on the GPU, then lose the device: the next request fails with a
+/// `Gpu` error (no panic, no hang), as the browser's fallback needs.
+#[test]
+fn engine_chats_on_the_gpu_and_reports_a_lost_device() {
+    use candlelit::engine::{Engine, Prompt, Request};
+    use candlelit::tokenizer::Message;
+    let g = Gpu::new_blocking().unwrap();
+    let mut e = Engine::with_backend(Loader::load_file(model_path(SMOLLM2)).unwrap(), Some(512), g.clone()).unwrap();
+    let req = Request {
+        max_tokens: 16,
+        sampling: candlelit::sample::SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut chat = vec![
+        Message::new("system", "You are a helpful assistant."),
+        Message::new("user", "What is the capital of France?"),
+    ];
+    let first = e.generate(&Prompt::Chat(chat.clone()), &req).unwrap();
+    println!(
+        "GPU engine: {:?} ({} tok/s decode on lavapipe)",
+        first.text, first.stats.decode_tokens_per_s
+    );
+    assert!(first.text.contains("Paris"), "{}", first.text);
+    chat.push(Message::new("assistant", &first.text));
+    chat.push(Message::new("user", "And of Italy?"));
+    let second = e.generate(&Prompt::Chat(chat), &req).unwrap();
+    assert!(
+        second.stats.cached_tokens > 0,
+        "the second turn did not reuse the GPU cache"
+    );
+    g.destroy();
+    let err = e
+        .generate(&Prompt::Text("Hello".into()), &req)
+        .err()
+        .expect("a lost device must fail the request");
+    println!("after destroy: {err}");
+    assert_eq!(err.code(), "Gpu");
+}

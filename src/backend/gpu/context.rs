@@ -5,7 +5,6 @@ use crate::error::{Error, Result};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use wgpu::util::DeviceExt;
 
 /// What the adapter is and what it allows (shown in the UI and the benchmark).
 #[derive(Debug, Clone, Serialize)]
@@ -93,7 +92,8 @@ impl Gpu {
         }));
         let slot = error.clone();
         device.set_device_lost_callback(move |reason, msg| {
-            lock(&slot).get_or_insert_with(|| format!("device lost ({reason:?}): {msg}"));
+            // The loss explains every error after it: it replaces them.
+            *lock(&slot) = Some(format!("device lost ({reason:?}): {msg}"));
         });
         let info = GpuInfo {
             name: a.name,
@@ -259,11 +259,16 @@ impl Gpu {
     pub(super) fn dispatch(&self, k: Kernel, binds: &[(u32, &wgpu::Buffer)], params: (u32, &[u32]), groups: [u32; 3]) {
         let pipeline = self.pipeline(k);
         let device = &self.ctx.device;
-        let pbuf = self.transient(device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        // Written through the queue, not mapped at creation: on a lost device wgpu's
+        // `create_buffer_init` panics, while this records an error the next read reports.
+        let bytes: &[u8] = bytemuck::cast_slice(params.1);
+        let pbuf = self.transient(device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("params"),
-            contents: bytemuck::cast_slice(params.1),
-            usage: wgpu::BufferUsages::UNIFORM,
+            size: bytes.len() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
         }));
+        self.ctx.queue.write_buffer(&pbuf, 0, bytes);
         let mut entries: Vec<wgpu::BindGroupEntry> = binds
             .iter()
             .map(|(i, b)| wgpu::BindGroupEntry {
