@@ -563,8 +563,7 @@ fn engine_chats_on_the_gpu_and_reports_a_lost_device() {
     g.destroy();
     let err = e
         .generate(&Prompt::Text("Hello".into()), &req)
-        .err()
-        .expect("a lost device must fail the request");
+        .expect_err("a lost device must fail the request");
     println!("after destroy: {err}");
     assert_eq!(err.code(), "Gpu");
 }
