@@ -54,8 +54,18 @@ struct DataState {
     order: Vec<usize>,
     next: usize,
     buffers: Vec<Option<BlockBuffer>>,
-    /// Tensors already handed out by [`Loader::take_completed`].
+    /// Tensors whose bytes go to the sink.
     handed: Vec<bool>,
+}
+
+/// Where a tensor's bytes go instead of the loader's own storage (see [`Loader::stream_to`]).
+pub trait TensorSink {
+    /// Whether this tensor's bytes should come here.
+    fn wants(&self, info: &TensorInfo) -> bool;
+    /// `data` is the tensor's bytes from offset `at`; bytes arrive in order.
+    fn write(&mut self, info: &TensorInfo, at: usize, data: &[u8]) -> Result<()>;
+    /// Every byte of the tensor has arrived.
+    fn complete(&mut self, info: &TensorInfo) -> Result<()>;
 }
 
 /// Push parser for GGUF bytes. Call [`Loader::push`] for each chunk, then [`Loader::finish`].
@@ -63,6 +73,7 @@ pub struct Loader {
     file_len: Option<u64>,
     pos: u64,
     state: State,
+    sink: Option<Box<dyn TensorSink>>,
 }
 
 impl Loader {
@@ -75,6 +86,7 @@ impl Loader {
                 buf: Vec::new(),
                 next_try: 24,
             },
+            sink: None,
         }
     }
 
@@ -112,7 +124,7 @@ impl Loader {
             State::Data(d) => {
                 let start = self.pos;
                 self.pos += chunk.len() as u64;
-                d.write(start, chunk)
+                d.write(start, chunk, self.sink.as_deref_mut())
             }
             State::Header { buf, next_try } => {
                 buf.extend_from_slice(chunk);
@@ -150,7 +162,10 @@ impl Loader {
                 let mut order: Vec<usize> = (0..header.tensors.len()).collect();
                 order.sort_by_key(|&i| header.tensors[i].start);
                 let buffers = (0..header.tensors.len()).map(|_| None).collect();
-                let handed = vec![false; header.tensors.len()];
+                let handed = match &self.sink {
+                    Some(sink) => header.tensors.iter().map(|t| sink.wants(t)).collect(),
+                    None => vec![false; header.tensors.len()],
+                };
                 let mut d = DataState {
                     header,
                     order,
@@ -158,35 +173,18 @@ impl Loader {
                     buffers,
                     handed,
                 };
-                d.write(0, &buf)?;
+                d.write(0, &buf, self.sink.as_deref_mut())?;
                 self.state = State::Data(d);
                 Ok(())
             }
         }
     }
 
-    /// Hands out every tensor whose bytes are all in (and that `want` accepts), so that a
-    /// caller can move it elsewhere (GPU buffers) and free it before the rest arrives.
-    /// [`Gguf::tensors`] will not hold the tensors handed out.
-    pub fn take_completed(&mut self, want: impl Fn(&TensorInfo) -> bool) -> Result<Vec<(String, QTensor)>> {
-        let State::Data(d) = &mut self.state else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        for &idx in &d.order[..d.next] {
-            let info = &d.header.tensors[idx];
-            if d.handed[idx] || !want(info) {
-                continue;
-            }
-            if let Some(b) = d.buffers[idx].take() {
-                d.handed[idx] = true;
-                out.push((
-                    info.name.clone(),
-                    QTensor::new(QStorage::Cpu(b.into_storage()), info.shape())?,
-                ));
-            }
-        }
-        Ok(out)
+    /// Sends the bytes of the tensors `sink` wants to it as they arrive, instead of keeping
+    /// them here ([`Gguf::tensors`] will not hold those): the GPU backend writes them straight
+    /// into its buffers, so the file never sits in this memory. Set before the first push.
+    pub fn stream_to(&mut self, sink: Box<dyn TensorSink>) {
+        self.sink = Some(sink);
     }
 
     /// Ends the stream: every tensor must be complete.
@@ -271,8 +269,14 @@ impl Loader {
 }
 
 impl DataState {
-    /// Copies the bytes of `chunk` (which starts at file offset `at`) into the tensors they belong to.
-    fn write(&mut self, mut at: u64, mut chunk: &[u8]) -> Result<()> {
+    /// Copies the bytes of `chunk` (which starts at file offset `at`) into the tensors they
+    /// belong to, or to the sink for the tensors it takes.
+    fn write(
+        &mut self,
+        mut at: u64,
+        mut chunk: &[u8],
+        mut sink: Option<&mut (dyn TensorSink + 'static)>,
+    ) -> Result<()> {
         while !chunk.is_empty() && self.next < self.order.len() {
             let idx = self.order[self.next];
             let t = &self.header.tensors[idx];
@@ -283,13 +287,24 @@ impl DataState {
                 chunk = &chunk[skip..];
                 continue;
             }
-            let buf = match &mut self.buffers[idx] {
-                Some(b) => b,
-                // Allocated when its first byte arrives, so memory grows with the download.
-                slot => slot.insert(BlockBuffer::new(t.dtype, t.n_bytes as usize)?),
-            };
             let n = ((t.end() - at) as usize).min(chunk.len());
-            buf.write((at - t.start) as usize, &chunk[..n]);
+            let offset = (at - t.start) as usize;
+            match sink.as_deref_mut() {
+                Some(s) if self.handed[idx] => {
+                    s.write(t, offset, &chunk[..n])?;
+                    if at + n as u64 == t.end() {
+                        s.complete(t)?;
+                    }
+                }
+                _ => {
+                    let buf = match &mut self.buffers[idx] {
+                        Some(b) => b,
+                        // Allocated when its first byte arrives, so memory grows with the download.
+                        slot => slot.insert(BlockBuffer::new(t.dtype, t.n_bytes as usize)?),
+                    };
+                    buf.write(offset, &chunk[..n]);
+                }
+            }
             at += n as u64;
             chunk = &chunk[n..];
             if at == t.end() {

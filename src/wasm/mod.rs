@@ -124,10 +124,13 @@ impl WasmLoader {
         }
     }
 
-    /// From now on, each weight matrix goes to the GPU as soon as its last byte arrives and
-    /// leaves wasm memory: only the largest tensor is ever held here, never the whole file.
+    /// Weight matrices go to the GPU chunk by chunk as they arrive: neither the file nor a
+    /// whole tensor is ever held in wasm memory. Call before the first `push`.
     #[wasm_bindgen(js_name = streamTo)]
     pub fn stream_to(&mut self, gpu: &WasmGpu) {
+        if let Some(l) = self.inner.as_mut() {
+            l.stream_to(Box::new(crate::backend::gpu::GpuSink::new(gpu.gpu.clone())));
+        }
         self.gpu = Some(gpu.gpu.clone());
     }
 
@@ -136,13 +139,7 @@ impl WasmLoader {
             .inner
             .as_mut()
             .ok_or_else(|| js_error(Error::InvalidRequest("the loader is finished".into())))?;
-        l.push(chunk).map_err(js_error)?;
-        if let Some(gpu) = &self.gpu {
-            for (name, t) in l.take_completed(|t| t.dims.len() == 2).map_err(js_error)? {
-                gpu.preload(&name, &t).map_err(js_error)?;
-            }
-        }
-        Ok(())
+        l.push(chunk).map_err(js_error)
     }
 
     #[wasm_bindgen(js_name = bytesReceived)]

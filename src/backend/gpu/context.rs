@@ -197,6 +197,28 @@ impl Gpu {
         Ok(buf)
     }
 
+    /// An empty weight buffer of `bytes` (plus the 4-byte tail), for a streamed tensor.
+    pub(super) fn weight_buffer(&self, bytes: usize) -> Result<wgpu::Buffer> {
+        let size = self.check_size(bytes + 4)?;
+        *lock(&self.ctx.weight_bytes) += size;
+        Ok(self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("weights"),
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// Writes whole 4-byte words at `offset` (a multiple of 4).
+    pub(super) fn write_at(&self, buf: &wgpu::Buffer, offset: usize, bytes: &[u8]) {
+        self.ctx.queue.write_buffer(buf, offset as u64, bytes);
+    }
+
+    /// Hands staged writes to the device.
+    pub(super) fn flush_writes(&self) {
+        self.ctx.queue.submit(std::iter::empty());
+    }
+
     pub(super) fn store_preloaded(&self, name: &str, m: super::GpuMatrix) {
         lock(&self.ctx.preloaded).insert(name.to_string(), m);
     }

@@ -5,9 +5,11 @@
 
 mod context;
 mod kernels;
+mod stream;
 
 pub use context::{Gpu, GpuInfo};
 pub use kernels::GPU_TYPES;
+pub use stream::GpuSink;
 
 use super::{AttentionShape, Backend, RopeStyle};
 use crate::error::{Error, Result};
@@ -66,12 +68,14 @@ pub struct GpuKv {
 }
 
 impl Gpu {
-    /// Uploads a weight matrix as soon as its bytes have arrived (see
-    /// [`crate::gguf::Loader::take_completed`]); the decoder picks it up by name.
-    pub fn preload(&self, name: &str, w: &QTensor) -> Result<()> {
-        let m = self.upload_matrix(w, None)?;
-        self.store_preloaded(name, m);
-        Ok(())
+    /// Rows per buffer for a matrix: each buffer is bound whole, so it must fit the
+    /// adapter's binding limit (with a 4-byte tail for the kernels' unaligned reads).
+    fn plan_parts(&self, out_dim: usize, row_bytes: usize) -> Vec<(usize, usize)> {
+        let max_rows = ((self.max_binding() as usize - 8) / row_bytes.max(1)).max(1);
+        (0..out_dim)
+            .step_by(max_rows)
+            .map(|row0| (row0, max_rows.min(out_dim - row0)))
+            .collect()
     }
 
     fn upload_matrix(&self, w: &QTensor, bias: Option<Vec<f32>>) -> Result<GpuMatrix> {
@@ -104,16 +108,10 @@ impl Gpu {
                 bytes.len()
             )));
         }
-        // Each buffer is bound whole, so it must fit the adapter's binding limit (a 4-byte
-        // tail is kept free for the kernels' unaligned reads).
-        let max_rows = ((self.max_binding() as usize - 8) / row_bytes).max(1);
         let mut parts = Vec::new();
-        let mut row0 = 0;
-        while row0 < out_dim {
-            let rows = max_rows.min(out_dim - row0);
+        for (row0, rows) in self.plan_parts(out_dim, row_bytes) {
             let buf = self.upload_bytes(&bytes[row0 * row_bytes..(row0 + rows) * row_bytes], "weights")?;
             parts.push(Part { buf, row0, rows });
-            row0 += rows;
         }
         let bias = match bias {
             Some(b) => Some(self.upload_bytes(bytemuck::cast_slice(&b), "bias")?),
