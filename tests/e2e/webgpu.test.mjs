@@ -41,7 +41,7 @@ test('WebGPU gives the CPU path\'s greedy reply; auto skips a software adapter a
     console.log(`CPU: ${JSON.stringify(cpuReply)} (wasm memory ${cpuMB} MB)\nWebGPU (${gpuSeconds.toFixed(1)} s): ${JSON.stringify(gpuReply)} (wasm memory ${wasmMB} MB)`);
     assert.match(gpuReply, /Paris/);
     assert.equal(gpuReply, cpuReply, 'the WebGPU reply differs from the CPU one');
-    assert.ok(wasmMB < 60, `wasm memory after a WebGPU load: ${wasmMB} MB`);
+    assert.ok(wasmMB < 30, `wasm memory after a WebGPU load: ${wasmMB} MB`);
 
     const auto = await loadOn(ui, 'auto');
     assert.equal(auto.backend, 'cpu', auto.text);
