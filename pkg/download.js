@@ -135,9 +135,10 @@ export async function loadUrl(url, makeSink, { onProgress, signal } = {}) {
       throw quotaError(received - offset);
     }
     if (e.fromEngine) {
-      // The bytes are not a model we can run: keep nothing, so a retry starts clean.
       out.close();
-      await store.remove(name);
+      // The bytes are not a model we can run: keep nothing, so a retry starts clean. A GPU
+      // or memory refusal says nothing against the bytes: keep them for a resumed load.
+      if (!['Gpu', 'OutOfMemory'].includes(e.name)) await store.remove(name);
       throw e;
     }
     if (signal?.aborted) throw namedError('AbortError', 'The download was cancelled; load again to resume it.');

@@ -132,20 +132,32 @@ async function load(id, source, options = {}) {
     if (gpu) loader.streamTo(gpu);
     return (chunk) => loader.push(chunk);
   };
-  let origin;
-  if (source.url) {
-    origin = await loadUrl(source.url, makeSink, { onProgress });
-  } else if (source.file) {
-    await streamBlob(source.file, makeSink(source.file.size), onProgress, 'file');
-    origin = { name: source.file.name, fromStorage: false };
-  } else if (source.stored) {
-    const store = await ModelStore.open();
-    const file = await store.complete(source.stored);
-    if (!file) throw Object.assign(new Error(`No complete stored model named ${source.stored}.`), { name: 'NotFound' });
-    await streamBlob(file, makeSink(file.size), onProgress, 'storage');
-    origin = { name: source.stored, fromStorage: true };
-  } else {
+  const read = async () => {
+    if (source.url) return loadUrl(source.url, makeSink, { onProgress });
+    if (source.file) {
+      await streamBlob(source.file, makeSink(source.file.size), onProgress, 'file');
+      return { name: source.file.name, fromStorage: false };
+    }
+    if (source.stored) {
+      const store = await ModelStore.open();
+      const file = await store.complete(source.stored);
+      if (!file) throw Object.assign(new Error(`No complete stored model named ${source.stored}.`), { name: 'NotFound' });
+      await streamBlob(file, makeSink(file.size), onProgress, 'storage');
+      return { name: source.stored, fromStorage: true };
+    }
     throw new Error('load: give a url, a file or a stored model name');
+  };
+  let origin;
+  try {
+    origin = await read();
+  } catch (e) {
+    // The GPU can also refuse while the weights stream into it (its memory, a lost device):
+    // under `auto` that is a reason to use the CPU, not a failed load.
+    if (!gpu || want !== 'auto' || !['Gpu', 'OutOfMemory'].includes(e?.name)) throw e;
+    gpu.free();
+    const info = await load(id, source, { ...options, backend: 'cpu' });
+    backend.reason = `auto: WebGPU failed (${e.message}); using the CPU`;
+    return { ...info, backendReason: backend.reason };
   }
   if (chosen.name === 'webgpu') {
     try {
