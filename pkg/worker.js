@@ -111,82 +111,63 @@ async function load(id, source, options = {}) {
   const want = options.backend ?? 'auto';
   if (!['auto', 'webgpu', 'cpu'].includes(want)) throw new Error(`load: backend must be 'auto', 'webgpu' or 'cpu', not ${want}`);
   const chosen = await chooseBackend(want);
+  try {
+    return await loadOn(id, source, options, chosen);
+  } catch (e) {
+    // Under `auto`, the GPU refusing (opening the device, its memory while the weights stream
+    // in, a lost device) is a reason to use the CPU, not a failed load; the file comes from
+    // storage the second time.
+    if (chosen.name !== 'webgpu' || want !== 'auto' || !['Gpu', 'OutOfMemory'].includes(e?.name)) throw e;
+    const reason = `auto: WebGPU failed (${e.message}); using the CPU`;
+    return loadOn(id, source, options, { name: 'cpu', reason });
+  }
+}
+
+async function loadOn(id, source, options, chosen) {
   let loader = null;
   const t0 = performance.now();
-  // On WebGPU the device opens first, so that each weight matrix can go to the GPU as soon
-  // as its bytes are in (wasm memory never holds the whole file).
-  let gpu = null;
-  if (chosen.name === 'webgpu') {
-    try {
-      gpu = await wasm.openGpu();
-    } catch (e) {
-      if (want === 'webgpu') throw e;
-      const info = await load(id, source, { ...options, backend: 'cpu' });
-      backend.reason = `auto: WebGPU failed (${e.message}); using the CPU`;
-      return { ...info, backendReason: backend.reason };
-    }
-  }
-  const onProgress = (p) => post({ type: 'progress', id, ...p });
-  const makeSink = (total) => {
-    loader = new wasm.WasmLoader(total);
-    if (gpu) loader.streamTo(gpu);
-    return (chunk) => loader.push(chunk);
-  };
-  const read = async () => {
-    if (source.url) return loadUrl(source.url, makeSink, { onProgress });
-    if (source.file) {
+  // On WebGPU the device opens first, so that the weights go to the GPU chunk by chunk as
+  // they arrive (wasm memory never holds the file).
+  const gpu = chosen.name === 'webgpu' ? await wasm.openGpu() : null;
+  try {
+    const onProgress = (p) => post({ type: 'progress', id, ...p });
+    const makeSink = (total) => {
+      loader = new wasm.WasmLoader(total);
+      if (gpu) loader.streamTo(gpu);
+      return (chunk) => loader.push(chunk);
+    };
+    let origin;
+    if (source.url) {
+      origin = await loadUrl(source.url, makeSink, { onProgress });
+    } else if (source.file) {
       await streamBlob(source.file, makeSink(source.file.size), onProgress, 'file');
-      return { name: source.file.name, fromStorage: false };
-    }
-    if (source.stored) {
+      origin = { name: source.file.name, fromStorage: false };
+    } else if (source.stored) {
       const store = await ModelStore.open();
       const file = await store.complete(source.stored);
       if (!file) throw Object.assign(new Error(`No complete stored model named ${source.stored}.`), { name: 'NotFound' });
       await streamBlob(file, makeSink(file.size), onProgress, 'storage');
-      return { name: source.stored, fromStorage: true };
+      origin = { name: source.stored, fromStorage: true };
+    } else {
+      throw new Error('load: give a url, a file or a stored model name');
     }
-    throw new Error('load: give a url, a file or a stored model name');
-  };
-  let origin;
-  try {
-    origin = await read();
-  } catch (e) {
-    // The GPU can also refuse while the weights stream into it (its memory, a lost device):
-    // under `auto` that is a reason to use the CPU, not a failed load.
-    if (!gpu || want !== 'auto' || !['Gpu', 'OutOfMemory'].includes(e?.name)) throw e;
-    gpu.free();
-    const info = await load(id, source, { ...options, backend: 'cpu' });
-    backend.reason = `auto: WebGPU failed (${e.message}); using the CPU`;
-    return { ...info, backendReason: backend.reason };
+    const contextSize = options.contextSize ?? undefined;
+    engine = gpu ? await wasm.finishGpu(loader, contextSize) : loader.finish(contextSize);
+    backend = chosen;
+    const info = JSON.parse(engine.info());
+    return {
+      ...info,
+      ...origin,
+      ...threading,
+      backend: chosen.name,
+      backendReason: chosen.reason,
+      adapter: chosen.adapter,
+      loadMs: performance.now() - t0,
+      memoryBytes: wasm.memoryBytes(),
+    };
+  } finally {
+    gpu?.free();
   }
-  if (chosen.name === 'webgpu') {
-    try {
-      engine = await wasm.finishGpu(loader, options.contextSize ?? undefined);
-    } catch (e) {
-      if (want === 'webgpu') throw e;
-      // auto: the GPU refused (limits, memory, a lost device); load again on the CPU (the
-      // file now comes from storage) and say why.
-      const info = await load(id, source, { ...options, backend: 'cpu' });
-      backend.reason = `auto: WebGPU failed (${e.message}); using the CPU`;
-      return { ...info, backendReason: backend.reason };
-    } finally {
-      gpu?.free();
-    }
-  } else {
-    engine = loader.finish(options.contextSize ?? undefined);
-  }
-  backend = chosen;
-  const info = JSON.parse(engine.info());
-  return {
-    ...info,
-    ...origin,
-    ...threading,
-    backend: backend.name,
-    backendReason: backend.reason,
-    adapter: backend.adapter,
-    loadMs: performance.now() - t0,
-    memoryBytes: wasm.memoryBytes(),
-  };
 }
 
 // Scoring, classification and the text recipes run their steps synchronously inside the

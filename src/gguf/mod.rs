@@ -55,7 +55,7 @@ struct DataState {
     next: usize,
     buffers: Vec<Option<BlockBuffer>>,
     /// Tensors whose bytes go to the sink.
-    handed: Vec<bool>,
+    to_sink: Vec<bool>,
 }
 
 /// Where a tensor's bytes go instead of the loader's own storage (see [`Loader::stream_to`]).
@@ -162,7 +162,7 @@ impl Loader {
                 let mut order: Vec<usize> = (0..header.tensors.len()).collect();
                 order.sort_by_key(|&i| header.tensors[i].start);
                 let buffers = (0..header.tensors.len()).map(|_| None).collect();
-                let handed = match &self.sink {
+                let to_sink = match &self.sink {
                     Some(sink) => header.tensors.iter().map(|t| sink.wants(t)).collect(),
                     None => vec![false; header.tensors.len()],
                 };
@@ -171,7 +171,7 @@ impl Loader {
                     order,
                     next: 0,
                     buffers,
-                    handed,
+                    to_sink,
                 };
                 d.write(0, &buf, self.sink.as_deref_mut())?;
                 self.state = State::Data(d);
@@ -227,8 +227,8 @@ impl Loader {
             )));
         }
         let mut tensors = HashMap::with_capacity(d.header.tensors.len());
-        for ((info, buf), handed) in d.header.tensors.iter().zip(d.buffers).zip(d.handed) {
-            if handed {
+        for ((info, buf), to_sink) in d.header.tensors.iter().zip(d.buffers).zip(d.to_sink) {
+            if to_sink {
                 continue;
             }
             let storage = match buf {
@@ -290,7 +290,7 @@ impl DataState {
             let n = ((t.end() - at) as usize).min(chunk.len());
             let offset = (at - t.start) as usize;
             match sink.as_deref_mut() {
-                Some(s) if self.handed[idx] => {
+                Some(s) if self.to_sink[idx] => {
                     s.write(t, offset, &chunk[..n])?;
                     if at + n as u64 == t.end() {
                         s.complete(t)?;

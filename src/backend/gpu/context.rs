@@ -45,6 +45,11 @@ pub struct Gpu {
     ctx: Arc<Ctx>,
 }
 
+/// Buffer sizes are whole 4-byte words, at least one.
+fn padded(bytes: usize) -> u64 {
+    (bytes.max(4).div_ceil(4) * 4) as u64
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic elsewhere cannot leave these in a state worse than "possibly stale".
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -151,19 +156,18 @@ impl Gpu {
     }
 
     fn check_size(&self, bytes: usize) -> Result<u64> {
-        let size = (bytes.max(4).div_ceil(4) * 4) as u64;
+        let size = padded(bytes);
         if size > self.max_binding() {
             return Err(Error::OutOfMemory(bytes));
         }
         Ok(size)
     }
 
-    /// A zeroed storage buffer (activations, scratch, cache).
+    /// A zeroed storage buffer (activations, scratch, cache, weights).
     pub(super) fn storage(&self, bytes: usize, label: &str) -> wgpu::Buffer {
-        let size = (bytes.max(4).div_ceil(4) * 4) as u64;
         self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size,
+            size: padded(bytes),
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         })
@@ -173,40 +177,31 @@ impl Gpu {
     /// reads). Written with `queue.write_buffer`: in the browser that copies straight from
     /// wasm memory, where a mapped buffer would need a second wasm-side copy.
     pub(super) fn upload_bytes(&self, bytes: &[u8], label: &str) -> Result<wgpu::Buffer> {
-        let size = self.check_size(bytes.len() + 4)?;
-        let buf = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        self.check_size(bytes.len() + 4)?;
+        let buf = self.storage(bytes.len() + 4, label);
+        self.write_padded(&buf, bytes);
+        Ok(buf)
+    }
+
+    /// `bytes` at the start of `buf`, the last partial word padded with zeros.
+    pub(super) fn write_padded(&self, buf: &wgpu::Buffer, bytes: &[u8]) {
         let aligned = bytes.len() / 4 * 4;
         if aligned > 0 {
-            self.ctx.queue.write_buffer(&buf, 0, &bytes[..aligned]);
+            self.write_at(buf, 0, &bytes[..aligned]);
         }
         if aligned < bytes.len() {
             let mut tail = [0u8; 4];
             tail[..bytes.len() - aligned].copy_from_slice(&bytes[aligned..]);
-            self.ctx.queue.write_buffer(&buf, aligned as u64, &tail);
+            self.write_at(buf, aligned, &tail);
         }
-        if label == "weights" {
-            *lock(&self.ctx.weight_bytes) += size;
-            // Hand the bytes to the device now, so that staging memory never holds the model.
-            self.ctx.queue.submit(std::iter::empty());
-        }
-        Ok(buf)
     }
 
-    /// An empty weight buffer of `bytes` (plus the 4-byte tail), for a streamed tensor.
+    /// An empty weight buffer of `bytes` (plus the 4-byte tail), counted in
+    /// [`Gpu::weight_bytes`].
     pub(super) fn weight_buffer(&self, bytes: usize) -> Result<wgpu::Buffer> {
         let size = self.check_size(bytes + 4)?;
         *lock(&self.ctx.weight_bytes) += size;
-        Ok(self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("weights"),
-            size,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        }))
+        Ok(self.storage(bytes + 4, "weights"))
     }
 
     /// Writes whole 4-byte words at `offset` (a multiple of 4).

@@ -4,7 +4,8 @@
 
 use candle_core::quantized::GgmlDType;
 
-/// Input rows one matmul workgroup handles (`R` in matmul.wgsl).
+/// Input rows one matmul thread handles per pass over its weight row (`R` in matmul.wgsl,
+/// which gets it from the variant prefix).
 pub const MATMUL_ROWS: usize = 8;
 
 const QUANT: &str = include_str!("shaders/quant.wgsl");
@@ -50,18 +51,23 @@ impl Variant {
         })
     }
 
-    /// How the CPU kernels quantize activations for this block type (quantize_act.wgsl's
-    /// mode): 0 none (float weights), 1 per 32 values, 2 per 256 values (k-quants).
-    pub fn activation_mode(&self) -> u32 {
-        match self.name {
-            "f16" | "bf16" | "f32" => 0,
-            "q4_k" | "q5_k" | "q6_k" => 2,
-            _ => 1,
-        }
+    /// The kernel for a `dtype` matrix with rows of `in_dim` values, if one reads it.
+    pub fn reading(dtype: GgmlDType, in_dim: usize) -> Option<Variant> {
+        Self::of(dtype).filter(|v| in_dim.is_multiple_of(v.block_values()))
+    }
+
+    /// Whether the CPU kernels round activations to 8 bits before multiplying this type (all
+    /// but the float types); they do it per weight block, 32 or 256 values.
+    pub fn quantizes_activations(&self) -> bool {
+        !matches!(self.name, "f16" | "bf16" | "f32")
     }
 
     pub fn block_values(&self) -> usize {
         self.subs as usize * 32
+    }
+
+    pub fn row_bytes(&self, in_dim: usize) -> usize {
+        in_dim / self.block_values() * self.block_bytes as usize
     }
 
     /// Types whose blocks carry a minimum (`q * d + m`).
@@ -77,6 +83,7 @@ impl Variant {
         };
         format!(
             "const BLOCK_BYTES: u32 = {}u;\nconst SUBS: u32 = {}u;\nconst HAS_MIN: bool = {};\n\
+             const R: u32 = {MATMUL_ROWS}u;\n\
              fn deq(b: u32, s: u32) -> array<f32, 32> {{ return deq_{}(b, s); }}\n\
              fn deq_dot(b: u32, s: u32) -> array<f32, 32> {{ return {dot}(b, s); }}\n\
              fn block_min(b: u32) -> f32 {{ return {min}(b); }}\n{QUANT}\n",

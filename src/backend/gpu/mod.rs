@@ -80,10 +80,15 @@ impl Gpu {
 
     fn upload_matrix(&self, w: &QTensor, bias: Option<Vec<f32>>) -> Result<GpuMatrix> {
         let (out_dim, in_dim) = w.shape().dims2()?;
-        let (variant, bytes) = match Variant::of(w.dtype()) {
-            Some(v) if in_dim.is_multiple_of(v.block_values()) => (v, w.data()?),
+        if !in_dim.is_multiple_of(32) {
+            return Err(Error::Gpu(format!(
+                "a row of {in_dim} values is not a whole number of 32-value blocks"
+            )));
+        }
+        let (variant, bytes) = match Variant::reading(w.dtype(), in_dim) {
+            Some(v) => (v, w.data()?),
             // No kernel for this block type (Q2_K, Q3_K, ...): widen to f16 once at upload.
-            _ => {
+            None => {
                 let values = w
                     .dequantize(&candle_core::Device::Cpu)?
                     .flatten_all()?
@@ -96,12 +101,7 @@ impl Gpu {
                 (v, std::borrow::Cow::Owned(halves))
             }
         };
-        if !in_dim.is_multiple_of(32) {
-            return Err(Error::Gpu(format!(
-                "a row of {in_dim} values is not a whole number of 32-value blocks"
-            )));
-        }
-        let row_bytes = in_dim / variant.block_values() * variant.block_bytes as usize;
+        let row_bytes = variant.row_bytes(in_dim);
         if bytes.len() != row_bytes * out_dim {
             return Err(Error::Gpu(format!(
                 "{} bytes for {out_dim} rows of {row_bytes}",
@@ -110,7 +110,10 @@ impl Gpu {
         }
         let mut parts = Vec::new();
         for (row0, rows) in self.plan_parts(out_dim, row_bytes) {
-            let buf = self.upload_bytes(&bytes[row0 * row_bytes..(row0 + rows) * row_bytes], "weights")?;
+            let buf = self.weight_buffer(rows * row_bytes)?;
+            self.write_padded(&buf, &bytes[row0 * row_bytes..(row0 + rows) * row_bytes]);
+            // Hand the bytes to the device now, so that staging memory never holds the model.
+            self.flush_writes();
             parts.push(Part { buf, row0, rows });
         }
         let bias = match bias {
@@ -175,14 +178,20 @@ impl Gpu {
     }
 }
 
-/// The 64-thread workgroups for `n` threads, as a 2-D grid past the per-dimension limit.
-fn grid_1d(n: usize) -> [u32; 3] {
-    let groups = n.div_ceil(64).max(1) as u32;
+/// `groups` workgroups as a grid: 2-D past the 65535-per-dimension limit (the kernels index
+/// them as `x + y * 65535`).
+fn grid(groups: usize) -> [u32; 3] {
+    let groups = groups.max(1) as u32;
     if groups <= 65535 {
         [groups, 1, 1]
     } else {
         [65535, groups.div_ceil(65535), 1]
     }
+}
+
+/// The 64-thread workgroups for `n` threads.
+fn grid_1d(n: usize) -> [u32; 3] {
+    grid(n.div_ceil(64))
 }
 
 use kernels::Kernel;
@@ -264,11 +273,8 @@ impl Backend for Gpu {
     }
 
     fn rms_norm_in_place(&self, x: &mut GpuAct, w: &GpuAct, eps: f32) -> Result<()> {
-        // The kernel reads a whole segment before writing it, but one buffer cannot be bound
-        // as both read-only and writable: normalise into a fresh buffer instead.
-        let y = self.act(x.len);
-        self.norm(x, w, eps, &y);
-        *x = y;
+        // One buffer cannot be bound as both read-only and writable: normalise into a fresh one.
+        *x = self.rms_norm(x, w, eps)?;
         Ok(())
     }
 
@@ -281,18 +287,11 @@ impl Backend for Gpu {
         }
         // The CPU kernels multiply 8-bit-rounded activations; round them the same way here so
         // that both backends compute the same products.
-        let mode = w.variant.activation_mode();
+        // Per weight block (32 or 256 values), which whole rows always hold.
         let (xq, sums);
-        let (x, xsum) = if mode == 0 {
-            (x, &x.buf)
-        } else {
-            let block = if mode == 1 { 32 } else { 256 };
-            if !w.in_dim.is_multiple_of(block) {
-                return Err(Error::Gpu(format!(
-                    "rows of {} do not split into {block}-value blocks",
-                    w.in_dim
-                )));
-            }
+        let (x, xsum) = if w.variant.quantizes_activations() {
+            let block = w.variant.block_values();
+            let mode = if block == 32 { 1 } else { 2 };
             xq = self.act(x.len);
             let blocks = x.len / block;
             sums = self.transient(self.storage(blocks * 4, "sums"));
@@ -303,13 +302,13 @@ impl Backend for Gpu {
                 grid_1d(blocks),
             );
             (&xq, &sums)
+        } else {
+            (x, &x.buf)
         };
         let y = self.act(rows * w.out_dim);
         let bias = w.bias.as_ref().unwrap_or(&x.buf);
         for part in &w.parts {
-            let groups = part.rows.div_ceil(64);
-            let gx = groups.min(65535) as u32;
-            let gy = groups.div_ceil(65535) as u32;
+            let [gx, gy, _] = grid(part.rows.div_ceil(64));
             let params = [
                 part.rows as u32,
                 w.in_dim as u32,
@@ -485,18 +484,13 @@ fn act_code(act: Activation) -> u32 {
 
 impl Gpu {
     fn norm(&self, x: &GpuAct, w: &GpuAct, eps: f32, y: &GpuAct) {
-        let segments = (x.len / w.len.max(1)) as u32;
-        let params = [w.len as u32, eps.to_bits(), segments, 0];
-        let grid = if segments <= 65535 {
-            [segments, 1, 1]
-        } else {
-            [65535, segments.div_ceil(65535), 1]
-        };
+        let segments = x.len / w.len.max(1);
+        let params = [w.len as u32, eps.to_bits(), segments as u32, 0];
         self.dispatch(
             Kernel::RmsNorm,
             &[(0, &x.buf), (1, &w.buf), (2, &y.buf)],
             (3, &params),
-            grid,
+            grid(segments),
         );
     }
 

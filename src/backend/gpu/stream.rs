@@ -63,14 +63,15 @@ impl Writer {
 impl TensorSink for GpuSink {
     fn wants(&self, t: &TensorInfo) -> bool {
         // GGML order: dims[0] is the row length.
-        t.dims.len() == 2 && Variant::of(t.dtype).is_some_and(|v| t.dims[0].is_multiple_of(v.block_values()))
+        t.dims.len() == 2 && Variant::reading(t.dtype, t.dims[0]).is_some()
     }
 
     fn write(&mut self, t: &TensorInfo, at: usize, mut data: &[u8]) -> Result<()> {
         if at == 0 {
-            let variant = Variant::of(t.dtype).ok_or_else(|| Error::Gpu(format!("no kernel for {:?}", t.dtype)))?;
             let (in_dim, out_dim) = (t.dims[0], t.dims[1]);
-            let row_bytes = in_dim / variant.block_values() * variant.block_bytes as usize;
+            let variant =
+                Variant::reading(t.dtype, in_dim).ok_or_else(|| Error::Gpu(format!("no kernel for {:?}", t.dtype)))?;
+            let row_bytes = variant.row_bytes(in_dim);
             let mut parts = Vec::new();
             for (row0, rows) in self.gpu.plan_parts(out_dim, row_bytes) {
                 let buf = self.gpu.weight_buffer(rows * row_bytes)?;

@@ -3,7 +3,7 @@
 // dequantized once and used for all R rows (the prefill path), neighbouring threads read the
 // same activations (a broadcast, not a gather) and read them as vec4s. On Mesa's lavapipe
 // this ran a 49152 x 576 Q8_0 product 13x faster for one row and 23x for 64 rows than a
-// workgroup splitting each row. `deq`, BLOCK_BYTES and SUBS come from the variant prefix.
+// workgroup splitting each row. `deq`, BLOCK_BYTES, SUBS and R come from the variant prefix.
 
 struct Params {
     out_rows: u32,   // rows of W in this buffer
@@ -24,8 +24,6 @@ struct Params {
 // Per 32-value activation block, ggml's q8_1 sum (used by types with a block minimum).
 @group(0) @binding(5) var<storage, read> xsum: array<f32>;
 
-const R: u32 = 8u;
-
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) g: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let o = (g.x + g.y * p.groups_x) * 64u + t;
@@ -37,7 +35,7 @@ fn main(@builtin(workgroup_id) g: vec3<u32>, @builtin(local_invocation_index) t:
     let nblk = p.in_dim / (SUBS * 32u);
     let row = o * nblk * BLOCK_BYTES;
     let nsub = nblk * SUBS;
-    var acc: array<f32, 8>;
+    var acc: array<f32, R>;
     for (var i = 0u; i < nsub; i++) {
         let blk = row + (i / SUBS) * BLOCK_BYTES;
         let v = deq_dot(blk, i % SUBS);
