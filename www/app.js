@@ -36,14 +36,6 @@ let aborter = null;
 
 // ---------------------------------------------------------------- persistence
 
-function describeBackend(info) {
-  if (info.backend === 'webgpu') {
-    return `Backend: WebGPU (${info.adapter}, ${mb(info.gpuWeightBytes ?? 0)} of weights on the GPU; ${info.backendReason}).`;
-  }
-  const threads = `${info.threads} thread${info.threads > 1 ? 's' : ''}${info.threads > 1 ? '' : `: ${info.reason}`}`;
-  return `Backend: CPU (wasm SIMD, ${threads}; ${info.backendReason}).`;
-}
-
 function restore() {
   try {
     const s = JSON.parse(localStorage.getItem(STATE_KEY));
@@ -174,6 +166,14 @@ async function refreshStored() {
   if (!list.length) ui.stored.append(Object.assign(document.createElement('li'), { textContent: 'None yet.' }));
 }
 
+function describeBackend(info) {
+  if (info.backend === 'webgpu') {
+    return `Backend: WebGPU (${info.adapter}, ${mb(info.gpuWeightBytes ?? 0)} of weights on the GPU; ${info.backendReason}).`;
+  }
+  const threads = `${info.threads} thread${info.threads > 1 ? 's' : ''}${info.threads > 1 ? '' : `: ${info.reason}`}`;
+  return `Backend: CPU (wasm SIMD, ${threads}; ${info.backendReason}).`;
+}
+
 async function loadModel() {
   showError(null);
   let source;
@@ -226,6 +226,8 @@ async function send() {
   addBubble('user', text);
   const reply = { role: 'assistant', content: '' };
   const bubble = addBubble('assistant', '');
+  // Set when the GPU failed during this reply (the message says why).
+  let gpuFailed = null;
   const s = state.settings;
   const messages = [...(s.system.trim() ? [{ role: 'system', content: s.system.trim() }] : []), ...state.messages.map(({ role, content }) => ({ role, content }))];
   aborter = new AbortController();
@@ -263,7 +265,7 @@ async function send() {
     showError(e);
     if (reply.content) state.messages.push(reply);
     if (e.fatal) ui.status.textContent = 'The engine stopped; load the model again.';
-    gpuFailed = e.name === 'Gpu' ? e.message : null;
+    if (e.name === 'Gpu') gpuFailed = e.message;
   } finally {
     save();
     setBusy(false);
@@ -272,14 +274,11 @@ async function send() {
   }
   // The GPU went away (a lost device, its memory): carry on with the CPU path, from storage.
   if (gpuFailed && ui.status.dataset.backend === 'webgpu') {
-    const why = gpuFailed;
     $('backend').value = 'cpu';
     await loadModel();
-    ui.status.textContent = `The GPU failed (${why}), so the model was reloaded on the CPU. ${ui.status.textContent}`;
+    ui.status.textContent = `The GPU failed (${gpuFailed}), so the model was reloaded on the CPU. ${ui.status.textContent}`;
   }
 }
-
-let gpuFailed = null;
 
 function newChat() {
   aborter?.abort();

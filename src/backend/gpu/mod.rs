@@ -24,15 +24,6 @@ pub struct GpuAct {
     len: usize,
 }
 
-impl GpuAct {
-    pub fn len(&self) -> usize {
-        self.len
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
 /// Rows `row0..row0 + rows` of a weight matrix in one storage buffer.
 #[derive(Clone)]
 struct Part {
