@@ -10,10 +10,8 @@ cd "$(dirname "$0")"
 MODELS_DIR="${CANDLELIT_MODELS:-$PWD/models}"
 export CANDLELIT_MODELS="$MODELS_DIR"
 WASM_RUSTFLAGS="-C target-feature=+simd128"
-WASM_OUT=target/wasm32-unknown-unknown/wasm
 # Shared memory for the Web Worker pool; 4 GiB is wasm32's ceiling.
 WASM_MT_RUSTFLAGS="-C target-feature=+simd128,+atomics,+bulk-memory,+mutable-globals -C link-arg=--shared-memory -C link-arg=--max-memory=2147483648 -C link-arg=--import-memory -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base"
-WASM_MT_OUT=target/mt/wasm32-unknown-unknown/wasm
 WASM_OPT_FLAGS=(-O3 --enable-simd --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals)
 DEFAULT_MODEL="$MODELS_DIR/smollm2-135m-instruct-q4_1.gguf"
 
@@ -63,20 +61,36 @@ cmd_setup() {
   fetch_models
 }
 
+# One wasm build: cargo, wasm-opt (before wasm-bindgen: Debian's binaryen 108 breaks the
+# module when run after it), wasm-bindgen into pkg/NAME.
+#   wasm_variant NAME RUSTFLAGS TARGET_DIR WASM_OPT [cargo args...]
+wasm_variant() {
+  local name=$1 flags=$2 dir=$3 opt=$4
+  shift 4
+  log "wasm build: $name"
+  RUSTFLAGS="$flags" cargo "$@" --profile wasm --target wasm32-unknown-unknown --lib --target-dir "$dir"
+  local out="$dir/wasm32-unknown-unknown/wasm"
+  local opt_flags=("${WASM_OPT_FLAGS[@]}")
+  [[ $flags == *atomics* ]] && opt_flags+=(--enable-threads)
+  [[ $flags == *relaxed-simd* ]] && opt_flags+=(--enable-relaxed-simd)
+  "$opt" "${opt_flags[@]}" "$out/candlelit.wasm" -o "$out/candlelit.opt.wasm"
+  wasm-bindgen --target web --out-dir "pkg/$name" --out-name candlelit "$out/candlelit.opt.wasm"
+}
+
 build_wasm() {
-  log "wasm32 + simd128 build"
-  RUSTFLAGS="$WASM_RUSTFLAGS" cargo build --profile wasm --target wasm32-unknown-unknown --lib
-  # wasm-opt before wasm-bindgen: Debian's binaryen 108 breaks the module when run after it.
-  wasm-opt "${WASM_OPT_FLAGS[@]}" "$WASM_OUT/candlelit.wasm" -o "$WASM_OUT/candlelit.opt.wasm"
-  wasm-bindgen --target web --out-dir pkg/wasm --out-name candlelit "$WASM_OUT/candlelit.opt.wasm"
-  log "threaded wasm build (nightly, build-std, atomics)"
-  RUSTFLAGS="$WASM_MT_RUSTFLAGS" cargo +nightly build -Z build-std=panic_abort,std --profile wasm \
-    --target wasm32-unknown-unknown --lib --features threads --target-dir target/mt
-  wasm-opt "${WASM_OPT_FLAGS[@]}" --enable-threads "$WASM_MT_OUT/candlelit.wasm" -o "$WASM_MT_OUT/candlelit.opt.wasm"
-  wasm-bindgen --target web --out-dir pkg/wasm-mt --out-name candlelit "$WASM_MT_OUT/candlelit.opt.wasm"
+  # Each of the single-thread and threaded builds twice: SIMD128 (runs anywhere) and with
+  # relaxed SIMD (8-bit dot products in one instruction), which the worker picks where the
+  # browser has it. Relaxed-SIMD modules go through npm's binaryen (package.json): Debian's
+  # binaryen 108 predates relaxed SIMD's final opcodes and rejects them.
+  local relaxed_opt=node_modules/.bin/wasm-opt
+  local build_std=(+nightly build -Z build-std=panic_abort,std --features threads)
+  wasm_variant wasm "$WASM_RUSTFLAGS" target wasm-opt build
+  wasm_variant wasm-relaxed "$WASM_RUSTFLAGS,+relaxed-simd" target/relaxed "$relaxed_opt" build
+  wasm_variant wasm-mt "$WASM_MT_RUSTFLAGS" target/mt wasm-opt "${build_std[@]}"
+  wasm_variant wasm-mt-relaxed "${WASM_MT_RUSTFLAGS/simd128/simd128,+relaxed-simd}" target/mt-relaxed "$relaxed_opt" "${build_std[@]}"
   # wasm-bindgen-rayon's pool workers import their package as '../../..', which only a
   # bundler resolves; point them at the module itself so plain static hosting works.
-  sed -i "s#import('../../..')#import('../../../candlelit.js')#" pkg/wasm-mt/snippets/wasm-bindgen-rayon-*/src/workerHelpers.js
+  sed -i "s#import('../../..')#import('../../../candlelit.js')#" pkg/wasm-mt*/snippets/wasm-bindgen-rayon-*/src/workerHelpers.js
   mkdir -p www/vendor
   cp node_modules/marked/lib/marked.esm.js www/vendor/marked.esm.js
   cp node_modules/dompurify/dist/purify.es.mjs www/vendor/purify.es.mjs
@@ -92,6 +106,8 @@ cmd_test() {
   log "cargo clippy -D warnings (native and wasm32)"
   cargo clippy --release --all-targets -- -D warnings
   RUSTFLAGS="$WASM_RUSTFLAGS" cargo clippy --profile wasm --target wasm32-unknown-unknown --lib -- -D warnings
+  RUSTFLAGS="$WASM_RUSTFLAGS,+relaxed-simd" cargo clippy --profile wasm --target wasm32-unknown-unknown --lib \
+    --target-dir target/relaxed -- -D warnings
   build_wasm
   log "cargo test"
   cargo test --release

@@ -48,15 +48,19 @@ export class CandlelitEngine {
   #pending = new Map();
   #workerUrl;
   #threads;
+  #simd;
   model = null;
 
   /**
    * `threads`: Web Workers for the matrix products (default: up to 4 when the page is
    * cross-origin isolated, else 1). The threaded build needs COOP/COEP headers.
+   * `simd`: 'auto' (default) runs the relaxed-SIMD build where the browser supports it,
+   * 'simd128' always the plain SIMD128 one (to compare them).
    */
-  constructor({ workerUrl, threads } = {}) {
+  constructor({ workerUrl, threads, simd } = {}) {
     this.#workerUrl = workerUrl ?? new URL('./worker.js', import.meta.url);
     this.#threads = threads ?? (globalThis.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1);
+    this.#simd = simd ?? 'auto';
     this.chat = { completions: { create: (params) => this.#create(params) } };
     this.embeddings = { create: (params) => this.#embed(params) };
   }
@@ -89,7 +93,7 @@ export class CandlelitEngine {
     w.onmessageerror = () => this.#failAll(engineError({ name: 'WorkerError', message: 'Bad message from the engine worker.', fatal: true }));
     this.#worker = w;
     // The first message chooses the build (single-thread or threaded) for this worker.
-    w.postMessage({ type: 'init', id: 0, threads: this.#threads });
+    w.postMessage({ type: 'init', id: 0, threads: this.#threads, simd: this.#simd });
     return w;
   }
 
@@ -136,12 +140,12 @@ export class CandlelitEngine {
    * Loads a model. `source` is `{ url }`, `{ file }` (a File or Blob) or `{ stored: name }`.
    * `onProgress({ phase, loaded, total, bytesPerSecond, secondsLeft })` follows the bytes.
    */
-  async load(source, { onProgress, contextSize, backend } = {}) {
+  async load(source, { onProgress, contextSize, backend, gpuMatmul } = {}) {
     if (source instanceof Blob) source = { file: source };
     if (typeof source === 'string') source = { url: source };
     if (source.url) source = { url: new URL(source.url, globalThis.location?.href).href };
     this.model = null;
-    const { info } = await this.#call({ type: 'load', source, options: { contextSize, backend } }, (m) => {
+    const { info } = await this.#call({ type: 'load', source, options: { contextSize, backend, gpuMatmul } }, (m) => {
       if (m.type === 'progress') onProgress?.(m);
     }).done;
     this.model = info;

@@ -25,6 +25,8 @@ export interface ModelInfo {
   /** Threads the engine runs its matrix products on, and why (e.g. no cross-origin isolation). */
   threads: number;
   reason: string;
+  /** The kernels' instruction set: 'relaxed' (relaxed-SIMD dot products) or 'simd128'. */
+  simd: 'relaxed' | 'simd128';
   /** Where the model runs, and why ('auto' falls back to the CPU with the reason here). */
   backend: 'cpu' | 'webgpu';
   backendReason: string;
@@ -32,9 +34,19 @@ export interface ModelInfo {
   adapter?: string;
   /** Bytes of weights held in GPU buffers (WebGPU backend). */
   gpuWeightBytes?: number;
+  /** The WebGPU matrix product kernel: 'subgroup' (hardware adapters with subgroups) or 'thread'. */
+  gpuMatmul?: 'subgroup' | 'thread';
 }
 
 export type Backend = 'auto' | 'webgpu' | 'cpu';
+
+export interface EngineOptions {
+  workerUrl?: string | URL;
+  /** Web Workers for the matrix products (threaded build, cross-origin isolated pages only). */
+  threads?: number;
+  /** 'auto' runs the relaxed-SIMD build where the browser has it; 'simd128' never does. */
+  simd?: 'auto' | 'simd128';
+}
 
 export interface LabelScore {
   label: string;
@@ -171,13 +183,14 @@ export interface ChatCompletion {
 }
 
 export class CandlelitEngine {
-  constructor(options?: { workerUrl?: string | URL; threads?: number });
-  static create(options?: { workerUrl?: string | URL; threads?: number }): Promise<CandlelitEngine>;
+  constructor(options?: EngineOptions);
+  static create(options?: EngineOptions): Promise<CandlelitEngine>;
   model: ModelInfo | null;
   /** `backend`: 'auto' (default: a hardware WebGPU adapter if there is one, else the CPU),
    *  'webgpu' (fails with the reason when unavailable) or 'cpu'. Scoring, classification and
    *  the text recipes need the CPU backend. */
-  load(source: ModelSource, options?: { onProgress?: (p: LoadProgress) => void; contextSize?: number; backend?: Backend }): Promise<ModelInfo>;
+  /** `gpuMatmul` (WebGPU): 'auto' (the subgroup kernel on hardware adapters with subgroups), 'subgroup' or 'thread'. */
+  load(source: ModelSource, options?: { onProgress?: (p: LoadProgress) => void; contextSize?: number; backend?: Backend; gpuMatmul?: 'auto' | 'subgroup' | 'thread' }): Promise<ModelInfo>;
   unload(): Promise<void>;
   resetChat(): Promise<void>;
   score(prompt: { messages?: ChatMessage[]; prompt?: string }, continuations: string[]): Promise<{ logprob: number; token_logprobs: number[] }[]>;

@@ -5,30 +5,54 @@
 import { loadUrl, streamBlob } from './download.js';
 import { ModelStore } from './storage.js';
 
-// Two builds of the engine: `wasm/` (single thread, runs anywhere) and `wasm-mt/` (shared
-// memory and a pool of Web Workers, only where the page is cross-origin isolated).
+// Four builds of the engine: `wasm/` (single thread, runs anywhere) and `wasm-mt/` (shared
+// memory and a pool of Web Workers, only where the page is cross-origin isolated), each also
+// as `-relaxed` (relaxed SIMD: one-instruction 8-bit dot products) for browsers that run it.
 let wasm = null;
 let ready = null;
-let threading = { threads: 1, reason: 'single-thread build requested' };
+let threading = { threads: 1, reason: 'single-thread build requested', simd: 'simd128' };
 
-async function start(requested) {
+// `simd`: 'auto' takes the relaxed build where the browser runs it; 'simd128' never does.
+async function start(requested, simd = 'auto') {
+  await import('./simd-probe.js');
+  const relaxed = simd !== 'simd128' && self.candlelitRelaxedSimd();
   const want = Math.max(1, Math.floor(requested || 1));
+  let reason = 'single-thread build requested';
   if (want > 1 && self.crossOriginIsolated) {
     try {
-      const mt = await import('./wasm-mt/candlelit.js');
-      await mt.default();
-      await mt.initThreadPool(want);
-      wasm = mt;
-      threading = { threads: mt.threadCount(), reason: 'threaded build' };
+      const mt = await startBuild('wasm-mt', relaxed, async (m) => {
+        await m.default();
+        await m.initThreadPool(want);
+      });
+      wasm = mt.module;
+      threading = { threads: wasm.threadCount(), reason: 'threaded build', simd: mt.simd };
       return;
     } catch (e) {
-      threading = { threads: 1, reason: `threaded build unavailable (${e.message})` };
+      reason = `threaded build unavailable (${e.message})`;
     }
   } else if (want > 1) {
-    threading = { threads: 1, reason: 'the page is not cross-origin isolated, so threads are unavailable' };
+    reason = 'the page is not cross-origin isolated, so threads are unavailable';
   }
-  wasm = await import('./wasm/candlelit.js');
-  await wasm.default();
+  const st = await startBuild('wasm', relaxed, (m) => m.default());
+  wasm = st.module;
+  threading = { threads: 1, reason, simd: st.simd };
+}
+
+// The relaxed build when asked, else (or when it cannot be fetched, e.g. offline before the
+// service worker kept it) the SIMD128 one.
+async function startBuild(dir, relaxed, init) {
+  if (relaxed) {
+    try {
+      const module = await import(`./${dir}-relaxed/candlelit.js`);
+      await init(module);
+      return { module, simd: 'relaxed' };
+    } catch {
+      // fall through to the SIMD128 build
+    }
+  }
+  const module = await import(`./${dir}/candlelit.js`);
+  await init(module);
+  return { module, simd: 'simd128' };
 }
 
 let engine = null;
@@ -96,9 +120,9 @@ async function chooseBackend(want) {
   const probe = await probeGpu();
   if (want === 'webgpu') {
     if (!probe.ok) throw Object.assign(new Error(`WebGPU is unavailable: ${probe.reason}.`), { name: 'NoWebGPU' });
-    return { name: 'webgpu', reason: 'requested', adapter: probe.adapter, features: probe.features };
+    return { name: 'webgpu', reason: 'requested', adapter: probe.adapter, features: probe.features, software: probe.software };
   }
-  if (probe.ok && !probe.software) return { name: 'webgpu', reason: 'auto: a hardware WebGPU adapter', adapter: probe.adapter, features: probe.features };
+  if (probe.ok && !probe.software) return { name: 'webgpu', reason: 'auto: a hardware WebGPU adapter', adapter: probe.adapter, features: probe.features, software: false };
   const why = probe.ok ? `only a software WebGPU adapter (${probe.adapter}), slower than the SIMD CPU path` : probe.reason;
   return { name: 'cpu', reason: `auto: ${why}` };
 }
@@ -110,6 +134,7 @@ async function load(id, source, options = {}) {
   backend = null;
   const want = options.backend ?? 'auto';
   if (!['auto', 'webgpu', 'cpu'].includes(want)) throw new Error(`load: backend must be 'auto', 'webgpu' or 'cpu', not ${want}`);
+  if (!['auto', 'subgroup', 'thread', undefined].includes(options.gpuMatmul)) throw new Error(`load: gpuMatmul must be 'auto', 'subgroup' or 'thread', not ${options.gpuMatmul}`);
   const chosen = await chooseBackend(want);
   try {
     return await loadOn(id, source, options, chosen);
@@ -130,6 +155,16 @@ async function loadOn(id, source, options, chosen) {
   // they arrive (wasm memory never holds the file).
   const gpu = chosen.name === 'webgpu' ? await wasm.openGpu() : null;
   try {
+    // The subgroup matrix product (a workgroup per weight row) suits GPUs; CPUs posing as one
+    // run the thread-per-row kernel faster. `gpuMatmul` overrides the choice (to compare them).
+    const kernel = options.gpuMatmul ?? 'auto';
+    if (gpu && kernel === 'subgroup' && !gpu.useSubgroupMatmul(true)) {
+      // wgpu 30's WebGPU backend does not request the 'subgroups' feature even where the
+      // adapter offers it, so in browsers the engine has no subgroups yet.
+      const why = chosen.features?.includes('subgroups') ? 'the adapter has subgroups, but the engine (wgpu) cannot request them in a browser yet' : 'the adapter has no subgroups';
+      throw Object.assign(new Error(`The subgroup matrix kernel is unavailable: ${why}.`), { name: 'Gpu' });
+    }
+    gpu?.useSubgroupMatmul(kernel === 'subgroup' || (kernel === 'auto' && !chosen.software));
     const onProgress = (p) => post({ type: 'progress', id, ...p });
     const makeSink = (total) => {
       loader = new wasm.WasmLoader(total);
@@ -290,7 +325,7 @@ async function handle(msg) {
       post({ type: 'ok', id });
       break;
     case 'init':
-      ready ??= start(msg.threads);
+      ready ??= start(msg.threads, msg.simd);
       await ready;
       post({ type: 'ok', id, result: threading });
       break;

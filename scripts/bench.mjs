@@ -1,13 +1,16 @@
 #!/usr/bin/env node
 // Browser benchmark: candlelit vs wllama (llama.cpp in wasm) on the test models, in one
-// headless Chromium session, 1 and 2 threads, interleaved runs, medians. Prints a table
-// with ratios; it asserts nothing (these machines are shared and noisy).
+// headless Chromium session, 1 and 2 threads, interleaved runs, medians. candlelit runs as
+// the worker picks it (the relaxed-SIMD build in Chromium) and on its SIMD128 build, so the
+// table also shows what relaxed SIMD buys. Prints ratios; asserts nothing (these machines
+// are shared and noisy).
 //
 //   node scripts/bench.mjs [--runs 3] [--n-predict 128] [--models a.gguf,b.gguf]
 //
 // Both pages follow the same contract (www/bench.html, www/bench-wllama.html):
 //   window.bench({ model, prompt, nPredict, threads })
 //     -> { loadMs, promptTokens, prefillMs, genTokens, decodeMs, text, threads, memoryBytes }
+// (candlelit's also takes `simd` and `backend`).
 
 import { launch, startServer } from '../tests/e2e/helpers.mjs';
 
@@ -43,6 +46,13 @@ for (const [engine, path] of [['candlelit', '/bench.html'], ['wllama', '/bench-w
   await pages[engine].waitForFunction(() => window.benchReady);
 }
 
+// What runs, interleaved: name, page, extra bench() arguments.
+const runners = [
+  ['candlelit', 'candlelit', {}],
+  ['candlelit SIMD128', 'candlelit', { simd: 'simd128' }],
+  ['wllama', 'wllama', {}],
+];
+
 const rows = [];
 try {
   for (const model of models) {
@@ -50,10 +60,10 @@ try {
     // First loads download into each engine's browser storage; later loads come from there.
     for (const engine of Object.keys(pages)) await pages[engine].evaluate((a) => window.bench(a), { model: url, prompt: 'Hi', nPredict: 2, threads: 1 });
     for (const threads of [1, 2]) {
-      const results = { candlelit: [], wllama: [] };
+      const results = Object.fromEntries(runners.map(([name]) => [name, []]));
       for (let i = 0; i < runs; i++) {
-        for (const engine of Object.keys(pages)) {
-          const r = await pages[engine].evaluate((a) => window.bench(a), { model: url, prompt, nPredict, threads });
+        for (const [engine, page, extra] of runners) {
+          const r = await pages[page].evaluate((a) => window.bench(a), { model: url, prompt, nPredict, threads, ...extra });
           results[engine].push(r);
           process.stderr.write(`${model} ${engine} t=${threads} run ${i + 1}: prefill ${((r.promptTokens / r.prefillMs) * 1000).toFixed(1)} decode ${((r.genTokens / r.decodeMs) * 1000).toFixed(1)} tok/s\n`);
         }
@@ -70,7 +80,12 @@ try {
         const rs = results[engine];
         rows.push({
           model,
-          engine: engine === 'candlelit webgpu' ? `candlelit WebGPU (${rs[0].adapter})` : engine,
+          engine:
+            engine === 'candlelit webgpu'
+              ? `candlelit WebGPU (${rs[0].adapter})`
+              : engine === 'candlelit'
+                ? `candlelit (${rs[0].simd === 'relaxed' ? 'relaxed SIMD' : 'SIMD128'})`
+                : engine,
           threads,
           loadMs: median(rs.map((r) => r.loadMs)),
           prefill: median(rs.map((r) => (r.promptTokens / r.prefillMs) * 1000)),

@@ -136,6 +136,66 @@ fn every_kernel_matches_the_reference_on_random_blocks() {
     }
 }
 
+/// The subgroup kernel (a workgroup per weight row, chosen on hardware GPUs with subgroups)
+/// on its own device, so that the other tests keep the default kernel: random blocks of
+/// every type, the models' blocks, and the first layers of SmolLM2 against the CPU.
+#[test]
+fn subgroup_kernel_matches_the_reference() {
+    let g = Gpu::new_blocking().unwrap();
+    if !g.info().subgroups {
+        // Every Vulkan 1.1 driver has subgroups (lavapipe too): an adapter without them is
+        // worth a look, but it is not this kernel's failure.
+        println!("SKIPPED: {} has no subgroups", g.info().name);
+        return;
+    }
+    assert!(g.use_subgroup_matmul(true));
+    for (i, dtype) in GPU_TYPES.iter().enumerate() {
+        let t = Tensor::from_vec(values(37 * 512, 200 + i as u64), (37, 512), &Device::Cpu).unwrap();
+        let w = Arc::new(QTensor::quantize(&t, *dtype).unwrap());
+        let e = check_matmul(&g, w, &format!("subgroup {dtype:?}"), 17 + i as u64);
+        println!("subgroup kernel, {dtype:?}: error {e:.2e}");
+    }
+    // Rows wider than one pass of the workgroup's 32 threads (SmolLM2's 1536-wide ffn_down:
+    // 48 sub-blocks), a matrix split over several buffers is not needed here.
+    let mut gguf = Loader::load_file(model_path(SMOLLM2)).unwrap();
+    for n in ["blk.0.ffn_down.weight", "blk.0.attn_q.weight"] {
+        let full = gguf.take(n).unwrap();
+        let (out_dim, in_dim) = full.shape().dims2().unwrap();
+        let rows = out_dim.min(64);
+        let orig = full.data().unwrap();
+        let row_bytes = orig.len() / out_dim;
+        let storage =
+            QStorage::from_data(Cow::Borrowed(&orig[..rows * row_bytes]), &Device::Cpu, full.dtype()).unwrap();
+        let w = Arc::new(QTensor::new(storage, (rows, in_dim)).unwrap());
+        let e = check_matmul(&g, w, &format!("subgroup {n}"), 5);
+        println!("subgroup kernel, SmolLM2 {n} ({in_dim} wide): error {e:.2e}");
+    }
+    // The whole model: the greedy reply equals the CPU's.
+    use candlelit::engine::{Engine, Prompt, Request};
+    use candlelit::tokenizer::Message;
+    let req = Request {
+        max_tokens: 12,
+        sampling: candlelit::sample::SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let chat = Prompt::Chat(vec![
+        Message::new("system", "You are a helpful assistant."),
+        Message::new("user", "What is the capital of France?"),
+    ]);
+    let load = || Loader::load_file(model_path(SMOLLM2)).unwrap();
+    let on_gpu = Engine::with_backend(load(), Some(256), g)
+        .unwrap()
+        .generate(&chat, &req)
+        .unwrap();
+    let on_cpu = Engine::new(load(), Some(256)).unwrap().generate(&chat, &req).unwrap();
+    println!("subgroup kernel engine: {:?}", on_gpu.text);
+    assert_eq!(on_gpu.text, on_cpu.text);
+    assert!(on_gpu.text.contains("Paris"), "{}", on_gpu.text);
+}
+
 #[test]
 fn types_without_a_kernel_are_widened_and_still_multiply() {
     let g = gpu();

@@ -168,10 +168,10 @@ async function refreshStored() {
 
 function describeBackend(info) {
   if (info.backend === 'webgpu') {
-    return `Backend: WebGPU (${info.adapter}, ${mb(info.gpuWeightBytes ?? 0)} of weights on the GPU; ${info.backendReason}).`;
+    return `Backend: WebGPU (${info.adapter}, ${mb(info.gpuWeightBytes ?? 0)} of weights on the GPU, ${info.gpuMatmul} matrix kernel; ${info.backendReason}).`;
   }
   const threads = `${info.threads} thread${info.threads > 1 ? 's' : ''}${info.threads > 1 ? '' : `: ${info.reason}`}`;
-  return `Backend: CPU (wasm SIMD, ${threads}; ${info.backendReason}).`;
+  return `Backend: CPU (wasm ${info.simd === 'relaxed' ? 'relaxed SIMD' : 'SIMD128'}, ${threads}; ${info.backendReason}).`;
 }
 
 async function loadModel() {

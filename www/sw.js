@@ -2,7 +2,9 @@
 // network off. Model files are not cached here: the engine keeps them in OPFS.
 // Network first, so a new build is picked up when online; the cache answers offline.
 
-const CACHE = 'candlelit-shell-v2';
+importScripts('../pkg/simd-probe.js');
+
+const CACHE = 'candlelit-shell-v3';
 const SHELL = [
   './',
   './index.html',
@@ -19,6 +21,11 @@ const SHELL = [
   '../pkg/wasm/candlelit_bg.wasm',
   '../pkg/wasm-mt/candlelit.js',
   '../pkg/wasm-mt/candlelit_bg.wasm',
+  '../pkg/simd-probe.js',
+  // The relaxed-SIMD builds only where the worker will choose them.
+  ...(self.candlelitRelaxedSimd()
+    ? ['../pkg/wasm-relaxed/candlelit.js', '../pkg/wasm-relaxed/candlelit_bg.wasm', '../pkg/wasm-mt-relaxed/candlelit.js', '../pkg/wasm-mt-relaxed/candlelit_bg.wasm']
+    : []),
 ];
 
 self.addEventListener('install', (e) => {

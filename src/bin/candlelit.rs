@@ -327,6 +327,10 @@ mod cli {
             /// `cpu`, or `gpu` (Vulkan through wgpu; Mesa's lavapipe where there is no GPU).
             #[arg(long, default_value = "cpu")]
             backend: String,
+            /// GPU matrix product kernel: `auto` (the subgroup one on hardware GPUs with
+            /// subgroups), `subgroup` or `thread` (a thread per weight row), to compare them.
+            #[arg(long, default_value = "auto")]
+            gpu_matmul: String,
         },
     }
 
@@ -452,6 +456,7 @@ mod cli {
                 prompt_tokens,
                 gen_tokens,
                 backend,
+                gpu_matmul,
             } => {
                 let (mut result, adapter, load_ms) = match backend.as_str() {
                     "cpu" => {
@@ -461,7 +466,25 @@ mod cli {
                     "gpu" => {
                         let t0 = clock::now_ms();
                         let gpu = Gpu::new_blocking()?;
-                        let info = gpu.info().clone();
+                        match gpu_matmul.as_str() {
+                            "auto" => {}
+                            "subgroup" if !gpu.use_subgroup_matmul(true) => {
+                                return Err(candlelit::Error::Gpu(format!("{} has no subgroups", gpu.info().name)))
+                            }
+                            "subgroup" => {}
+                            "thread" => {
+                                gpu.use_subgroup_matmul(false);
+                            }
+                            other => {
+                                return Err(candlelit::Error::InvalidRequest(format!(
+                                    "--gpu-matmul must be auto, subgroup or thread, not {other}"
+                                )))
+                            }
+                        }
+                        let mut info = serde_json::to_value(gpu.info()).unwrap_or_default();
+                        if let Some(o) = info.as_object_mut() {
+                            o.insert("subgroup_matmul".into(), json!(gpu.subgroup_matmul()));
+                        }
                         let engine = Engine::with_backend(Loader::load_file(&model.model)?, model.ctx, gpu)?;
                         let load_ms = clock::now_ms() - t0;
                         (bench(&engine, prompt_tokens, gen_tokens)?, Some(info), load_ms)

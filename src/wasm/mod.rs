@@ -104,6 +104,14 @@ impl WasmGpu {
     pub fn info(&self) -> String {
         serde_json::to_string(self.gpu.info()).unwrap_or_default()
     }
+
+    /// Whether matrix products use the subgroup kernel: the worker turns it off on software
+    /// adapters, which it recognises by name (wgpu only sees WebGPU's fallback flag).
+    /// Returns the choice in effect (off where the adapter has no subgroups).
+    #[wasm_bindgen(js_name = useSubgroupMatmul)]
+    pub fn use_subgroup_matmul(&self, on: bool) -> bool {
+        self.gpu.use_subgroup_matmul(on)
+    }
 }
 
 /// Opens the WebGPU adapter and device (fails with the reason when there is none).
@@ -212,6 +220,7 @@ impl WasmGpuEngine {
             "backend": "webgpu",
             "gpu": self.gpu.info(),
             "gpuWeightBytes": self.gpu.weight_bytes(),
+            "gpuMatmul": if self.gpu.subgroup_matmul() { "subgroup" } else { "thread" },
         })
         .to_string())
     }

@@ -1,5 +1,6 @@
-// The threaded build: used when the page is cross-origin isolated, same greedy text as the
-// single-thread build.
+// The four builds (single-thread and threaded, each with SIMD128 or relaxed SIMD): the threaded
+// one runs when the page is cross-origin isolated, the relaxed one where the browser has
+// relaxed SIMD (Chromium does), and all four give the same greedy text.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -17,19 +18,24 @@ before(async () => {
 
 after(() => s?.close());
 
-test('single-thread and threaded builds give the same greedy text', async () => {
+test('single-thread, threaded, SIMD128 and relaxed-SIMD builds give the same greedy text', async () => {
   const prompt = 'The history of the printing press begins';
+  const models = ['/models/smollm2-135m-instruct-q4_1.gguf', '/models/gemma-3-270m-q4_k_m.gguf'];
   const runs = {};
-  for (const threads of [1, 2]) {
-    for (const model of ['/models/smollm2-135m-instruct-q4_1.gguf', '/models/gemma-3-270m-q4_k_m.gguf']) {
-      const r = await page.evaluate((a) => window.bench(a), { model, prompt, nPredict: 24, threads });
-      console.log(`${model} threads=${r.threads}: prefill ${(r.promptTokens / r.prefillMs * 1000).toFixed(1)} tok/s, decode ${(r.genTokens / r.decodeMs * 1000).toFixed(1)} tok/s: ${JSON.stringify(r.text)}`);
-      assert.equal(r.threads, threads, 'the page is cross-origin isolated, so the threaded build should run');
-      assert.equal(r.genTokens, 24);
-      runs[`${model}/${threads}`] = r.text;
+  for (const simd of ['auto', 'simd128']) {
+    for (const threads of [1, 2]) {
+      for (const model of models) {
+        const r = await page.evaluate((a) => window.bench(a), { model, prompt, nPredict: 24, threads, simd });
+        console.log(`${model} threads=${r.threads} simd=${r.simd}: prefill ${(r.promptTokens / r.prefillMs * 1000).toFixed(1)} tok/s, decode ${(r.genTokens / r.decodeMs * 1000).toFixed(1)} tok/s: ${JSON.stringify(r.text)}`);
+        assert.equal(r.threads, threads, 'the page is cross-origin isolated, so the threaded build should run');
+        assert.equal(r.simd, simd === 'auto' ? 'relaxed' : 'simd128', 'Chromium runs relaxed SIMD, so auto should pick that build');
+        assert.equal(r.genTokens, 24);
+        runs[`${model}/${threads}/${r.simd}`] = r.text;
+      }
     }
   }
-  for (const model of ['/models/smollm2-135m-instruct-q4_1.gguf', '/models/gemma-3-270m-q4_k_m.gguf']) {
-    assert.equal(runs[`${model}/2`], runs[`${model}/1`], `${model}: threaded text differs`);
+  for (const model of models) {
+    const base = runs[`${model}/1/simd128`];
+    for (const k of ['2/simd128', '1/relaxed', '2/relaxed']) assert.equal(runs[`${model}/${k}`], base, `${model}: ${k} text differs`);
   }
 });

@@ -91,3 +91,47 @@ test('without WebGPU, auto runs on the CPU and webgpu fails with the reason', { 
     await s.close();
   }
 });
+
+test('the WebGPU matrix kernel choice: thread-per-row on a software adapter; the subgroup kernel gives the CPU\'s text where the engine can use subgroups', { timeout: 900_000 }, async () => {
+  const s = await session({ webgpu: true, greedy: false });
+  try {
+    const page = s.ui.page;
+    const adapterHasSubgroups = await page.evaluate(async () => (await navigator.gpu.requestAdapter()).features.has('subgroups'));
+    const run = (options) =>
+      page.evaluate(async (options) => {
+        const { CandlelitEngine } = await import('/pkg/client.js');
+        const e = new CandlelitEngine({ threads: 1 });
+        try {
+          const info = await e.load({ url: '/models/smollm2-135m-instruct-q4_1.gguf' }, options);
+          const out = await e.chat.completions.create({
+            messages: [{ role: 'system', content: 'You are a helpful assistant.' }, { role: 'user', content: 'What is the capital of France?' }],
+            temperature: 0,
+            max_tokens: 12,
+          });
+          return { text: out.choices[0].message.content, gpuMatmul: info.gpuMatmul };
+        } catch (err) {
+          return { error: err.message };
+        } finally {
+          e.terminate();
+        }
+      }, options);
+    const cpu = await run({ backend: 'cpu' });
+    // SwiftShader is a software adapter: left to itself it keeps the thread-per-row kernel.
+    const auto = await run({ backend: 'webgpu' });
+    assert.equal(auto.gpuMatmul, 'thread');
+    assert.match(cpu.text, /Paris/);
+    assert.equal(auto.text, cpu.text);
+    const subgroup = await run({ backend: 'webgpu', gpuMatmul: 'subgroup' });
+    console.log(`adapter subgroups: ${adapterHasSubgroups}; CPU ${JSON.stringify(cpu.text)}; thread kernel ${JSON.stringify(auto.text)}; subgroup kernel ${JSON.stringify(subgroup)}`);
+    if (subgroup.error) {
+      // wgpu 30 cannot request subgroups from a browser: the refusal says why (the kernel is
+      // tested natively on lavapipe, tests/gpu.rs).
+      assert.match(subgroup.error, adapterHasSubgroups ? /cannot request them in a browser/ : /has no subgroups/);
+    } else {
+      assert.equal(subgroup.gpuMatmul, 'subgroup');
+      assert.equal(subgroup.text, cpu.text);
+    }
+  } finally {
+    await s.close();
+  }
+});

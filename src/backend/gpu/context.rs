@@ -35,6 +35,7 @@ struct Ctx {
     /// The first validation, out-of-memory or device-lost error since the last read.
     error: Arc<Mutex<Option<String>>>,
     weight_bytes: Mutex<u64>,
+    subgroup_matmul: std::sync::atomic::AtomicBool,
     /// Matrices uploaded while the file streamed in, by tensor name, until the decoder takes them.
     preloaded: Mutex<HashMap<String, super::GpuMatrix>>,
 }
@@ -79,10 +80,15 @@ impl Gpu {
         // Ask for the adapter's own limits: the defaults cap storage bindings at 128 MiB,
         // which would split the weights into more buffers than needed.
         let limits = adapter.limits();
+        let subgroups = features.contains(wgpu::Features::SUBGROUP);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("candlelit"),
-                required_features: wgpu::Features::empty(),
+                required_features: if subgroups {
+                    wgpu::Features::SUBGROUP
+                } else {
+                    wgpu::Features::empty()
+                },
                 required_limits: limits.clone(),
                 experimental_features: Default::default(),
                 memory_hints: wgpu::MemoryHints::Performance,
@@ -107,8 +113,12 @@ impl Gpu {
             max_storage_binding: limits.max_storage_buffer_binding_size,
             max_buffer: limits.max_buffer_size,
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
-            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            subgroups,
         };
+        // On a GPU, reading each weight row with a whole workgroup coalesces the memory
+        // accesses. CPU adapters (lavapipe, SwiftShader) run the thread-per-row kernel 13x
+        // faster (measured on lavapipe), so they keep it.
+        let subgroup_matmul = subgroups && a.device_type != wgpu::DeviceType::Cpu;
         // In the browser the wgpu handles are not Send; the context never leaves the worker's
         // thread there, and one Arc type serves both targets.
         #[allow(clippy::arc_with_non_send_sync)]
@@ -123,6 +133,7 @@ impl Gpu {
                 transient: Mutex::new(HashMap::new()),
                 error,
                 weight_bytes: Mutex::new(0),
+                subgroup_matmul: std::sync::atomic::AtomicBool::new(subgroup_matmul),
                 preloaded: Mutex::new(HashMap::new()),
             }),
         })
@@ -142,6 +153,19 @@ impl Gpu {
 
     pub fn info(&self) -> &GpuInfo {
         &self.ctx.info
+    }
+
+    /// Whether the matrix products use the subgroup kernel.
+    pub fn subgroup_matmul(&self) -> bool {
+        self.ctx.subgroup_matmul.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Chooses the matrix product kernel (tests and benchmarks compare the two); the subgroup
+    /// one only where the adapter has subgroups. Returns the choice in effect.
+    pub fn use_subgroup_matmul(&self, on: bool) -> bool {
+        let on = on && self.ctx.info.subgroups;
+        self.ctx.subgroup_matmul.store(on, std::sync::atomic::Ordering::Relaxed);
+        on
     }
 
     /// Bytes of weights uploaded so far.

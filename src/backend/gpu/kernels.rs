@@ -10,6 +10,15 @@ pub const MATMUL_ROWS: usize = 8;
 
 const QUANT: &str = include_str!("shaders/quant.wgsl");
 const MATMUL: &str = include_str!("shaders/matmul.wgsl");
+const MATMUL_SUBGROUP: &str = include_str!("shaders/matmul_subgroup.wgsl");
+/// Browsers need WGSL's `enable subgroups;` (first in the module, before the variant's
+/// prefix); wgpu's own compiler (native) rejects the directive and enables subgroup
+/// functions with the device feature.
+const SUBGROUPS: &str = if cfg!(target_arch = "wasm32") {
+    "enable subgroups;\n"
+} else {
+    ""
+};
 const EMBED: &str = include_str!("shaders/embed.wgsl");
 const RMS_NORM: &str = include_str!("shaders/rms_norm.wgsl");
 const ROPE: &str = include_str!("shaders/rope.wgsl");
@@ -113,6 +122,8 @@ pub const GPU_TYPES: [GgmlDType; 11] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kernel {
     Matmul(Variant),
+    /// The same product with a workgroup per weight row, summed over subgroups.
+    MatmulSubgroup(Variant),
     Embed(Variant),
     RmsNorm,
     Rope,
@@ -127,6 +138,7 @@ impl Kernel {
     pub fn source(&self) -> (String, &'static str) {
         match self {
             Kernel::Matmul(v) => (v.prefix() + MATMUL, "main"),
+            Kernel::MatmulSubgroup(v) => (SUBGROUPS.to_string() + &v.prefix() + MATMUL_SUBGROUP, "main"),
             Kernel::Embed(v) => (v.prefix() + EMBED, "main"),
             Kernel::RmsNorm => (RMS_NORM.into(), "main"),
             Kernel::Rope => (ROPE.into(), "main"),

@@ -298,8 +298,15 @@ impl Backend for Gpu {
         };
         let y = self.act(rows * w.out_dim);
         let bias = w.bias.as_ref().unwrap_or(&x.buf);
+        // Thread per weight row, or (subgroup kernel) workgroup per weight row.
+        let subgroup = self.subgroup_matmul();
+        let kernel = if subgroup {
+            Kernel::MatmulSubgroup(w.variant)
+        } else {
+            Kernel::Matmul(w.variant)
+        };
         for part in &w.parts {
-            let [gx, gy, _] = grid(part.rows.div_ceil(64));
+            let [gx, gy, _] = grid(if subgroup { part.rows } else { part.rows.div_ceil(64) });
             let params = [
                 part.rows as u32,
                 w.in_dim as u32,
@@ -311,7 +318,7 @@ impl Backend for Gpu {
                 0,
             ];
             self.dispatch(
-                Kernel::Matmul(w.variant),
+                kernel,
                 &[(0, &part.buf), (1, &x.buf), (2, &y.buf), (3, bias), (5, xsum)],
                 (4, &params),
                 [gx, gy, rows.div_ceil(kernels::MATMUL_ROWS) as u32],

@@ -49,21 +49,59 @@ pub fn preferred(dtype: GgmlDType) -> bool {
     }
 }
 
+pub type Four<B> = fn(&[u8], [&[B]; 4]) -> [f32; 4];
+
+/// One weight row · one activation row, and (where a kernel has it) · four activation rows
+/// at once, for prefill: each weight block is then unpacked once for four rows.
+pub struct Kern<B> {
+    pub one: fn(&[u8], &[B]) -> f32,
+    pub four: Option<Four<B>>,
+}
+
+impl<B> Clone for Kern<B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B> Copy for Kern<B> {}
+
 #[derive(Clone, Copy)]
 pub enum Dot {
-    Q8(fn(&[u8], &[BlockQ8]) -> f32),
-    Q8K(fn(&[u8], &[BlockQ8K]) -> f32),
+    Q8(Kern<BlockQ8>),
+    Q8K(Kern<BlockQ8K>),
     /// 16-bit float weights take the activations as they are.
-    F32(fn(&[u8], &[f32]) -> f32),
+    F32(Kern<f32>),
 }
 
 /// The kernel for a block type, with the bytes and elements of one block.
 pub fn kernel(dtype: GgmlDType, simd: bool) -> Option<(Dot, usize, usize)> {
     use GgmlDType as T;
-    let pick = |f: fn(&[u8], &[BlockQ8]) -> f32, s: fn(&[u8], &[BlockQ8]) -> f32| Dot::Q8(if simd { f } else { s });
-    let pick_k =
-        |f: fn(&[u8], &[BlockQ8K]) -> f32, s: fn(&[u8], &[BlockQ8K]) -> f32| Dot::Q8K(if simd { f } else { s });
-    let pick_f = |f: fn(&[u8], &[f32]) -> f32, s: fn(&[u8], &[f32]) -> f32| Dot::F32(if simd { f } else { s });
+    let pick = |f: fn(&[u8], &[BlockQ8]) -> f32, s: fn(&[u8], &[BlockQ8]) -> f32| {
+        Dot::Q8(if simd {
+            Kern {
+                one: f,
+                four: four_q8(dtype),
+            }
+        } else {
+            Kern { one: s, four: None }
+        })
+    };
+    let pick_k = |f: fn(&[u8], &[BlockQ8K]) -> f32, s: fn(&[u8], &[BlockQ8K]) -> f32| {
+        Dot::Q8K(if simd {
+            Kern {
+                one: f,
+                four: four_q8k(dtype),
+            }
+        } else {
+            Kern { one: s, four: None }
+        })
+    };
+    let pick_f = |f: fn(&[u8], &[f32]) -> f32, s: fn(&[u8], &[f32]) -> f32| {
+        Dot::F32(Kern {
+            one: if simd { f } else { s },
+            four: None,
+        })
+    };
     Some(match dtype {
         T::F16 => (pick_f(fast::dot_f16, scalar::dot_f16), 2, 1),
         T::BF16 => (pick_f(fast::dot_bf16, scalar::dot_bf16), 2, 1),
@@ -79,6 +117,41 @@ pub fn kernel(dtype: GgmlDType, simd: bool) -> Option<(Dot, usize, usize)> {
         T::Q6K => (pick_k(fast::dot_q6_k, scalar::dot_q6_k), 210, 256),
         _ => return None,
     })
+}
+
+/// The four-row kernels: the SIMD ones of the types prefill spends its time in.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn four_q8(dtype: GgmlDType) -> Option<Four<BlockQ8>> {
+    use GgmlDType as T;
+    Some(match dtype {
+        T::Q4_0 => simd128::dot_q4_0_x4,
+        T::Q4_1 => simd128::dot_q4_1_x4,
+        T::Q5_0 => simd128::dot_q5_0_x4,
+        T::Q5_1 => simd128::dot_q5_1_x4,
+        T::Q8_0 => simd128::dot_q8_0_x4,
+        _ => return None,
+    })
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn four_q8k(dtype: GgmlDType) -> Option<Four<BlockQ8K>> {
+    use GgmlDType as T;
+    Some(match dtype {
+        T::Q4K => simd128::dot_q4_k_x4,
+        T::Q5K => simd128::dot_q5_k_x4,
+        T::Q6K => simd128::dot_q6_k_x4,
+        _ => return None,
+    })
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn four_q8(_: GgmlDType) -> Option<Four<BlockQ8>> {
+    None
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn four_q8k(_: GgmlDType) -> Option<Four<BlockQ8K>> {
+    None
 }
 
 /// A weight matrix as it sits in the GGUF file: `out_dim` rows of `in_dim` values in blocks.
@@ -131,7 +204,7 @@ fn multiply<B: Sync>(
     blocks: usize,
     out_dim: usize,
     out: &mut [f32],
-    f: fn(&[u8], &[B]) -> f32,
+    f: Kern<B>,
 ) {
     // Waking the pool costs tens of microseconds in a browser: only products with enough
     // work are split (in decode that is the output projection; in prefill all of them).
@@ -150,12 +223,19 @@ fn multiply<B: Sync>(
 }
 
 /// For each weight row of `w`, its products with every activation row, written as
-/// `res[weight row * rows + activation row]`: the weight row stays in cache for all of them.
-fn dot_rows<B>(w: &[u8], row_bytes: usize, acts: &[B], blocks: usize, f: fn(&[u8], &[B]) -> f32, res: &mut [f32]) {
-    let rows = acts.len() / blocks;
-    for (wr, res) in w.chunks_exact(row_bytes).zip(res.chunks_exact_mut(rows)) {
-        for (v, a) in res.iter_mut().zip(acts.chunks_exact(blocks)) {
-            *v = f(wr, a);
+/// `res[weight row * rows + activation row]`: the weight row stays in cache for all of them,
+/// four activation rows at a time where the kernel can.
+fn dot_rows<B>(w: &[u8], row_bytes: usize, acts: &[B], blocks: usize, f: Kern<B>, res: &mut [f32]) {
+    let act_rows: Vec<&[B]> = acts.chunks_exact(blocks).collect();
+    let quads = if f.four.is_some() { act_rows.len() / 4 * 4 } else { 0 };
+    for (wr, res) in w.chunks_exact(row_bytes).zip(res.chunks_exact_mut(act_rows.len())) {
+        if let Some(four) = f.four {
+            for (out, a) in res[..quads].chunks_exact_mut(4).zip(act_rows.chunks_exact(4)) {
+                out.copy_from_slice(&four(wr, [a[0], a[1], a[2], a[3]]));
+            }
+        }
+        for (v, a) in res[quads..].iter_mut().zip(&act_rows[quads..]) {
+            *v = (f.one)(wr, a);
         }
     }
 }
@@ -179,7 +259,7 @@ fn multiply_threaded<B: Sync>(
     blocks: usize,
     out_dim: usize,
     out: &mut [f32],
-    f: fn(&[u8], &[B]) -> f32,
+    f: Kern<B>,
 ) {
     use rayon::prelude::*;
     let rows = acts.len() / blocks;

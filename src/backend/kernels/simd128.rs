@@ -1,5 +1,6 @@
 //! wasm SIMD128 versions of the scalar kernels (same signatures, same formulas): 16 lanes of
-//! i8 products widened to i16 and summed pairwise into i32, scaled per block in f32.
+//! i8 products summed into i32 (widening multiplies, or relaxed SIMD's dot products where the
+//! build enables `relaxed-simd`, with the same integers in the same lanes), scaled per block.
 //! Written for this project because candle has no SIMD path for Q4_1/Q5_0/Q5_1 on wasm
 //! (87% of run time on SmolLM2) and its others dequantize more than they need to.
 
@@ -22,12 +23,82 @@ fn load_i8(b: &[i8], at: usize) -> v128 {
 }
 
 /// Σ a[i]·b[i] over 16 signed bytes, as four i32 partial sums. |a·b| ≤ 128·127 fits i16.
+#[cfg(not(target_feature = "relaxed-simd"))]
 #[inline(always)]
 fn dot16(a: v128, b: v128) -> v128 {
     i32x4_add(
         i32x4_extadd_pairwise_i16x8(i16x8_extmul_low_i8x16(a, b)),
         i32x4_extadd_pairwise_i16x8(i16x8_extmul_high_i8x16(a, b)),
     )
+}
+
+/// Relaxed SIMD's pair sums (`pmaddubsw` on x86: i16 lane k = bytes 2k and 2k+1) as
+/// `dot16`'s lanes: lane j = pairs j and j + 4.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn pairs_to_lanes(p: v128) -> v128 {
+    i32x4_add(i32x4_extend_low_i16x8(p), i32x4_extend_high_i16x8(p))
+}
+
+/// Σ (w[i] − OFF)·a[i] over 16 bytes as four i32 partial sums laid out as `dot16`'s, for the
+/// unsigned codes (0..=127) every quantization but Q8_0 stores. Both builds put the same
+/// integers in the same lanes, so the kernels that scale each lane in f32 round alike and
+/// both builds give the same text. Relaxed SIMD forms the pair sums in one instruction
+/// (`i16x8.relaxed_dot_i8x16_i7x16_s`) instead of two widening multiplies and two pairwise
+/// adds; exact, because the codes never set the top bit and a pair is at most 2·128·63.
+#[inline(always)]
+fn dot_codes<const OFF: i8>(w: v128, a: v128) -> v128 {
+    #[cfg(target_feature = "relaxed-simd")]
+    {
+        let p = i16x8_relaxed_dot_i8x16_i7x16(a, w);
+        if OFF == 0 {
+            pairs_to_lanes(p)
+        } else {
+            pairs_to_lanes(i16x8_sub(p, i16x8_relaxed_dot_i8x16_i7x16(a, i8x16_splat(OFF))))
+        }
+    }
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    {
+        dot16(if OFF == 0 { w } else { i8x16_sub(w, i8x16_splat(OFF)) }, a)
+    }
+}
+
+/// `dot_codes` for the k-quants, which add their lanes as integers before any rounding, so
+/// the lanes may split the sum any way: with relaxed SIMD, one
+/// `i32x4.relaxed_dot_i8x16_i7x16_add` (x86: `vpdpbusd`) per 16 bytes.
+#[inline(always)]
+fn sum_codes<const OFF: i8>(w: v128, a: v128) -> v128 {
+    #[cfg(target_feature = "relaxed-simd")]
+    {
+        let zero = i32x4_splat(0);
+        let d = i32x4_relaxed_dot_i8x16_i7x16_add(a, w, zero);
+        if OFF == 0 {
+            d
+        } else {
+            i32x4_sub(d, i32x4_relaxed_dot_i8x16_i7x16_add(a, i8x16_splat(OFF), zero))
+        }
+    }
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    {
+        dot16(if OFF == 0 { w } else { i8x16_sub(w, i8x16_splat(OFF)) }, a)
+    }
+}
+
+/// Σ w[i]·a[i] over 16 bytes of signed weights (Q8_0), in `dot16`'s lanes. The relaxed form
+/// moves each weight's sign onto its activation, as llama.cpp's x86 kernels do, so that the
+/// weight operand is |w| ≤ 127 (a file holding −128 gets an implementation-defined sum,
+/// never a trap).
+#[inline(always)]
+fn dot_signed(w: v128, a: v128) -> v128 {
+    #[cfg(target_feature = "relaxed-simd")]
+    {
+        let signed_a = i8x16_relaxed_laneselect(i8x16_neg(a), a, i8x16_lt(w, i8x16_splat(0)));
+        pairs_to_lanes(i16x8_relaxed_dot_i8x16_i7x16(signed_a, i8x16_abs(w)))
+    }
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    {
+        dot16(w, a)
+    }
 }
 
 #[inline(always)]
@@ -40,38 +111,82 @@ fn hsum_i32(v: v128) -> i32 {
     i32x4_extract_lane::<0>(v) + i32x4_extract_lane::<1>(v) + i32x4_extract_lane::<2>(v) + i32x4_extract_lane::<3>(v)
 }
 
+/// One 32-value block's codes (values 0..16 and 16..32), scale and minimum, times N
+/// activation rows. Prefill passes four rows, so each block is unpacked once for all four;
+/// each row's sums are formed exactly as with one row, so results do not depend on N.
 #[inline(always)]
-fn scaled(acc: v128, sumi: v128, scale: f32) -> v128 {
-    f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(sumi), f32x4_splat(scale)))
+fn dot_blocks32<const N: usize>(
+    row: &[u8],
+    act: [&[BlockQ8]; N],
+    block_bytes: usize,
+    has_min: bool,
+    unpack: impl Fn(&[u8]) -> (v128, v128, f32, f32),
+    dot: impl Fn(v128, v128) -> v128,
+) -> [f32; N] {
+    let mut acc = [f32x4_splat(0.0); N];
+    let mut mins = [0f32; N];
+    for (i, w) in row.chunks_exact(block_bytes).enumerate() {
+        let (lo, hi, d, m) = unpack(w);
+        for n in 0..N {
+            let a = &act[n][i];
+            let s = i32x4_add(dot(lo, load_i8(&a.qs, 0)), dot(hi, load_i8(&a.qs, 16)));
+            acc[n] = f32x4_add(acc[n], f32x4_mul(f32x4_convert_i32x4(s), f32x4_splat(d * a.d)));
+            if has_min {
+                mins[n] += m * a.s;
+            }
+        }
+    }
+    core::array::from_fn(|n| {
+        if has_min {
+            hsum_f32(acc[n]) + mins[n]
+        } else {
+            hsum_f32(acc[n])
+        }
+    })
 }
 
-pub fn dot_q4_0(row: &[u8], act: &[BlockQ8]) -> f32 {
-    let mut acc = f32x4_splat(0.0);
-    let (mask, eight) = (u8x16_splat(0x0F), i8x16_splat(8));
-    for (w, a) in row.chunks_exact(18).zip(act) {
-        let q = load(w, 2);
-        let lo = i8x16_sub(v128_and(q, mask), eight);
-        let hi = i8x16_sub(u8x16_shr(q, 4), eight);
-        let s = i32x4_add(dot16(lo, load_i8(&a.qs, 0)), dot16(hi, load_i8(&a.qs, 16)));
-        acc = scaled(acc, s, f16_at(w, 0) * a.d);
-    }
-    hsum_f32(acc)
+/// The kernel for one activation row (decode) and for four (prefill) from one generic body.
+macro_rules! one_and_four {
+    ($one:ident, $four:ident, $rows:ident, $act:ty) => {
+        pub fn $one(row: &[u8], act: &[$act]) -> f32 {
+            $rows::<1>(row, [act])[0]
+        }
+        pub fn $four(row: &[u8], act: [&[$act]; 4]) -> [f32; 4] {
+            $rows::<4>(row, act)
+        }
+    };
 }
 
-pub fn dot_q4_1(row: &[u8], act: &[BlockQ8]) -> f32 {
-    let mut acc = f32x4_splat(0.0);
-    let mut mins = 0f32;
-    let mask = u8x16_splat(0x0F);
-    for (w, a) in row.chunks_exact(20).zip(act) {
-        let q = load(w, 4);
-        let s = i32x4_add(
-            dot16(v128_and(q, mask), load_i8(&a.qs, 0)),
-            dot16(u8x16_shr(q, 4), load_i8(&a.qs, 16)),
-        );
-        acc = scaled(acc, s, f16_at(w, 0) * a.d);
-        mins += f16_at(w, 2) * a.s;
-    }
-    hsum_f32(acc) + mins
+one_and_four!(dot_q4_0, dot_q4_0_x4, q4_0_rows, BlockQ8);
+one_and_four!(dot_q4_1, dot_q4_1_x4, q4_1_rows, BlockQ8);
+one_and_four!(dot_q5_0, dot_q5_0_x4, q5_0_rows, BlockQ8);
+one_and_four!(dot_q5_1, dot_q5_1_x4, q5_1_rows, BlockQ8);
+one_and_four!(dot_q8_0, dot_q8_0_x4, q8_0_rows, BlockQ8);
+one_and_four!(dot_q4_k, dot_q4_k_x4, q4_k_rows, BlockQ8K);
+one_and_four!(dot_q5_k, dot_q5_k_x4, q5_k_rows, BlockQ8K);
+one_and_four!(dot_q6_k, dot_q6_k_x4, q6_k_rows, BlockQ8K);
+
+#[inline(always)]
+fn nibbles(q: v128) -> (v128, v128) {
+    (v128_and(q, u8x16_splat(0x0F)), u8x16_shr(q, 4))
+}
+
+#[inline(always)]
+fn q4_0_rows<const N: usize>(row: &[u8], act: [&[BlockQ8]; N]) -> [f32; N] {
+    let unpack = |w: &[u8]| {
+        let (lo, hi) = nibbles(load(w, 2));
+        (lo, hi, f16_at(w, 0), 0.0)
+    };
+    dot_blocks32(row, act, 18, false, unpack, dot_codes::<8>)
+}
+
+#[inline(always)]
+fn q4_1_rows<const N: usize>(row: &[u8], act: [&[BlockQ8]; N]) -> [f32; N] {
+    let unpack = |w: &[u8]| {
+        let (lo, hi) = nibbles(load(w, 4));
+        (lo, hi, f16_at(w, 0), f16_at(w, 2))
+    };
+    dot_blocks32(row, act, 20, true, unpack, dot_codes::<0>)
 }
 
 /// Spreads the bits of a byte over 8 bytes (bit i → byte i = 0x10), for the fifth bit of Q5.
@@ -100,75 +215,67 @@ fn high_bits(qh: u32) -> (v128, v128) {
     (u64x2(t(0), t(1)), u64x2(t(2), t(3)))
 }
 
-pub fn dot_q5_0(row: &[u8], act: &[BlockQ8]) -> f32 {
-    let mut acc = f32x4_splat(0.0);
-    let (mask, sixteen) = (u8x16_splat(0x0F), i8x16_splat(16));
-    for (w, a) in row.chunks_exact(22).zip(act) {
-        let (h0, h1) = high_bits(u32::from_le_bytes([w[2], w[3], w[4], w[5]]));
-        let q = load(w, 6);
-        let lo = i8x16_sub(v128_or(v128_and(q, mask), h0), sixteen);
-        let hi = i8x16_sub(v128_or(u8x16_shr(q, 4), h1), sixteen);
-        let s = i32x4_add(dot16(lo, load_i8(&a.qs, 0)), dot16(hi, load_i8(&a.qs, 16)));
-        acc = scaled(acc, s, f16_at(w, 0) * a.d);
-    }
-    hsum_f32(acc)
+/// Q5_0 and Q5_1: nibbles plus a fifth bit from `qh`; Q5_1 has a minimum.
+#[inline(always)]
+fn q5_unpack(w: &[u8], has_min: bool) -> (v128, v128, f32, f32) {
+    let at = if has_min { 4 } else { 2 };
+    let (h0, h1) = high_bits(u32::from_le_bytes([w[at], w[at + 1], w[at + 2], w[at + 3]]));
+    let (lo, hi) = nibbles(load(w, at + 4));
+    let m = if has_min { f16_at(w, 2) } else { 0.0 };
+    (v128_or(lo, h0), v128_or(hi, h1), f16_at(w, 0), m)
 }
 
-pub fn dot_q5_1(row: &[u8], act: &[BlockQ8]) -> f32 {
-    let mut acc = f32x4_splat(0.0);
-    let mut mins = 0f32;
-    let mask = u8x16_splat(0x0F);
-    for (w, a) in row.chunks_exact(24).zip(act) {
-        let (h0, h1) = high_bits(u32::from_le_bytes([w[4], w[5], w[6], w[7]]));
-        let q = load(w, 8);
-        let lo = v128_or(v128_and(q, mask), h0);
-        let hi = v128_or(u8x16_shr(q, 4), h1);
-        let s = i32x4_add(dot16(lo, load_i8(&a.qs, 0)), dot16(hi, load_i8(&a.qs, 16)));
-        acc = scaled(acc, s, f16_at(w, 0) * a.d);
-        mins += f16_at(w, 2) * a.s;
-    }
-    hsum_f32(acc) + mins
+#[inline(always)]
+fn q5_0_rows<const N: usize>(row: &[u8], act: [&[BlockQ8]; N]) -> [f32; N] {
+    dot_blocks32(row, act, 22, false, |w| q5_unpack(w, false), dot_codes::<16>)
 }
 
-pub fn dot_q8_0(row: &[u8], act: &[BlockQ8]) -> f32 {
-    let mut acc = f32x4_splat(0.0);
-    for (w, a) in row.chunks_exact(34).zip(act) {
-        let s = i32x4_add(
-            dot16(load(w, 2), load_i8(&a.qs, 0)),
-            dot16(load(w, 18), load_i8(&a.qs, 16)),
-        );
-        acc = scaled(acc, s, f16_at(w, 0) * a.d);
-    }
-    hsum_f32(acc)
+#[inline(always)]
+fn q5_1_rows<const N: usize>(row: &[u8], act: [&[BlockQ8]; N]) -> [f32; N] {
+    dot_blocks32(row, act, 24, true, |w| q5_unpack(w, true), dot_codes::<0>)
 }
 
-pub fn dot_q4_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
-    dot_k_scale_min::<false>(row, act)
+#[inline(always)]
+fn q8_0_rows<const N: usize>(row: &[u8], act: [&[BlockQ8]; N]) -> [f32; N] {
+    dot_blocks32(
+        row,
+        act,
+        34,
+        false,
+        |w| (load(w, 2), load(w, 18), f16_at(w, 0), 0.0),
+        dot_signed,
+    )
 }
 
-pub fn dot_q5_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
-    dot_k_scale_min::<true>(row, act)
+#[inline(always)]
+fn q4_k_rows<const N: usize>(row: &[u8], act: [&[BlockQ8K]; N]) -> [f32; N] {
+    k_scale_min_rows::<false, N>(row, act)
+}
+
+#[inline(always)]
+fn q5_k_rows<const N: usize>(row: &[u8], act: [&[BlockQ8K]; N]) -> [f32; N] {
+    k_scale_min_rows::<true, N>(row, act)
 }
 
 /// Q4_K and Q5_K (see the scalar version): Q5_K ORs a fifth bit from its `qh` bytes in.
 #[inline(always)]
-fn dot_k_scale_min<const FIFTH_BIT: bool>(row: &[u8], act: &[BlockQ8K]) -> f32 {
+fn k_scale_min_rows<const FIFTH_BIT: bool, const N: usize>(row: &[u8], act: [&[BlockQ8K]; N]) -> [f32; N] {
     let (block, qs_at) = if FIFTH_BIT { (176, 48) } else { (144, 16) };
-    let mut sum = 0f32;
-    let (mask, one, zero) = (u8x16_splat(0x0F), u8x16_splat(1), u8x16_splat(0));
-    for (w, a) in row.chunks_exact(block).zip(act) {
+    let mut sum = [0f32; N];
+    let (one, zero) = (u8x16_splat(1), u8x16_splat(0));
+    for (i, w) in row.chunks_exact(block).enumerate() {
         let scales = &w[4..16];
         let (h0, h1) = if FIFTH_BIT {
             (load(w, 16), load(w, 32))
         } else {
             (zero, zero)
         };
-        let mut acc = i32x4_splat(0);
-        let mut summ = 0i32;
+        let mut acc = [i32x4_splat(0); N];
+        let mut summ = [0i32; N];
         for c in 0..4 {
             let (sc_lo, m_lo) = scale_min_k4(2 * c, scales);
             let (sc_hi, m_hi) = scale_min_k4(2 * c + 1, scales);
-            let (q0, q1) = (load(w, qs_at + 32 * c), load(w, qs_at + 16 + 32 * c));
+            let ((l0, u0), (l1, u1)) = (nibbles(load(w, qs_at + 32 * c)), nibbles(load(w, qs_at + 16 + 32 * c)));
             // The fifth bit of each value: bit 2c (low nibbles) or 2c + 1 (high nibbles) of qh.
             let bit = |h: v128, s: u32| {
                 if FIFTH_BIT {
@@ -178,61 +285,84 @@ fn dot_k_scale_min<const FIFTH_BIT: bool>(row: &[u8], act: &[BlockQ8K]) -> f32 {
                 }
             };
             let s = 2 * c as u32;
+            let codes = [
+                v128_or(l0, bit(h0, s)),
+                v128_or(l1, bit(h1, s)),
+                v128_or(u0, bit(h0, s + 1)),
+                v128_or(u1, bit(h1, s + 1)),
+            ];
             let base = 64 * c;
-            let lo = i32x4_add(
-                dot16(v128_or(v128_and(q0, mask), bit(h0, s)), load_i8(&a.qs, base)),
-                dot16(v128_or(v128_and(q1, mask), bit(h1, s)), load_i8(&a.qs, base + 16)),
-            );
-            let hi = i32x4_add(
-                dot16(v128_or(u8x16_shr(q0, 4), bit(h0, s + 1)), load_i8(&a.qs, base + 32)),
-                dot16(v128_or(u8x16_shr(q1, 4), bit(h1, s + 1)), load_i8(&a.qs, base + 48)),
-            );
-            acc = i32x4_add(
-                acc,
-                i32x4_add(
-                    i32x4_mul(lo, i32x4_splat(sc_lo as i32)),
-                    i32x4_mul(hi, i32x4_splat(sc_hi as i32)),
-                ),
-            );
-            let b = &a.bsums;
-            summ += m_lo as i32 * (b[4 * c] + b[4 * c + 1]) as i32 + m_hi as i32 * (b[4 * c + 2] + b[4 * c + 3]) as i32;
+            for n in 0..N {
+                let a = &act[n][i];
+                let lo = i32x4_add(
+                    sum_codes::<0>(codes[0], load_i8(&a.qs, base)),
+                    sum_codes::<0>(codes[1], load_i8(&a.qs, base + 16)),
+                );
+                let hi = i32x4_add(
+                    sum_codes::<0>(codes[2], load_i8(&a.qs, base + 32)),
+                    sum_codes::<0>(codes[3], load_i8(&a.qs, base + 48)),
+                );
+                acc[n] = i32x4_add(
+                    acc[n],
+                    i32x4_add(
+                        i32x4_mul(lo, i32x4_splat(sc_lo as i32)),
+                        i32x4_mul(hi, i32x4_splat(sc_hi as i32)),
+                    ),
+                );
+                let b = &a.bsums;
+                summ[n] +=
+                    m_lo as i32 * (b[4 * c] + b[4 * c + 1]) as i32 + m_hi as i32 * (b[4 * c + 2] + b[4 * c + 3]) as i32;
+            }
         }
-        sum += a.d * (f16_at(w, 0) * hsum_i32(acc) as f32 - f16_at(w, 2) * summ as f32);
+        let (d, dmin) = (f16_at(w, 0), f16_at(w, 2));
+        for n in 0..N {
+            sum[n] += act[n][i].d * (d * hsum_i32(acc[n]) as f32 - dmin * summ[n] as f32);
+        }
     }
     sum
 }
 
-pub fn dot_q6_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
-    let mut sum = 0f32;
-    let (mask, three, bias) = (u8x16_splat(0x0F), u8x16_splat(3), i8x16_splat(32));
-    for (w, a) in row.chunks_exact(210).zip(act) {
-        let mut acc = i32x4_splat(0);
-        for n in 0..2 {
-            let (ql, qh, sc) = (64 * n, 128 + 32 * n, 192 + 8 * n);
+#[inline(always)]
+fn q6_k_rows<const N: usize>(row: &[u8], act: [&[BlockQ8K]; N]) -> [f32; N] {
+    let mut sum = [0f32; N];
+    let three = u8x16_splat(3);
+    for (i, w) in row.chunks_exact(210).enumerate() {
+        let mut acc = [i32x4_splat(0); N];
+        for half in 0..2 {
+            let (ql, qh, sc) = (64 * half, 128 + 32 * half, 192 + 8 * half);
             for g in 0..2 {
                 let l0 = 16 * g;
-                let (qa, qb, h) = (load(w, ql + l0), load(w, ql + 32 + l0), load(w, qh + l0));
+                let ((a_lo, a_hi), (b_lo, b_hi)) = (nibbles(load(w, ql + l0)), nibbles(load(w, ql + 32 + l0)));
+                let h = load(w, qh + l0);
                 let bits = |shift: u32| i8x16_shl(v128_and(u8x16_shr(h, shift), three), 4);
-                let q1 = i8x16_sub(v128_or(v128_and(qa, mask), bits(0)), bias);
-                let q2 = i8x16_sub(v128_or(v128_and(qb, mask), bits(2)), bias);
-                let q3 = i8x16_sub(v128_or(u8x16_shr(qa, 4), bits(4)), bias);
-                let q4 = i8x16_sub(v128_or(u8x16_shr(qb, 4), bits(6)), bias);
-                let aq = 128 * n + l0;
-                let s = |k: usize| i32x4_splat(w[sc + g + k] as i8 as i32);
-                acc = i32x4_add(acc, i32x4_mul(dot16(q1, load_i8(&a.qs, aq)), s(0)));
-                acc = i32x4_add(acc, i32x4_mul(dot16(q2, load_i8(&a.qs, aq + 32)), s(2)));
-                acc = i32x4_add(acc, i32x4_mul(dot16(q3, load_i8(&a.qs, aq + 64)), s(4)));
-                acc = i32x4_add(acc, i32x4_mul(dot16(q4, load_i8(&a.qs, aq + 96)), s(6)));
+                let codes = [
+                    v128_or(a_lo, bits(0)),
+                    v128_or(b_lo, bits(2)),
+                    v128_or(a_hi, bits(4)),
+                    v128_or(b_hi, bits(6)),
+                ];
+                let aq = 128 * half + l0;
+                for n in 0..N {
+                    let a = &act[n][i];
+                    for (k, &code) in codes.iter().enumerate() {
+                        let scale = i32x4_splat(w[sc + g + 2 * k] as i8 as i32);
+                        let part = sum_codes::<32>(code, load_i8(&a.qs, aq + 32 * k));
+                        acc[n] = i32x4_add(acc[n], i32x4_mul(part, scale));
+                    }
+                }
             }
         }
-        sum += a.d * f16_at(w, 208) * hsum_i32(acc) as f32;
+        let d = f16_at(w, 208);
+        for n in 0..N {
+            sum[n] += act[n][i].d * d * hsum_i32(acc[n]) as f32;
+        }
     }
     sum
 }
 
 pub fn dot_q3_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
     let mut sum = 0f32;
-    let (three, four, zero) = (u8x16_splat(3), i8x16_splat(4), i8x16_splat(0));
+    let (three, four) = (u8x16_splat(3), u8x16_splat(4));
     for (w, a) in row.chunks_exact(110).zip(act) {
         let scales = super::scalar::q3_k_scales(&w[96..108]);
         let hm = [load(w, 0), load(w, 16)];
@@ -242,11 +372,10 @@ pub fn dot_q3_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
             for j in 0..4 {
                 let bit = u8x16_splat(1 << (4 * n + j));
                 for (h, (&qh, &mh)) in q.iter().zip(&hm).enumerate() {
-                    let v = v128_and(u8x16_shr(qh, 2 * j as u32), three);
-                    // Values whose high bit is clear are 4 lower.
-                    let clear = i8x16_eq(v128_and(mh, bit), zero);
-                    let v = i8x16_sub(v, v128_and(clear, four));
-                    let part = dot16(v, load_i8(&a.qs, 128 * n + 32 * j + 16 * h));
+                    // Two low bits, plus 4 where the high bit is set; the value is that minus 4.
+                    let low = v128_and(u8x16_shr(qh, 2 * j as u32), three);
+                    let high = v128_and(u8x16_ne(v128_and(mh, bit), u8x16_splat(0)), four);
+                    let part = sum_codes::<4>(v128_or(low, high), load_i8(&a.qs, 128 * n + 32 * j + 16 * h));
                     acc = i32x4_add(acc, i32x4_mul(part, i32x4_splat(scales[8 * n + 2 * j + h] as i32)));
                 }
             }
@@ -269,7 +398,7 @@ pub fn dot_q2_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
                 for (h, &qh) in q.iter().enumerate() {
                     let g = 8 * n + 2 * j + h;
                     let v = v128_and(u8x16_shr(qh, 2 * j as u32), three);
-                    let part = dot16(v, load_i8(&a.qs, 128 * n + 32 * j + 16 * h));
+                    let part = sum_codes::<0>(v, load_i8(&a.qs, 128 * n + 32 * j + 16 * h));
                     acc = i32x4_add(acc, i32x4_mul(part, i32x4_splat((scales[g] & 0x0F) as i32)));
                     summ += (scales[g] >> 4) as i32 * a.bsums[g] as i32;
                 }

@@ -1,0 +1,98 @@
+// y[r][o] = W[o] · x[r] (+ bias[o]): matmul.wgsl's product for adapters with subgroups
+// (hardware GPUs). One workgroup per output row: its threads take consecutive sub-blocks of
+// the row, so neighbouring threads read neighbouring bytes (one coalesced memory access
+// on a GPU, where the thread-per-row kernel has each thread stream its own row), then sum
+// with subgroupAdd and one workgroup slot per subgroup. Neither the subgroup size nor how
+// threads map onto subgroups is assumed: each subgroup claims its slot with an atomic.
+// `deq`, BLOCK_BYTES, SUBS and R come from the variant prefix, as for matmul.wgsl, and
+// `enable subgroups;` before it (directives must open the module).
+
+struct Params {
+    out_rows: u32,
+    in_dim: u32,
+    rows: u32,
+    groups_x: u32,
+    y_stride: u32,
+    y_offset: u32,
+    has_bias: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> w: array<u32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(5) var<storage, read> xsum: array<f32>;
+
+const WG: u32 = 32u;
+// Subgroups hold at least 4 threads (WebGPU's minimum), so a workgroup has at most 8.
+const MAX_SLOTS: u32 = 8u;
+
+var<workgroup> slots: atomic<u32>;
+var<workgroup> partial: array<f32, MAX_SLOTS * R>;
+
+@compute @workgroup_size(32)
+fn main(
+    @builtin(workgroup_id) g: vec3<u32>,
+    @builtin(local_invocation_index) t: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let o = g.x + g.y * p.groups_x;
+    let r0 = g.z * R;
+    // Uniform for the workgroup: the subgroup operations below stay in uniform control flow.
+    if (o >= p.out_rows) {
+        return;
+    }
+    let nr = min(R, p.rows - r0);
+    let nblk = p.in_dim / (SUBS * 32u);
+    let row = o * nblk * BLOCK_BYTES;
+    let nsub = nblk * SUBS;
+    var acc: array<f32, R>;
+    for (var i = t; i < nsub; i += WG) {
+        let blk = row + (i / SUBS) * BLOCK_BYTES;
+        let v = deq_dot(blk, i % SUBS);
+        let m = block_min(blk);
+        for (var r = 0u; r < R; r++) {
+            if (r < nr) {
+                let xb = ((r0 + r) * p.in_dim + i * 32u) / 4u;
+                var sum = 0.0;
+                for (var k = 0u; k < 8u; k++) {
+                    sum += dot(vec4<f32>(v[4u * k], v[4u * k + 1u], v[4u * k + 2u], v[4u * k + 3u]), x[xb + k]);
+                }
+                if (HAS_MIN) {
+                    sum += m * xsum[(r0 + r) * (p.in_dim / 32u) + i];
+                }
+                acc[r] += sum;
+            }
+        }
+    }
+    // The subgroup's first thread (subgroupElect, which wgpu's compiler lacks) claims a slot.
+    let first = subgroupBroadcastFirst(lane) == lane;
+    var slot = 0u;
+    if (first) {
+        slot = atomicAdd(&slots, 1u);
+    }
+    slot = subgroupBroadcastFirst(slot);
+    for (var r = 0u; r < R; r++) {
+        let s = subgroupAdd(acc[r]);
+        if (first && slot < MAX_SLOTS) {
+            partial[slot * R + r] = s;
+        }
+    }
+    workgroupBarrier();
+    if (t == 0u) {
+        let n = min(atomicLoad(&slots), MAX_SLOTS);
+        var b = 0.0;
+        if (p.has_bias != 0u) {
+            b = bias[p.y_offset + o];
+        }
+        for (var r = 0u; r < nr; r++) {
+            var total = 0.0;
+            for (var s = 0u; s < n; s++) {
+                total += partial[s * R + r];
+            }
+            y[(r0 + r) * p.y_stride + p.y_offset + o] = total + b;
+        }
+    }
+}
