@@ -9,6 +9,7 @@ use candle_core::quantized::GgmlDType;
 pub const MATMUL_ROWS: usize = 8;
 
 const QUANT: &str = include_str!("shaders/quant.wgsl");
+const MATMUL_COMMON: &str = include_str!("shaders/matmul_common.wgsl");
 const MATMUL: &str = include_str!("shaders/matmul.wgsl");
 const MATMUL_SUBGROUP: &str = include_str!("shaders/matmul_subgroup.wgsl");
 /// Browsers need WGSL's `enable subgroups;` (first in the module, before the variant's
@@ -137,8 +138,11 @@ impl Kernel {
     /// The WGSL source and its entry point.
     pub fn source(&self) -> (String, &'static str) {
         match self {
-            Kernel::Matmul(v) => (v.prefix() + MATMUL, "main"),
-            Kernel::MatmulSubgroup(v) => (SUBGROUPS.to_string() + &v.prefix() + MATMUL_SUBGROUP, "main"),
+            Kernel::Matmul(v) => (v.prefix() + MATMUL_COMMON + MATMUL, "main"),
+            Kernel::MatmulSubgroup(v) => (
+                SUBGROUPS.to_string() + &v.prefix() + MATMUL_COMMON + MATMUL_SUBGROUP,
+                "main",
+            ),
             Kernel::Embed(v) => (v.prefix() + EMBED, "main"),
             Kernel::RmsNorm => (RMS_NORM.into(), "main"),
             Kernel::Rope => (ROPE.into(), "main"),

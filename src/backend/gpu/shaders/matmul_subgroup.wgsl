@@ -4,26 +4,8 @@
 // on a GPU, where the thread-per-row kernel has each thread stream its own row), then sum
 // with subgroupAdd and one workgroup slot per subgroup. Neither the subgroup size nor how
 // threads map onto subgroups is assumed: each subgroup claims its slot with an atomic.
-// `deq`, BLOCK_BYTES, SUBS and R come from the variant prefix, as for matmul.wgsl, and
-// `enable subgroups;` before it (directives must open the module).
-
-struct Params {
-    out_rows: u32,
-    in_dim: u32,
-    rows: u32,
-    groups_x: u32,
-    y_stride: u32,
-    y_offset: u32,
-    has_bias: u32,
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<storage, read> w: array<u32>;
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
-@group(0) @binding(5) var<storage, read> xsum: array<f32>;
+// Bindings and the sub-block product: matmul_common.wgsl; `enable subgroups;` comes first
+// in browsers (directives must open the module).
 
 const WG: u32 = 32u;
 // Subgroups hold at least 4 threads (WebGPU's minimum), so a workgroup has at most 8.
@@ -50,22 +32,7 @@ fn main(
     let nsub = nblk * SUBS;
     var acc: array<f32, R>;
     for (var i = t; i < nsub; i += WG) {
-        let blk = row + (i / SUBS) * BLOCK_BYTES;
-        let v = deq_dot(blk, i % SUBS);
-        let m = block_min(blk);
-        for (var r = 0u; r < R; r++) {
-            if (r < nr) {
-                let xb = ((r0 + r) * p.in_dim + i * 32u) / 4u;
-                var sum = 0.0;
-                for (var k = 0u; k < 8u; k++) {
-                    sum += dot(vec4<f32>(v[4u * k], v[4u * k + 1u], v[4u * k + 2u], v[4u * k + 3u]), x[xb + k]);
-                }
-                if (HAS_MIN) {
-                    sum += m * xsum[(r0 + r) * (p.in_dim / 32u) + i];
-                }
-                acc[r] += sum;
-            }
-        }
+        add_sub_block(&acc, row, i, r0, nr);
     }
     // The subgroup's first thread (subgroupElect, which wgpu's compiler lacks) claims a slot.
     let first = subgroupBroadcastFirst(lane) == lane;
