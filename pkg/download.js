@@ -90,17 +90,32 @@ export async function loadUrl(url, makeSink, { onProgress, signal } = {}) {
 
   const { quota = Infinity, usage = 0 } = (await navigator.storage.estimate?.()) ?? {};
   const need = total - offset;
+  // `free` is what the browser's estimate says; when the browser refused a write the estimate
+  // allowed, the number would mislead and is left out.
   const quotaError = (free) =>
     namedError(
       'QuotaExceeded',
-      `This model needs ${(need / MB).toFixed(0)} MB of browser storage but only ${(free / MB).toFixed(0)} MB are free. ` +
+      `This model needs ${(need / MB).toFixed(0)} MB of browser storage ` +
+        (free < need ? `but only ${(Math.max(0, free) / MB).toFixed(0)} MB are free. ` : 'and the browser refused to store it. ') +
         'Delete stored models below, or free disk space, and try again.',
     );
+  const isQuota = (e) => e?.name === 'QuotaExceededError' || /no space/i.test(e?.message ?? '');
   if (quota - usage < need) {
     await resp.body?.cancel();
     throw quotaError(quota - usage);
   }
-  await store.writeMeta(name, { url: new URL(url, self.location.href).href, total, validator });
+  // Something else (the service worker keeping the app shell) may take the space after the
+  // estimate: the browser's refusal is then said the same way, with a fresh estimate.
+  const refused = async () => {
+    await resp.body?.cancel().catch(() => {});
+    const now = (await navigator.storage.estimate?.()) ?? {};
+    return quotaError((now.quota ?? 0) - (now.usage ?? 0));
+  };
+  try {
+    await store.writeMeta(name, { url: new URL(url, self.location.href).href, total, validator });
+  } catch (e) {
+    throw isQuota(e) ? await refused() : e;
+  }
 
   const sink = makeSink(total);
   const meter = progressMeter(total, onProgress, 'download');
@@ -113,7 +128,12 @@ export async function loadUrl(url, makeSink, { onProgress, signal } = {}) {
     });
     meter.resumed = offset;
   }
-  const out = await store.appender(name, offset);
+  let out;
+  try {
+    out = await store.appender(name, offset);
+  } catch (e) {
+    throw isQuota(e) ? await refused() : e;
+  }
   let received = offset;
   try {
     await pump(resp.body, (c) => {
@@ -128,7 +148,7 @@ export async function loadUrl(url, makeSink, { onProgress, signal } = {}) {
       meter.add(c.byteLength);
     });
   } catch (e) {
-    if (e.name === 'QuotaExceededError' || /no space/i.test(e.message)) {
+    if (isQuota(e)) {
       // The estimate was optimistic: the browser refused the write. Keep nothing.
       out.close();
       await store.remove(name);
