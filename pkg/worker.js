@@ -122,7 +122,7 @@ async function chooseBackend(want) {
     if (!probe.ok) throw Object.assign(new Error(`WebGPU is unavailable: ${probe.reason}.`), { name: 'NoWebGPU' });
     return { name: 'webgpu', reason: 'requested', adapter: probe.adapter, features: probe.features, software: probe.software };
   }
-  if (probe.ok && !probe.software) return { name: 'webgpu', reason: 'auto: a hardware WebGPU adapter', adapter: probe.adapter, features: probe.features, software: false };
+  if (probe.ok && !probe.software) return { name: 'webgpu', reason: 'auto: a hardware WebGPU adapter', adapter: probe.adapter, features: probe.features, software: probe.software };
   const why = probe.ok ? `only a software WebGPU adapter (${probe.adapter}), slower than the SIMD CPU path` : probe.reason;
   return { name: 'cpu', reason: `auto: ${why}` };
 }
@@ -158,13 +158,13 @@ async function loadOn(id, source, options, chosen) {
     // The subgroup matrix product (a workgroup per weight row) suits GPUs; CPUs posing as one
     // run the thread-per-row kernel faster. `gpuMatmul` overrides the choice (to compare them).
     const kernel = options.gpuMatmul ?? 'auto';
-    if (gpu && kernel === 'subgroup' && !gpu.useSubgroupMatmul(true)) {
+    const subgroups = gpu?.useSubgroupMatmul(kernel === 'subgroup' || (kernel === 'auto' && !chosen.software));
+    if (gpu && kernel === 'subgroup' && !subgroups) {
       // wgpu 30's WebGPU backend does not request the 'subgroups' feature even where the
       // adapter offers it, so in browsers the engine has no subgroups yet.
       const why = chosen.features?.includes('subgroups') ? 'the adapter has subgroups, but the engine (wgpu) cannot request them in a browser yet' : 'the adapter has no subgroups';
       throw Object.assign(new Error(`The subgroup matrix kernel is unavailable: ${why}.`), { name: 'Gpu' });
     }
-    gpu?.useSubgroupMatmul(kernel === 'subgroup' || (kernel === 'auto' && !chosen.software));
     const onProgress = (p) => post({ type: 'progress', id, ...p });
     const makeSink = (total) => {
       loader = new wasm.WasmLoader(total);

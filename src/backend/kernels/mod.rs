@@ -226,16 +226,18 @@ fn multiply<B: Sync>(
 /// `res[weight row * rows + activation row]`: the weight row stays in cache for all of them,
 /// four activation rows at a time where the kernel can.
 fn dot_rows<B>(w: &[u8], row_bytes: usize, acts: &[B], blocks: usize, f: Kern<B>, res: &mut [f32]) {
-    let act_rows: Vec<&[B]> = acts.chunks_exact(blocks).collect();
-    let quads = if f.four.is_some() { act_rows.len() / 4 * 4 } else { 0 };
-    for (wr, res) in w.chunks_exact(row_bytes).zip(res.chunks_exact_mut(act_rows.len())) {
+    let rows = acts.len() / blocks;
+    // No list of row slices: this runs once per matrix product, hundreds of times a token.
+    let row = |r: usize| &acts[r * blocks..(r + 1) * blocks];
+    let quads = if f.four.is_some() { rows / 4 * 4 } else { 0 };
+    for (wr, res) in w.chunks_exact(row_bytes).zip(res.chunks_exact_mut(rows)) {
         if let Some(four) = f.four {
-            for (out, a) in res[..quads].chunks_exact_mut(4).zip(act_rows.chunks_exact(4)) {
-                out.copy_from_slice(&four(wr, [a[0], a[1], a[2], a[3]]));
+            for (q, out) in res[..quads].chunks_exact_mut(4).enumerate() {
+                out.copy_from_slice(&four(wr, [row(4 * q), row(4 * q + 1), row(4 * q + 2), row(4 * q + 3)]));
             }
         }
-        for (v, a) in res[quads..].iter_mut().zip(&act_rows[quads..]) {
-            *v = (f.one)(wr, a);
+        for (r, v) in res.iter_mut().enumerate().skip(quads) {
+            *v = (f.one)(wr, row(r));
         }
     }
 }
