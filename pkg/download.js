@@ -27,6 +27,8 @@ export function progressMeter(total, onProgress, phase) {
   };
 }
 
+const isQuota = (e) => e?.name === 'QuotaExceededError' || /no space/i.test(e?.message ?? '');
+
 async function pump(stream, onChunk) {
   const reader = stream.getReader();
   try {
@@ -56,17 +58,24 @@ export async function streamBlob(blob, sink, onProgress, phase = 'file') {
  * from storage and the rest is requested with `Range`.
  */
 export async function loadUrl(url, makeSink, { onProgress, signal } = {}) {
-  const store = await ModelStore.open();
+  // A full quota can refuse even the models folder: the download is then refused below,
+  // once the server has said how large the file is.
+  let store = null;
+  try {
+    store = await ModelStore.open();
+  } catch (e) {
+    if (!isQuota(e)) throw e;
+  }
   const name = ModelStore.nameFor(url);
-  const stored = await store.complete(name);
+  const stored = await store?.complete(name);
   if (stored) {
     const sink = makeSink(stored.size);
     await streamBlob(stored, sink, onProgress, 'storage');
     return { name, fromStorage: true, resumedFrom: 0 };
   }
 
-  let offset = await store.partialSize(name);
-  const meta = await store.meta(name);
+  let offset = (await store?.partialSize(name)) ?? 0;
+  const meta = await store?.meta(name);
   const headers = {};
   if (offset > 0 && meta?.total) {
     headers.Range = `bytes=${offset}-`;
@@ -99,84 +108,84 @@ export async function loadUrl(url, makeSink, { onProgress, signal } = {}) {
         (free < need ? `but only ${(Math.max(0, free) / MB).toFixed(0)} MB are free. ` : 'and the browser refused to store it. ') +
         'Delete stored models below, or free disk space, and try again.',
     );
-  const isQuota = (e) => e?.name === 'QuotaExceededError' || /no space/i.test(e?.message ?? '');
-  if (quota - usage < need) {
+  if (quota - usage < need || !store) {
     await resp.body?.cancel();
     throw quotaError(quota - usage);
   }
   // Something else (the service worker keeping the app shell) may take the space after the
-  // estimate: the browser's refusal is then said the same way, with a fresh estimate.
-  const refused = async () => {
-    await resp.body?.cancel().catch(() => {});
-    const now = (await navigator.storage.estimate?.()) ?? {};
-    return quotaError((now.quota ?? 0) - (now.usage ?? 0));
-  };
-  try {
-    await store.writeMeta(name, { url: new URL(url, self.location.href).href, total, validator });
-  } catch (e) {
-    throw isQuota(e) ? await refused() : e;
-  }
-
-  const sink = makeSink(total);
-  const meter = progressMeter(total, onProgress, 'download');
-  if (offset > 0) {
-    // Replay what we already have, then continue from the network.
-    const part = await store.partialFile(name);
-    await pump(part.slice(0, offset).stream(), (c) => {
-      sink(c);
-      meter.add(c.byteLength);
-    });
-    meter.resumed = offset;
-  }
+  // estimate, so any write below (metadata, the file, a flush, the final rename) can be
+  // refused: every such refusal is said the same way, with a fresh estimate, and the partial
+  // file is dropped since it cannot be finished.
   let out;
   try {
-    out = await store.appender(name, offset);
+    return await storeAndFeed();
   } catch (e) {
-    throw isQuota(e) ? await refused() : e;
-  }
-  let received = offset;
-  try {
-    await pump(resp.body, (c) => {
-      out.write(c);
-      try {
-        sink(c);
-      } catch (err) {
-        err.fromEngine = true;
-        throw err;
-      }
-      received += c.byteLength;
-      meter.add(c.byteLength);
-    });
-  } catch (e) {
-    if (isQuota(e)) {
-      // The estimate was optimistic: the browser refused the write. Keep nothing.
-      out.close();
-      await store.remove(name);
-      throw quotaError(received - offset);
-    }
-    if (e.fromEngine) {
-      out.close();
-      // The bytes are not a model we can run: keep nothing, so a retry starts clean. A GPU
-      // or memory refusal says nothing against the bytes: keep them for a resumed load.
-      if (!['Gpu', 'OutOfMemory'].includes(e.name)) await store.remove(name);
-      throw e;
-    }
-    if (signal?.aborted) throw namedError('AbortError', 'The download was cancelled; load again to resume it.');
-    throw namedError(
-      'DownloadInterrupted',
-      `The download stopped after ${(received / MB).toFixed(1)} of ${(total / MB).toFixed(1)} MB (${e.message}). Press Load to resume it.`,
-    );
-  } finally {
+    if (!isQuota(e)) throw e;
+    await resp.body?.cancel().catch(() => {});
     try {
-      out.close();
+      out?.close();
     } catch {
-      // already closed after an engine error
+      // the flush on close is what the browser refuses
     }
+    await store.remove(name).catch(() => {});
+    const now = (await navigator.storage.estimate?.()) ?? {};
+    throw quotaError((now.quota ?? 0) - (now.usage ?? 0));
   }
-  meter.add(0, true);
-  if (received !== total) {
-    throw namedError('DownloadInterrupted', `The download ended after ${received} of ${total} bytes. Press Load to resume it.`);
+
+  async function storeAndFeed() {
+    await store.writeMeta(name, { url: new URL(url, self.location.href).href, total, validator });
+    const sink = makeSink(total);
+    const meter = progressMeter(total, onProgress, 'download');
+    if (offset > 0) {
+      // Replay what we already have, then continue from the network.
+      const part = await store.partialFile(name);
+      await pump(part.slice(0, offset).stream(), (c) => {
+        sink(c);
+        meter.add(c.byteLength);
+      });
+      meter.resumed = offset;
+    }
+    out = await store.appender(name, offset);
+    let received = offset;
+    try {
+      await pump(resp.body, (c) => {
+        out.write(c);
+        try {
+          sink(c);
+        } catch (err) {
+          err.fromEngine = true;
+          throw err;
+        }
+        received += c.byteLength;
+        meter.add(c.byteLength);
+      });
+      const closing = out;
+      out = null;
+      closing.close();
+    } catch (e) {
+      if (isQuota(e)) throw e;
+      try {
+        out?.close();
+      } catch {
+        // already closed after an engine error
+      }
+      if (e.fromEngine) {
+        // The bytes are not a model we can run: keep nothing, so a retry starts clean. A GPU
+        // or memory refusal says nothing against the bytes: keep them for a resumed load.
+        if (!['Gpu', 'OutOfMemory'].includes(e.name)) await store.remove(name);
+        throw e;
+      }
+      if (signal?.aborted) throw namedError('AbortError', 'The download was cancelled; load again to resume it.');
+      throw namedError(
+        'DownloadInterrupted',
+        `The download stopped after ${(received / MB).toFixed(1)} of ${(total / MB).toFixed(1)} MB (${e.message}). Press Load to resume it.`,
+      );
+    }
+    meter.add(0, true);
+    if (received !== total) {
+      throw namedError('DownloadInterrupted', `The download ended after ${received} of ${total} bytes. Press Load to resume it.`);
+    }
+    await store.markComplete(name);
+    return { name, fromStorage: false, resumedFrom: offset };
   }
-  await store.markComplete(name);
-  return { name, fromStorage: false, resumedFrom: offset };
 }

@@ -19,6 +19,13 @@ export class ModelStore {
   static async open() {
     if (!navigator.storage?.getDirectory) throw namedError('StorageUnavailable', 'This browser has no Origin Private File System.');
     const root = await navigator.storage.getDirectory();
+    // Opened without `create` first: a full quota refuses creating the folder, and listing or
+    // deleting stored models is what frees the space.
+    try {
+      return new ModelStore(await root.getDirectoryHandle(DIR));
+    } catch (e) {
+      if (e.name !== 'NotFoundError') throw e;
+    }
     return new ModelStore(await root.getDirectoryHandle(DIR, { create: true }));
   }
 
