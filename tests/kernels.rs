@@ -126,3 +126,70 @@ fn real_blocks_from_the_test_models() {
         }
     }
 }
+
+/// Products shared between threads (contiguous weight-row ranges per task, results transposed
+/// back for several rows) give exactly what each weight row gives alone.
+#[test]
+fn shared_products_equal_row_by_row_ones() {
+    use candlelit::backend::pool;
+    let mut seed = 23;
+    // SmolLM2's ffn_down shape: large enough to be split into several tasks.
+    let (n, k) = (576, 1536);
+    let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
+    let wt = Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap();
+    let shared_before = pool::stats()[0];
+    for dtype in [GgmlDType::Q4_1, GgmlDType::Q4K, GgmlDType::F16] {
+        let q = QTensor::quantize(&wt, dtype).unwrap();
+        let data = q.data().unwrap();
+        let row_bytes = data.len() / n;
+        for rows in [1, 7] {
+            let x: Vec<f32> = (0..rows * k).map(|_| lcg(&mut seed) * 3.0).collect();
+            let all = Weights {
+                dtype,
+                data: &data,
+                out_dim: n,
+                in_dim: k,
+            };
+            let mut out = vec![0f32; rows * n];
+            assert!(matmul(&all, &x, rows, &mut out, true), "{dtype:?}");
+            for o in 0..n {
+                let one = Weights {
+                    dtype,
+                    data: &data[o * row_bytes..(o + 1) * row_bytes],
+                    out_dim: 1,
+                    in_dim: k,
+                };
+                let mut alone = vec![0f32; rows];
+                assert!(matmul(&one, &x, rows, &mut alone, true));
+                for r in 0..rows {
+                    assert_eq!(
+                        out[r * n + o].to_bits(),
+                        alone[r].to_bits(),
+                        "{dtype:?} rows {rows}: weight row {o}, row {r}"
+                    );
+                }
+            }
+        }
+    }
+    if pool::threads() > 1 {
+        // Other tests may hold the pool, or a probe may have found helpers not paying on a
+        // busy machine: given a few seconds, some product is shared.
+        let q = QTensor::quantize(&wt, GgmlDType::Q4_1).unwrap();
+        let data = q.data().unwrap();
+        let all = Weights {
+            dtype: GgmlDType::Q4_1,
+            data: &data,
+            out_dim: n,
+            in_dim: k,
+        };
+        let (x, mut out) = (vec![0.5f32; k], vec![0f32; n]);
+        let t0 = std::time::Instant::now();
+        while pool::stats()[0] == shared_before && t0.elapsed().as_secs() < 5 {
+            matmul(&all, &x, 1, &mut out, true);
+        }
+        assert!(
+            pool::stats()[0] > shared_before,
+            "no product was shared between threads"
+        );
+    }
+}

@@ -183,19 +183,13 @@ pub fn attention(q: &[f32], k: &[f16], v: &[f16], pos0: usize, s: &AttentionShap
     // One task per (row, head): each writes its own slice of `out`, so the result does not
     // depend on how the tasks are spread over threads.
     let task = |i: usize, o: &mut [f32]| attend_one(q, k, v, pos0 + i / n_head, i % n_head, i / n_head, s, o);
-    #[cfg(any(feature = "threads", not(target_arch = "wasm32")))]
-    {
-        use rayon::prelude::*;
-        // Worth a pool wake-up only with enough positions to go through: in decode (one
-        // row) that takes a long context (waking the browser's pool made SmolLM2's 2-thread
-        // decode 7% slower at a 134-token prompt).
-        let rows = q.len() / (n_head * hd);
-        let work = rows * n_head * (pos0 + rows) * hd;
-        let threshold = if rows == 1 { 1 << 20 } else { 1 << 17 };
-        if rayon::current_num_threads() > 1 && work >= threshold {
-            out.par_chunks_mut(hd).enumerate().for_each(|(i, o)| task(i, o));
-            return out;
-        }
+    // A task per few heads; worth handing over only with enough positions to go through.
+    let rows = q.len() / (n_head * hd);
+    let work = rows * n_head * (pos0 + rows) * hd;
+    if super::pool::threads() > 1 && work >= 1 << 15 {
+        let grain = (n_head * rows).div_ceil(super::pool::threads() * 4);
+        super::pool::for_each_piece(&mut out, hd, grain, 2.0 * work as f64, task);
+        return out;
     }
     out.chunks_mut(hd).enumerate().for_each(|(i, o)| task(i, o));
     out

@@ -5,6 +5,7 @@
 pub mod cpu;
 pub mod gpu;
 pub mod kernels;
+pub mod pool;
 
 use crate::error::Result;
 use crate::model::config::Activation;

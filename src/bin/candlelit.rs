@@ -357,6 +357,7 @@ mod cli {
             "gen_tokens": gen_tokens,
             "decode_ms": decode_ms,
             "decode_tokens_per_s": gen_tokens as f64 / decode_ms * 1000.0,
+            "pool_jobs": candlelit::backend::pool::stats(),
         }))
     }
 

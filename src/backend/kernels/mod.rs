@@ -173,16 +173,26 @@ pub fn matmul(w: &Weights, x: &[f32], rows: usize, out: &mut [f32], simd: bool) 
         return false;
     }
     let row_bytes = w.in_dim / block_elems * block_bytes;
+    let work = (w.out_dim * w.in_dim * rows) as f64;
     match dot {
         Dot::Q8(f) => {
             let acts = quantize_rows(x, w.in_dim, rows, q8::quantize_q8);
-            multiply(w.data, row_bytes, &acts, w.in_dim / 32, w.out_dim, out, f);
+            multiply(w.data, row_bytes, &acts, w.in_dim / 32, w.out_dim, work, out, f);
         }
         Dot::Q8K(f) => {
             let acts = quantize_rows(x, w.in_dim, rows, q8::quantize_q8k);
-            multiply(w.data, row_bytes, &acts, w.in_dim / 256, w.out_dim, out, f);
+            multiply(w.data, row_bytes, &acts, w.in_dim / 256, w.out_dim, work, out, f);
         }
-        Dot::F32(f) => multiply(w.data, row_bytes, &x[..rows * w.in_dim], w.in_dim, w.out_dim, out, f),
+        Dot::F32(f) => multiply(
+            w.data,
+            row_bytes,
+            &x[..rows * w.in_dim],
+            w.in_dim,
+            w.out_dim,
+            work,
+            out,
+            f,
+        ),
     }
     true
 }
@@ -197,28 +207,55 @@ fn quantize_rows<B>(x: &[f32], in_dim: usize, rows: usize, q: fn(&[f32], &mut Ve
     all
 }
 
+/// `work`: multiply-adds, for the pool's measurements.
+#[allow(clippy::too_many_arguments)]
 fn multiply<B: Sync>(
     w: &[u8],
     row_bytes: usize,
     acts: &[B],
     blocks: usize,
     out_dim: usize,
+    work: f64,
     out: &mut [f32],
     f: Kern<B>,
 ) {
-    // Waking the pool costs tens of microseconds in a browser: only products with enough
-    // work are split (in decode that is the output projection; in prefill all of them).
-    #[cfg(any(feature = "threads", not(target_arch = "wasm32")))]
-    if rayon::current_num_threads() > 1 && out_dim >= 64 && w.len() * (acts.len() / blocks) >= 1 << 21 {
-        return multiply_threaded(w, row_bytes, acts, blocks, out_dim, out, f);
-    }
     let rows = acts.len() / blocks;
+    // Contiguous ranges of weight rows per task, a few tasks per thread so that a thread
+    // slowed by another process leaves its share to the others. A task below ~16 KB of
+    // weights costs more to hand over than it saves.
+    let threads = super::pool::threads();
+    let per_task = if threads > 1 {
+        out_dim
+            .div_ceil(threads * 4)
+            .max((16 << 10) / (row_bytes * rows).max(1))
+            .max(1)
+    } else {
+        out_dim
+    };
     if rows == 1 {
         // Decode: `out` is already laid out per weight row.
-        return dot_rows(w, row_bytes, acts, blocks, f, out);
+        return super::pool::for_each_piece(&mut out[..out_dim], per_task, 1, work, |t, res| {
+            dot_rows(
+                &w[t * per_task * row_bytes..][..res.len() * row_bytes],
+                row_bytes,
+                acts,
+                blocks,
+                f,
+                res,
+            )
+        });
     }
     let mut by_weight = vec![0f32; out_dim * rows];
-    dot_rows(w, row_bytes, acts, blocks, f, &mut by_weight);
+    super::pool::for_each_piece(&mut by_weight, per_task * rows, 1, work, |t, res| {
+        dot_rows(
+            &w[t * per_task * row_bytes..][..res.len() / rows * row_bytes],
+            row_bytes,
+            acts,
+            blocks,
+            f,
+            res,
+        )
+    });
     transpose_into(&by_weight, rows, out_dim, out);
 }
 
@@ -249,31 +286,6 @@ fn transpose_into(by_weight: &[f32], rows: usize, out_dim: usize, out: &mut [f32
             out[r * out_dim + o] = *v;
         }
     }
-}
-
-/// Splits the weight rows into a few contiguous ranges per thread: one synchronisation per
-/// matrix product, and each thread streams its own part of the weights.
-#[cfg(any(feature = "threads", not(target_arch = "wasm32")))]
-fn multiply_threaded<B: Sync>(
-    w: &[u8],
-    row_bytes: usize,
-    acts: &[B],
-    blocks: usize,
-    out_dim: usize,
-    out: &mut [f32],
-    f: Kern<B>,
-) {
-    use rayon::prelude::*;
-    let rows = acts.len() / blocks;
-    let per_task = out_dim.div_ceil(rayon::current_num_threads() * 2);
-    // Each task takes a contiguous range of weight rows, results per weight row, then one
-    // transposition into `out`.
-    let mut by_weight = vec![0f32; out_dim * rows];
-    by_weight
-        .par_chunks_mut(per_task * rows)
-        .zip(w.par_chunks(per_task * row_bytes))
-        .for_each(|(res, part)| dot_rows(part, row_bytes, acts, blocks, f, res));
-    transpose_into(&by_weight, rows, out_dim, out);
 }
 
 /// Runs the fast kernel and the scalar reference on the same data and returns the worst
