@@ -171,16 +171,9 @@ fn subgroup_kernel_matches_the_reference() {
         println!("subgroup kernel, SmolLM2 {n} ({in_dim} wide): error {e:.2e}");
     }
     // The whole model: the greedy reply equals the CPU's.
-    use candlelit::engine::{Engine, Prompt, Request};
+    use candlelit::engine::{Engine, Prompt};
     use candlelit::tokenizer::Message;
-    let req = Request {
-        max_tokens: 12,
-        sampling: candlelit::sample::SamplingParams {
-            temperature: 0.0,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let req = greedy(12);
     let chat = Prompt::Chat(vec![
         Message::new("system", "You are a helpful assistant."),
         Message::new("user", "What is the capital of France?"),
@@ -596,18 +589,11 @@ fn gpu_agrees_with_cpu_on_gemma3() {
 /// `Gpu` error (no panic, no hang), as the browser's fallback needs.
 #[test]
 fn engine_chats_on_the_gpu_and_reports_a_lost_device() {
-    use candlelit::engine::{Engine, Prompt, Request};
+    use candlelit::engine::{Engine, Prompt};
     use candlelit::tokenizer::Message;
     let g = Gpu::new_blocking().unwrap();
     let mut e = Engine::with_backend(Loader::load_file(model_path(SMOLLM2)).unwrap(), Some(512), g.clone()).unwrap();
-    let req = Request {
-        max_tokens: 16,
-        sampling: candlelit::sample::SamplingParams {
-            temperature: 0.0,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let req = greedy(16);
     let mut chat = vec![
         Message::new("system", "You are a helpful assistant."),
         Message::new("user", "What is the capital of France?"),
@@ -631,4 +617,15 @@ fn engine_chats_on_the_gpu_and_reports_a_lost_device() {
         .expect_err("a lost device must fail the request");
     println!("after destroy: {err}");
     assert_eq!(err.code(), "Gpu");
+}
+
+fn greedy(max_tokens: usize) -> candlelit::engine::Request {
+    candlelit::engine::Request {
+        max_tokens,
+        sampling: candlelit::sample::SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }

@@ -76,32 +76,9 @@ pub enum Dot {
 /// The kernel for a block type, with the bytes and elements of one block.
 pub fn kernel(dtype: GgmlDType, simd: bool) -> Option<(Dot, usize, usize)> {
     use GgmlDType as T;
-    let pick = |f: fn(&[u8], &[BlockQ8]) -> f32, s: fn(&[u8], &[BlockQ8]) -> f32| {
-        Dot::Q8(if simd {
-            Kern {
-                one: f,
-                four: four_q8(dtype),
-            }
-        } else {
-            Kern { one: s, four: None }
-        })
-    };
-    let pick_k = |f: fn(&[u8], &[BlockQ8K]) -> f32, s: fn(&[u8], &[BlockQ8K]) -> f32| {
-        Dot::Q8K(if simd {
-            Kern {
-                one: f,
-                four: four_q8k(dtype),
-            }
-        } else {
-            Kern { one: s, four: None }
-        })
-    };
-    let pick_f = |f: fn(&[u8], &[f32]) -> f32, s: fn(&[u8], &[f32]) -> f32| {
-        Dot::F32(Kern {
-            one: if simd { f } else { s },
-            four: None,
-        })
-    };
+    let pick = |f, s| Dot::Q8(choose(simd, f, s, four_q8(dtype)));
+    let pick_k = |f, s| Dot::Q8K(choose(simd, f, s, four_q8k(dtype)));
+    let pick_f = |f, s| Dot::F32(choose(simd, f, s, None));
     Some(match dtype {
         T::F16 => (pick_f(fast::dot_f16, scalar::dot_f16), 2, 1),
         T::BF16 => (pick_f(fast::dot_bf16, scalar::dot_bf16), 2, 1),
@@ -117,6 +94,23 @@ pub fn kernel(dtype: GgmlDType, simd: bool) -> Option<(Dot, usize, usize)> {
         T::Q6K => (pick_k(fast::dot_q6_k, scalar::dot_q6_k), 210, 256),
         _ => return None,
     })
+}
+
+/// The SIMD kernel (with its four-row form, if any) or the scalar reference.
+fn choose<B>(
+    simd: bool,
+    fast: fn(&[u8], &[B]) -> f32,
+    scalar: fn(&[u8], &[B]) -> f32,
+    four: Option<Four<B>>,
+) -> Kern<B> {
+    if simd {
+        Kern { one: fast, four }
+    } else {
+        Kern {
+            one: scalar,
+            four: None,
+        }
+    }
 }
 
 /// The four-row kernels: the SIMD ones of the types prefill spends its time in.
@@ -232,31 +226,24 @@ fn multiply<B: Sync>(
     } else {
         out_dim
     };
-    if rows == 1 {
-        // Decode: `out` is already laid out per weight row.
-        return super::pool::for_each_piece(&mut out[..out_dim], per_task, 1, work, |t, res| {
-            dot_rows(
-                &w[t * per_task * row_bytes..][..res.len() * row_bytes],
-                row_bytes,
-                acts,
-                blocks,
-                f,
-                res,
-            )
-        });
-    }
-    let mut by_weight = vec![0f32; out_dim * rows];
-    super::pool::for_each_piece(&mut by_weight, per_task * rows, 1, work, |t, res| {
-        dot_rows(
-            &w[t * per_task * row_bytes..][..res.len() / rows * row_bytes],
-            row_bytes,
-            acts,
-            blocks,
-            f,
-            res,
-        )
+    // Results per weight row; in decode (one row) that is already `out`'s layout.
+    let mut by_weight = if rows == 1 {
+        Vec::new()
+    } else {
+        vec![0f32; out_dim * rows]
+    };
+    let res = if rows == 1 {
+        &mut out[..out_dim]
+    } else {
+        &mut by_weight[..]
+    };
+    super::pool::for_each_piece(res, per_task * rows, 1, work, |t, res| {
+        let part = &w[t * per_task * row_bytes..][..res.len() / rows * row_bytes];
+        dot_rows(part, row_bytes, acts, blocks, f, res)
     });
-    transpose_into(&by_weight, rows, out_dim, out);
+    if rows > 1 {
+        transpose_into(&by_weight, rows, out_dim, out);
+    }
 }
 
 /// For each weight row of `w`, its products with every activation row, written as

@@ -13,18 +13,12 @@ fn main(@builtin(workgroup_id) g: vec3<u32>, @builtin(local_invocation_index) t:
         return;
     }
     let nr = min(R, p.rows - r0);
-    let nblk = p.in_dim / (SUBS * 32u);
-    let row = o * nblk * BLOCK_BYTES;
-    let nsub = nblk * SUBS;
+    let row = row_start(o);
     var acc: array<f32, R>;
-    for (var i = 0u; i < nsub; i++) {
+    for (var i = 0u; i < p.in_dim / 32u; i++) {
         add_sub_block(&acc, row, i, r0, nr);
     }
-    var b = 0.0;
-    if (p.has_bias != 0u) {
-        b = bias[p.y_offset + o];
-    }
     for (var r = 0u; r < nr; r++) {
-        y[(r0 + r) * p.y_stride + p.y_offset + o] = acc[r] + b;
+        write_out(o, r0 + r, acc[r]);
     }
 }

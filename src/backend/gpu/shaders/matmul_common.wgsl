@@ -22,6 +22,20 @@ struct Params {
 // Per 32-value activation block, ggml's q8_1 sum (used by types with a block minimum).
 @group(0) @binding(5) var<storage, read> xsum: array<f32>;
 
+// Weight row o's first byte.
+fn row_start(o: u32) -> u32 {
+    return o * (p.in_dim / (SUBS * 32u)) * BLOCK_BYTES;
+}
+
+// Writes weight row o · input row r (v), plus the row's bias where there is one.
+fn write_out(o: u32, r: u32, v: f32) {
+    var b = 0.0;
+    if (p.has_bias != 0u) {
+        b = bias[p.y_offset + o];
+    }
+    y[r * p.y_stride + p.y_offset + o] = v + b;
+}
+
 // acc[r] += sub-block i of the weight row starting at byte `row` · input row r0 + r, r < nr.
 // The weights are dequantized once for all R rows; fixed trip counts let the loop unroll
 // and keep `acc` in registers.

@@ -27,11 +27,9 @@ fn main(
         return;
     }
     let nr = min(R, p.rows - r0);
-    let nblk = p.in_dim / (SUBS * 32u);
-    let row = o * nblk * BLOCK_BYTES;
-    let nsub = nblk * SUBS;
+    let row = row_start(o);
     var acc: array<f32, R>;
-    for (var i = t; i < nsub; i += WG) {
+    for (var i = t; i < p.in_dim / 32u; i += WG) {
         add_sub_block(&acc, row, i, r0, nr);
     }
     // The subgroup's first thread (subgroupElect, which wgpu's compiler lacks) claims a slot.
@@ -50,16 +48,12 @@ fn main(
     workgroupBarrier();
     if (t == 0u) {
         let n = min(atomicLoad(&slots), MAX_SLOTS);
-        var b = 0.0;
-        if (p.has_bias != 0u) {
-            b = bias[p.y_offset + o];
-        }
         for (var r = 0u; r < nr; r++) {
             var total = 0.0;
             for (var s = 0u; s < n; s++) {
                 total += partial[s * R + r];
             }
-            y[(r0 + r) * p.y_stride + p.y_offset + o] = total + b;
+            write_out(o, r0 + r, total);
         }
     }
 }
