@@ -343,7 +343,7 @@ async function handle(msg) {
       break;
     case 'bench-matmul':
       await ready;
-      post({ type: 'ok', id, result: wasm.benchMatmul(msg.n, msg.k, msg.rows, msg.iters) });
+      post({ type: 'ok', id, result: wasm.benchMatmul(msg.n, msg.k, msg.rows, msg.iters, msg.dtype) });
       break;
     case 'memory':
       await ready;

@@ -209,28 +209,72 @@ fn attend_one(q: &[f32], k: &[f16], v: &[f16], pos: usize, h: usize, r: usize, s
     };
     let q_at = (r * s.n_head + h) * hd;
     let qv: Vec<f32> = q[q_at..q_at + hd].iter().map(|&x| round_f16(x)).collect();
+    let at = |p: usize| p * kv_width + kvh * hd;
     let mut scores = Vec::with_capacity(pos + 1 - first);
+    key_dots(&qv, first..pos + 1, |p| &k[at(p)..at(p) + hd], &mut scores);
+    softmax_f16(&mut scores, s.scale, s.softcap);
+    weighted_values(o, &scores, |i| &v[at(first + i)..at(first + i) + hd]);
+}
+
+/// Scores to attention weights: scaled (and soft-capped), softmax, rounded to f16.
+fn softmax_f16(scores: &mut [f32], scale: f32, softcap: Option<f32>) {
     let mut max = f32::NEG_INFINITY;
-    for p in first..=pos {
-        let kv = &k[p * kv_width + kvh * hd..p * kv_width + (kvh + 1) * hd];
-        // One running sum on purpose: an eight-lane sum decoded 10% faster natively but moved
-        // the teacher-forced logits away from llama.cpp's (tests/parity.rs failed on both models).
-        let mut d = qv.iter().zip(kv).map(|(a, b)| a * widen(*b)).sum::<f32>() * s.scale;
-        if let Some(c) = s.softcap {
-            d = (d / c).tanh() * c;
+    for d in scores.iter_mut() {
+        *d *= scale;
+        if let Some(c) = softcap {
+            *d = (*d / c).tanh() * c;
         }
-        max = max.max(d);
-        scores.push(d);
+        max = max.max(*d);
     }
-    let mut sum = 0.0;
-    for sc in scores.iter_mut() {
-        *sc = (*sc - max).exp();
-        sum += *sc;
+    // In the browser the exponentials and the rounding (software routines there, a third of
+    // the attention time) run four at a time; every wasm build runs this same code.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return super::kernels::simd128::exp_normalize_f16(scores, max);
+    #[allow(unreachable_code)]
+    {
+        let mut sum = 0.0;
+        for sc in scores.iter_mut() {
+            *sc = (*sc - max).exp();
+            sum += *sc;
+        }
+        for sc in scores.iter_mut() {
+            *sc = round_f16(*sc / sum);
+        }
     }
-    for (i, p) in (first..=pos).enumerate() {
-        let w = round_f16(scores[i] / sum);
-        let vv = &v[p * kv_width + kvh * hd..p * kv_width + (kvh + 1) * hd];
-        for (a, b) in o.iter_mut().zip(vv) {
+}
+
+/// `q · key(p)` for every position, each summed in element order in one running sum: an
+/// eight-lane sum decoded 10% faster natively but moved the teacher-forced logits away from
+/// llama.cpp's (tests/parity.rs failed on both models). The SIMD form keeps that order by
+/// giving each of four keys its own lane, so it is bit-identical to the scalar one.
+fn key_dots<'a>(q: &[f32], positions: std::ops::Range<usize>, key: impl Fn(usize) -> &'a [f16], out: &mut Vec<f32>) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let rest = {
+        let mut p = positions.start;
+        while q.len().is_multiple_of(8) && p + 4 <= positions.end {
+            out.extend(super::kernels::simd128::dot_keys4(
+                q,
+                [key(p), key(p + 1), key(p + 2), key(p + 3)],
+            ));
+            p += 4;
+        }
+        p
+    };
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let rest = positions.start;
+    for p in rest..positions.end {
+        out.push(q.iter().zip(key(p)).map(|(a, b)| a * widen(*b)).sum::<f32>());
+    }
+}
+
+/// `o += Σ w[i] · value(i)`, each element summed in position order.
+fn weighted_values<'a>(o: &mut [f32], w: &[f32], value: impl Fn(usize) -> &'a [f16]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if o.len().is_multiple_of(8) {
+        return super::kernels::simd128::add_weighted_rows(o, w, value);
+    }
+    for (i, &w) in w.iter().enumerate() {
+        for (a, b) in o.iter_mut().zip(value(i)) {
             *a += w * widen(*b);
         }
     }

@@ -215,7 +215,16 @@ pub fn log_sum_exp(x: &[f32]) -> f32 {
     if !max.is_finite() {
         return max;
     }
-    max + x.iter().map(|v| (v - max).exp()).sum::<f32>().ln()
+    max + sum_exp(x, max).ln()
+}
+
+/// `Σ e^(v − max)`: in the browser four at a time (for Gemma's 262144 logits the scalar
+/// exponentials took 2 ms a token, a tenth of the step).
+fn sum_exp(x: &[f32], max: f32) -> f32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return crate::backend::kernels::simd128::sum_exp(x, max);
+    #[allow(unreachable_code)]
+    x.iter().map(|v| (v - max).exp()).sum::<f32>()
 }
 
 /// Log-softmax of `x`.

@@ -55,24 +55,31 @@ pub fn fault_inject_trap() {
     core::arch::wasm32::unreachable()
 }
 
-/// Milliseconds for `iters` products of a random Q4_1 `n × k` matrix with `rows` activation
-/// rows (a kernel microbenchmark for the benchmark page).
+/// Milliseconds for `iters` products of a random `n × k` matrix of block type `dtype` (GGUF's
+/// name, e.g. "q8_0"; Q4_1 if absent or unknown) with `rows` activation rows (a kernel
+/// microbenchmark for the benchmark page).
 #[wasm_bindgen(js_name = benchMatmul)]
-pub fn bench_matmul(n: usize, k: usize, rows: usize, iters: usize) -> f64 {
+pub fn bench_matmul(n: usize, k: usize, rows: usize, iters: usize, dtype: Option<String>) -> f64 {
     use crate::backend::kernels::{matmul, Weights};
     use candle_core::quantized::{GgmlDType, QTensor};
     let w: Vec<f32> = (0..n * k).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
     let Ok(t) = candle_core::Tensor::from_vec(w, (n, k), &candle_core::Device::Cpu) else {
         return -1.0;
     };
-    let Ok(q) = QTensor::quantize(&t, GgmlDType::Q4_1) else {
+    let key = |s: &str| s.to_lowercase().replace('_', "");
+    let wanted = dtype.as_deref().map(key);
+    let dtype = crate::backend::kernels::SUPPORTED
+        .into_iter()
+        .find(|d| Some(key(&format!("{d:?}"))) == wanted)
+        .unwrap_or(GgmlDType::Q4_1);
+    let Ok(q) = QTensor::quantize(&t, dtype) else {
         return -1.0;
     };
     let Ok(data) = q.data() else { return -1.0 };
     let x: Vec<f32> = (0..rows * k).map(|i| (i % 13) as f32 / 7.0 - 1.0).collect();
     let mut out = vec![0f32; rows * n];
     let weights = Weights {
-        dtype: GgmlDType::Q4_1,
+        dtype,
         data: &data,
         out_dim: n,
         in_dim: k,

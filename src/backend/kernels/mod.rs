@@ -295,6 +295,36 @@ pub fn compare_with_reference(w: &Weights, x: &[f32], rows: usize) -> Option<f64
     )
 }
 
+/// The other Q8_0 kernel (the one machines without VNNI run) against the reference.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn sign_moved_error(w: &Weights, x: &[f32], rows: usize) -> f64 {
+    let mut fast_out = vec![0f32; rows * w.out_dim];
+    let mut ref_out = vec![0f32; rows * w.out_dim];
+    let acts = quantize_rows(x, w.in_dim, rows, q8::quantize_q8);
+    let row_bytes = w.in_dim / 32 * 34;
+    let kern = Kern {
+        one: simd128::dot_q8_0_sign_moved,
+        four: None,
+    };
+    multiply(
+        w.data,
+        row_bytes,
+        &acts,
+        w.in_dim / 32,
+        w.out_dim,
+        0.0,
+        &mut fast_out,
+        kern,
+    );
+    matmul(w, x, rows, &mut ref_out, false);
+    let scale = ref_out.iter().map(|v| v.abs() as f64).sum::<f64>() / ref_out.len() as f64 + 1e-12;
+    fast_out
+        .iter()
+        .zip(&ref_out)
+        .map(|(a, b)| (*a as f64 - *b as f64).abs() / scale)
+        .fold(0.0, f64::max)
+}
+
 /// The fast kernels against the references on random weights of every supported type.
 pub fn self_test_random(seed: u64) -> Vec<(String, f64)> {
     use candle_core::{Device, Tensor};
@@ -324,8 +354,47 @@ pub fn self_test_random(seed: u64) -> Vec<(String, f64)> {
                 if let Some(err) = compare_with_reference(&w, &x, rows) {
                     out.push((format!("{dtype:?}"), err));
                 }
+                #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                if dtype == GgmlDType::Q8_0 {
+                    out.push(("Q8_0 (signs moved)".into(), sign_moved_error(&w, &x, rows)));
+                }
             }
         }
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    out.extend(attention_differences(&mut next));
     out
+}
+
+/// The SIMD attention sums against the scalar loops they replace, which they must equal bit
+/// for bit (same order of additions): query · keys, and weights · values, over f16 rows.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn attention_differences(next: &mut impl FnMut() -> f32) -> Vec<(String, f64)> {
+    use half::f16;
+    let hd = 64;
+    let q: Vec<f32> = (0..hd).map(|_| next()).collect();
+    let rows: Vec<Vec<f16>> = (0..4)
+        .map(|_| (0..hd).map(|_| f16::from_f32(next() * 3.0)).collect())
+        .collect();
+    let fast = simd128::dot_keys4(&q, [&rows[0], &rows[1], &rows[2], &rows[3]]);
+    let keys = rows
+        .iter()
+        .zip(fast)
+        .map(|(r, f)| (q.iter().zip(r).map(|(a, b)| a * b.to_f32()).sum::<f32>() - f).abs() as f64)
+        .fold(0.0, f64::max);
+    let w: Vec<f32> = (0..4).map(|_| next().abs()).collect();
+    let mut fast = vec![0f32; hd];
+    simd128::add_weighted_rows(&mut fast, &w, |i| &rows[i]);
+    let mut slow = vec![0f32; hd];
+    for (wi, r) in w.iter().zip(&rows) {
+        for (o, v) in slow.iter_mut().zip(r) {
+            *o += wi * v.to_f32();
+        }
+    }
+    let values = fast
+        .iter()
+        .zip(&slow)
+        .map(|(a, b)| (a - b).abs() as f64)
+        .fold(0.0, f64::max);
+    vec![("attention q·K".into(), keys), ("attention w·V".into(), values)]
 }

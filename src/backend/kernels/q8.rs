@@ -12,6 +12,24 @@ pub struct BlockQ8 {
     pub d: f32,
     /// `d * Σ qs`, rounded through f16 like ggml's `block_q8_1.s`.
     pub s: f32,
+    /// `Σ qs` exactly, for kernels that multiply offset codes (`Σ (w − off)·a = Σ w·a − off·Σ a`).
+    pub sum: i32,
+    /// `d` of this block and the next three (0 past the row's end): the SIMD kernels scale
+    /// four blocks at once and take their four scales in one load.
+    pub d4: [f32; 4],
+    /// `s` of this block and the next three, likewise.
+    pub s4: [f32; 4],
+}
+
+impl BlockQ8 {
+    pub const ZERO: BlockQ8 = BlockQ8 {
+        qs: [0; 32],
+        d: 0.0,
+        s: 0.0,
+        sum: 0,
+        d4: [0.0; 4],
+        s4: [0.0; 4],
+    };
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -39,7 +57,17 @@ pub fn quantize_q8(x: &[f32], out: &mut Vec<BlockQ8>) {
             qs,
             d: f16::from_f32(d).to_f32(),
             s: f16::from_f32(sum as f32 * d).to_f32(),
+            sum,
+            d4: [0.0; 4],
+            s4: [0.0; 4],
         });
+    }
+    let first = out.len() - x.len() / 32;
+    for i in first..out.len() {
+        for j in 0..4 {
+            out[i].d4[j] = out.get(i + j).map_or(0.0, |b| b.d);
+            out[i].s4[j] = out.get(i + j).map_or(0.0, |b| b.s);
+        }
     }
 }
 

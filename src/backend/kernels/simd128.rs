@@ -32,34 +32,31 @@ fn dot16(a: v128, b: v128) -> v128 {
     )
 }
 
-/// Relaxed SIMD's pair sums (`pmaddubsw` on x86: i16 lane k = bytes 2k and 2k+1) as
-/// `dot16`'s lanes: lane j = pairs j and j + 4.
-#[cfg(target_feature = "relaxed-simd")]
+/// Σ (w[i] − OFF)·a[i] over a 32-value block (codes `lo`, `hi`) as four i32 partial sums,
+/// for the unsigned codes (0..=31) every quantization but Q8_0 stores. The lanes may split the
+/// sum any way (the caller adds them as integers): with relaxed SIMD, one
+/// `i32x4.relaxed_dot_i8x16_i7x16_add` per 16 bytes (x86: `vpdpbusd` or `pmaddubsw` +
+/// `pmaddwd`), exact because the codes never set the top bit, and the offset comes off once
+/// per block as `OFF·Σa` (`sum` is `Σa`) instead of once per byte.
 #[inline(always)]
-fn pairs_to_lanes(p: v128) -> v128 {
-    i32x4_add(i32x4_extend_low_i16x8(p), i32x4_extend_high_i16x8(p))
-}
-
-/// Σ (w[i] − OFF)·a[i] over 16 bytes as four i32 partial sums laid out as `dot16`'s, for the
-/// unsigned codes (0..=127) every quantization but Q8_0 stores. Both builds put the same
-/// integers in the same lanes, so the kernels that scale each lane in f32 round alike and
-/// both builds give the same text. Relaxed SIMD forms the pair sums in one instruction
-/// (`i16x8.relaxed_dot_i8x16_i7x16_s`) instead of two widening multiplies and two pairwise
-/// adds; exact, because the codes never set the top bit and a pair is at most 2·128·63.
-#[inline(always)]
-fn dot_codes<const OFF: i8>(w: v128, a: v128) -> v128 {
+fn block_codes<const OFF: i32>(lo: v128, hi: v128, a: &BlockQ8) -> v128 {
+    const { assert!(OFF % 4 == 0) };
     #[cfg(target_feature = "relaxed-simd")]
     {
-        let p = i16x8_relaxed_dot_i8x16_i7x16(a, w);
-        if OFF == 0 {
-            pairs_to_lanes(p)
-        } else {
-            pairs_to_lanes(i16x8_sub(p, i16x8_relaxed_dot_i8x16_i7x16(a, i8x16_splat(OFF))))
-        }
+        let start = i32x4_splat(-(OFF / 4) * a.sum);
+        i32x4_relaxed_dot_i8x16_i7x16_add(
+            load_i8(&a.qs, 16),
+            hi,
+            i32x4_relaxed_dot_i8x16_i7x16_add(load_i8(&a.qs, 0), lo, start),
+        )
     }
     #[cfg(not(target_feature = "relaxed-simd"))]
     {
-        dot16(if OFF == 0 { w } else { i8x16_sub(w, i8x16_splat(OFF)) }, a)
+        let off = i8x16_splat(OFF as i8);
+        i32x4_add(
+            dot16(i8x16_sub(lo, off), load_i8(&a.qs, 0)),
+            dot16(i8x16_sub(hi, off), load_i8(&a.qs, 16)),
+        )
     }
 }
 
@@ -84,21 +81,69 @@ fn sum_codes<const OFF: i8>(w: v128, a: v128) -> v128 {
     }
 }
 
-/// Σ w[i]·a[i] over 16 bytes of signed weights (Q8_0), in `dot16`'s lanes. The relaxed form
-/// moves each weight's sign onto its activation, as llama.cpp's x86 kernels do, so that the
-/// weight operand is |w| ≤ 127 (a file holding −128 gets an implementation-defined sum,
-/// never a trap).
+/// Σ w[i]·a[i] over a block of 32 signed weights (Q8_0) as four i32 partial sums, any lanes.
+/// Relaxed SIMD's dot product wants its second operand in 0..=127. Where this machine's
+/// relaxed dot product is found to multiply bytes 128..=255 as unsigned without saturating
+/// (x86 with VNNI: `vpdpbusd`), the weights are biased to `w + 128` (one xor) and `128·Σa`
+/// comes off once per block; elsewhere (ARM's signed `sdot`, x86's saturating `pmaddubsw`)
+/// each weight's sign moves onto its activation, as llama.cpp's x86 kernels do, so that the
+/// weight operand is |w| ≤ 127. Either way the integer sum is exact (a file holding −128
+/// gets an implementation-defined sum, never a trap).
 #[inline(always)]
-fn dot_signed(w: v128, a: v128) -> v128 {
+fn block_signed<const UNSIGNED: bool>(lo: v128, hi: v128, a: &BlockQ8) -> v128 {
+    let (a_lo, a_hi) = (load_i8(&a.qs, 0), load_i8(&a.qs, 16));
     #[cfg(target_feature = "relaxed-simd")]
     {
-        let signed_a = i8x16_relaxed_laneselect(i8x16_neg(a), a, i8x16_lt(w, i8x16_splat(0)));
-        pairs_to_lanes(i16x8_relaxed_dot_i8x16_i7x16(signed_a, i8x16_abs(w)))
+        if UNSIGNED {
+            let bias = u8x16_splat(0x80);
+            let start = i32x4_splat(-32 * a.sum);
+            i32x4_relaxed_dot_i8x16_i7x16_add(
+                a_hi,
+                v128_xor(hi, bias),
+                i32x4_relaxed_dot_i8x16_i7x16_add(a_lo, v128_xor(lo, bias), start),
+            )
+        } else {
+            let signed = |w: v128, a: v128| i8x16_relaxed_laneselect(i8x16_neg(a), a, i8x16_lt(w, i8x16_splat(0)));
+            i32x4_relaxed_dot_i8x16_i7x16_add(
+                signed(hi, a_hi),
+                i8x16_abs(hi),
+                i32x4_relaxed_dot_i8x16_i7x16_add(signed(lo, a_lo), i8x16_abs(lo), i32x4_splat(0)),
+            )
+        }
     }
     #[cfg(not(target_feature = "relaxed-simd"))]
     {
-        dot16(w, a)
+        i32x4_add(dot16(lo, a_lo), dot16(hi, a_hi))
     }
+}
+
+/// Whether `i32x4.relaxed_dot_i8x16_i7x16_add` multiplies second-operand bytes 128..=255 as
+/// unsigned values without saturating here (the relaxed SIMD spec leaves it to the machine;
+/// the answer is fixed for a machine, so it is asked once).
+#[cfg(target_feature = "relaxed-simd")]
+pub fn unsigned_dot_exact() -> bool {
+    use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
+    static ANSWER: AtomicU8 = AtomicU8::new(0);
+    match ANSWER.load(Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let w = core::hint::black_box(u8x16_splat(0xFF));
+            let exact = [127i8, -127].iter().all(|&x| {
+                let a = core::hint::black_box(i8x16_splat(x));
+                let d = i32x4_relaxed_dot_i8x16_i7x16_add(a, w, i32x4_splat(1));
+                let want = 1 + 4 * 255 * x as i32;
+                i32x4_all_true(i32x4_eq(d, i32x4_splat(want)))
+            });
+            ANSWER.store(if exact { 1 } else { 2 }, Relaxed);
+            exact
+        }
+    }
+}
+
+#[cfg(not(target_feature = "relaxed-simd"))]
+pub fn unsigned_dot_exact() -> bool {
+    false
 }
 
 #[inline(always)]
@@ -111,34 +156,105 @@ fn hsum_i32(v: v128) -> i32 {
     i32x4_extract_lane::<0>(v) + i32x4_extract_lane::<1>(v) + i32x4_extract_lane::<2>(v) + i32x4_extract_lane::<3>(v)
 }
 
-/// One 32-value block's codes (values 0..16 and 16..32), scale and minimum, times N
-/// activation rows. Prefill passes four rows, so each block is unpacked once for all four;
-/// each row's sums are formed exactly as with one row, so results do not depend on N.
+/// Four blocks' integer sums into one vector: lane k = block k's whole sum.
+#[inline(always)]
+fn block_totals(s: [v128; 4]) -> v128 {
+    let pairs = |a: v128, b: v128| i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(a, b), i32x4_shuffle::<2, 6, 3, 7>(a, b));
+    let (t01, t23) = (pairs(s[0], s[1]), pairs(s[2], s[3]));
+    i32x4_add(
+        i32x4_shuffle::<0, 1, 4, 5>(t01, t23),
+        i32x4_shuffle::<2, 3, 6, 7>(t01, t23),
+    )
+}
+
+/// The scales of four blocks `block_bytes` apart (f16 at each block's start) as f32x4.
+#[inline(always)]
+fn scales4(w: &[u8], at: usize, block_bytes: usize) -> v128 {
+    let h = |j: usize| u16::from_le_bytes([w[at + j * block_bytes], w[at + j * block_bytes + 1]]) as u32;
+    f16x4_to_f32(u32x4(h(0), h(1), h(2), h(3)))
+}
+
+struct Group<'a, const N: usize, U, S> {
+    act: [&'a [BlockQ8]; N],
+    block_bytes: usize,
+    has_min: bool,
+    unpack: &'a U,
+    sums: &'a S,
+}
+
+impl<const N: usize, U, S> Group<'_, N, U, S>
+where
+    U: Fn(&[u8]) -> (v128, v128),
+    S: Fn(v128, v128, &BlockQ8) -> v128,
+{
+    /// Four blocks (`w`, from block `first` of the row) times the N activation rows.
+    #[inline(always)]
+    fn add(&self, w: &[u8], first: usize, acc: &mut [v128; N], mins: &mut [v128; N]) {
+        let bb = self.block_bytes;
+        let b = |j: usize| &w[j * bb..(j + 1) * bb];
+        let codes = [
+            (self.unpack)(b(0)),
+            (self.unpack)(b(1)),
+            (self.unpack)(b(2)),
+            (self.unpack)(b(3)),
+        ];
+        let dw = scales4(w, 0, bb);
+        for n in 0..N {
+            let a = |j: usize| self.act[n].get(first + j).unwrap_or(&BlockQ8::ZERO);
+            let s = block_totals([
+                (self.sums)(codes[0].0, codes[0].1, a(0)),
+                (self.sums)(codes[1].0, codes[1].1, a(1)),
+                (self.sums)(codes[2].0, codes[2].1, a(2)),
+                (self.sums)(codes[3].0, codes[3].1, a(3)),
+            ]);
+            let da = load_f32(&a(0).d4, 0);
+            acc[n] = f32x4_add(acc[n], f32x4_mul(f32x4_convert_i32x4(s), f32x4_mul(dw, da)));
+            if self.has_min {
+                mins[n] = f32x4_add(mins[n], f32x4_mul(scales4(w, 2, bb), load_f32(&a(0).s4, 0)));
+            }
+        }
+    }
+}
+
+/// The 32-value block types, four blocks at a time: each block's integer sum is exact however
+/// its lanes split it, so the four sums are gathered into one vector (lane k = block k) and
+/// scaled there. Lane k of the f32 sum thus holds blocks k, k + 4, …, whatever instructions
+/// formed the integers: the SIMD128 and relaxed builds round alike and give the same text.
+/// A row's last blocks (fewer than four) are padded with zero blocks. Prefill passes four
+/// rows, so each block is unpacked once for all four; each row's sums are formed exactly as
+/// with one row, so results do not depend on N.
 #[inline(always)]
 fn dot_blocks32<const N: usize>(
     row: &[u8],
     act: [&[BlockQ8]; N],
     block_bytes: usize,
     has_min: bool,
-    unpack: impl Fn(&[u8]) -> (v128, v128, f32, f32),
-    dot: impl Fn(v128, v128) -> v128,
+    unpack: impl Fn(&[u8]) -> (v128, v128),
+    sums: impl Fn(v128, v128, &BlockQ8) -> v128,
 ) -> [f32; N] {
     let mut acc = [f32x4_splat(0.0); N];
-    let mut mins = [0f32; N];
-    for (i, w) in row.chunks_exact(block_bytes).enumerate() {
-        let (lo, hi, d, m) = unpack(w);
-        for n in 0..N {
-            let a = &act[n][i];
-            let s = i32x4_add(dot(lo, load_i8(&a.qs, 0)), dot(hi, load_i8(&a.qs, 16)));
-            acc[n] = f32x4_add(acc[n], f32x4_mul(f32x4_convert_i32x4(s), f32x4_splat(d * a.d)));
-            if has_min {
-                mins[n] += m * a.s;
-            }
-        }
+    let mut mins = [f32x4_splat(0.0); N];
+    let blocks = row.len() / block_bytes;
+    let full = blocks / 4 * 4;
+    let group = Group {
+        act,
+        block_bytes,
+        has_min,
+        unpack: &unpack,
+        sums: &sums,
+    };
+    for (g, w) in row[..full * block_bytes].chunks_exact(4 * block_bytes).enumerate() {
+        group.add(w, 4 * g, &mut acc, &mut mins);
+    }
+    if full < blocks {
+        let mut padded = [0u8; 4 * 34];
+        let tail = &row[full * block_bytes..];
+        padded[..tail.len()].copy_from_slice(tail);
+        group.add(&padded[..4 * block_bytes], full, &mut acc, &mut mins);
     }
     core::array::from_fn(|n| {
         if has_min {
-            hsum_f32(acc[n]) + mins[n]
+            hsum_f32(acc[n]) + hsum_f32(mins[n])
         } else {
             hsum_f32(acc[n])
         }
@@ -175,18 +291,18 @@ fn nibbles(q: v128) -> (v128, v128) {
 fn q4_0_rows<const N: usize>(row: &[u8], act: [&[BlockQ8]; N]) -> [f32; N] {
     let unpack = |w: &[u8]| {
         let (lo, hi) = nibbles(load(w, 2));
-        (lo, hi, f16_at(w, 0), 0.0)
+        (lo, hi)
     };
-    dot_blocks32(row, act, 18, false, unpack, dot_codes::<8>)
+    dot_blocks32(row, act, 18, false, unpack, block_codes::<8>)
 }
 
 #[inline(always)]
 fn q4_1_rows<const N: usize>(row: &[u8], act: [&[BlockQ8]; N]) -> [f32; N] {
     let unpack = |w: &[u8]| {
         let (lo, hi) = nibbles(load(w, 4));
-        (lo, hi, f16_at(w, 0), f16_at(w, 2))
+        (lo, hi)
     };
-    dot_blocks32(row, act, 20, true, unpack, dot_codes::<0>)
+    dot_blocks32(row, act, 20, true, unpack, block_codes::<0>)
 }
 
 /// Spreads the bits of a byte over 8 bytes (bit i → byte i = 0x10), for the fifth bit of Q5.
@@ -217,34 +333,45 @@ fn high_bits(qh: u32) -> (v128, v128) {
 
 /// Q5_0 and Q5_1: nibbles plus a fifth bit from `qh`; Q5_1 has a minimum.
 #[inline(always)]
-fn q5_unpack(w: &[u8], has_min: bool) -> (v128, v128, f32, f32) {
+fn q5_unpack(w: &[u8], has_min: bool) -> (v128, v128) {
     let at = if has_min { 4 } else { 2 };
     let (h0, h1) = high_bits(u32::from_le_bytes([w[at], w[at + 1], w[at + 2], w[at + 3]]));
     let (lo, hi) = nibbles(load(w, at + 4));
-    let m = if has_min { f16_at(w, 2) } else { 0.0 };
-    (v128_or(lo, h0), v128_or(hi, h1), f16_at(w, 0), m)
+    (v128_or(lo, h0), v128_or(hi, h1))
 }
 
 #[inline(always)]
 fn q5_0_rows<const N: usize>(row: &[u8], act: [&[BlockQ8]; N]) -> [f32; N] {
-    dot_blocks32(row, act, 22, false, |w| q5_unpack(w, false), dot_codes::<16>)
+    dot_blocks32(row, act, 22, false, |w| q5_unpack(w, false), block_codes::<16>)
 }
 
 #[inline(always)]
 fn q5_1_rows<const N: usize>(row: &[u8], act: [&[BlockQ8]; N]) -> [f32; N] {
-    dot_blocks32(row, act, 24, true, |w| q5_unpack(w, true), dot_codes::<0>)
+    dot_blocks32(row, act, 24, true, |w| q5_unpack(w, true), block_codes::<0>)
 }
 
 #[inline(always)]
 fn q8_0_rows<const N: usize>(row: &[u8], act: [&[BlockQ8]; N]) -> [f32; N] {
+    let unpack = |w: &[u8]| (load(w, 2), load(w, 18));
+    if unsigned_dot_exact() {
+        dot_blocks32(row, act, 34, false, unpack, block_signed::<true>)
+    } else {
+        dot_blocks32(row, act, 34, false, unpack, block_signed::<false>)
+    }
+}
+
+/// Q8_0 with each weight's sign moved onto its activation, whatever this machine's relaxed
+/// dot product does with bytes 128..=255: the kernel machines without VNNI run, tested
+/// wherever the tests run.
+pub fn dot_q8_0_sign_moved(row: &[u8], act: &[BlockQ8]) -> f32 {
     dot_blocks32(
         row,
-        act,
+        [act],
         34,
         false,
-        |w| (load(w, 2), load(w, 18), f16_at(w, 0), 0.0),
-        dot_signed,
-    )
+        |w: &[u8]| (load(w, 2), load(w, 18)),
+        block_signed::<false>,
+    )[0]
 }
 
 #[inline(always)]
@@ -346,15 +473,27 @@ fn q6_k_rows<const N: usize>(row: &[u8], act: [&[BlockQ8K]; N]) -> [f32; N] {
                     let a = &act[n][i];
                     for (k, &code) in codes.iter().enumerate() {
                         let scale = i32x4_splat(w[sc + g + 2 * k] as i8 as i32);
-                        let part = sum_codes::<32>(code, load_i8(&a.qs, aq + 32 * k));
+                        let part = sum_codes::<0>(code, load_i8(&a.qs, aq + 32 * k));
                         acc[n] = i32x4_add(acc[n], i32x4_mul(part, scale));
                     }
                 }
             }
         }
+        // The codes are the values + 32: take 32 · Σ scale · (sum of the 16 activations) off
+        // once per block, from the activation block's sums, instead of once per 16 values.
+        let scales = load(w, 192);
+        let (s_lo, s_hi) = (i16x8_extend_low_i8x16(scales), i16x8_extend_high_i8x16(scales));
         let d = f16_at(w, 208);
         for n in 0..N {
-            sum[n] += act[n][i].d * d * hsum_i32(acc[n]) as f32;
+            let a = &act[n][i];
+            // SAFETY: `bsums` is 16 i16 (32 bytes); wasm loads need no alignment.
+            let (b_lo, b_hi) = unsafe {
+                let p = a.bsums.as_ptr() as *const v128;
+                (v128_load(p), v128_load(p.add(1)))
+            };
+            let offset = i32x4_add(i32x4_dot_i16x8(s_lo, b_lo), i32x4_dot_i16x8(s_hi, b_hi));
+            let total = hsum_i32(acc[n]) - 32 * hsum_i32(offset);
+            sum[n] += a.d * d * total as f32;
         }
     }
     sum
@@ -413,13 +552,21 @@ pub fn dot_q2_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
 /// also turns f16 subnormals into the right f32 values; inf/NaN (never in weights) are not kept.
 #[inline(always)]
 fn f16x8_to_f32(h: v128) -> (v128, v128) {
+    // Sign-extending each value puts its sign in bit 31 and copies of it in bits 28..=30,
+    // where the f32 exponent lands; clearing those leaves sign and body: four operations per
+    // four values instead of six.
     let magic = f32x4_splat(f32::from_bits(0x7780_0000)); // 2^112
-    let widen = |v: v128| {
-        let sign = i32x4_shl(v128_and(v, u32x4_splat(0x8000)), 16);
-        let body = f32x4_mul(i32x4_shl(v128_and(v, u32x4_splat(0x7FFF)), 13), magic);
-        v128_or(body, sign)
-    };
-    (widen(u32x4_extend_low_u16x8(h)), widen(u32x4_extend_high_u16x8(h)))
+    let widen = |x: v128| f32x4_mul(v128_and(i32x4_shl(x, 13), u32x4_splat(0x8FFF_E000)), magic);
+    (widen(i32x4_extend_low_i16x8(h)), widen(i32x4_extend_high_i16x8(h)))
+}
+
+/// Four f16 values (in the low halves of u32 lanes) to f32x4, as `f16x8_to_f32`.
+#[inline(always)]
+fn f16x4_to_f32(v: v128) -> v128 {
+    let magic = f32x4_splat(f32::from_bits(0x7780_0000)); // 2^112
+    let sign = i32x4_shl(v128_and(v, u32x4_splat(0x8000)), 16);
+    let body = f32x4_mul(i32x4_shl(v128_and(v, u32x4_splat(0x7FFF)), 13), magic);
+    v128_or(body, sign)
 }
 
 #[inline(always)]
@@ -461,4 +608,158 @@ pub fn dot_bf16(row: &[u8], act: &[f32]) -> f32 {
     dot_half(row, act, widen, |b| {
         f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)
     })
+}
+
+/// Eight f16 values at `at` as two f32x4.
+#[inline(always)]
+fn load_f16x8(h: &[half::f16], at: usize) -> (v128, v128) {
+    assert!(at + 8 <= h.len());
+    // SAFETY: bounds checked above; f16 is two bytes, wasm loads need no alignment.
+    f16x8_to_f32(unsafe { v128_load(h.as_ptr().add(at) as *const v128) })
+}
+
+/// Lane j of result k = lane k of input j.
+#[inline(always)]
+fn transpose4(r: [v128; 4]) -> [v128; 4] {
+    let (ab_lo, ab_hi) = (
+        i32x4_shuffle::<0, 4, 1, 5>(r[0], r[1]),
+        i32x4_shuffle::<2, 6, 3, 7>(r[0], r[1]),
+    );
+    let (cd_lo, cd_hi) = (
+        i32x4_shuffle::<0, 4, 1, 5>(r[2], r[3]),
+        i32x4_shuffle::<2, 6, 3, 7>(r[2], r[3]),
+    );
+    [
+        i32x4_shuffle::<0, 1, 4, 5>(ab_lo, cd_lo),
+        i32x4_shuffle::<2, 3, 6, 7>(ab_lo, cd_lo),
+        i32x4_shuffle::<0, 1, 4, 5>(ab_hi, cd_hi),
+        i32x4_shuffle::<2, 3, 6, 7>(ab_hi, cd_hi),
+    ]
+}
+
+/// `q · key` for four f16 keys, each in one running sum in element order, exactly as the
+/// scalar loop sums it: lane j is key j's sum (`q.len()` a multiple of 8).
+pub fn dot_keys4(q: &[f32], keys: [&[half::f16]; 4]) -> [f32; 4] {
+    let mut acc = f32x4_splat(-0.0);
+    for i in (0..q.len()).step_by(8) {
+        let rows = keys.map(|k| load_f16x8(k, i));
+        let lo = transpose4([rows[0].0, rows[1].0, rows[2].0, rows[3].0]);
+        let hi = transpose4([rows[0].1, rows[1].1, rows[2].1, rows[3].1]);
+        for (m, t) in lo.into_iter().chain(hi).enumerate() {
+            acc = f32x4_add(acc, f32x4_mul(f32x4_splat(q[i + m]), t));
+        }
+    }
+    [
+        f32x4_extract_lane::<0>(acc),
+        f32x4_extract_lane::<1>(acc),
+        f32x4_extract_lane::<2>(acc),
+        f32x4_extract_lane::<3>(acc),
+    ]
+}
+
+/// `o += Σ w[i] · value(i)` for f16 value rows, eight elements at a time, each summed in
+/// position order as the scalar loop does (`o.len()` a multiple of 8).
+pub fn add_weighted_rows<'a>(o: &mut [f32], w: &[f32], value: impl Fn(usize) -> &'a [half::f16]) {
+    for c in (0..o.len()).step_by(8) {
+        let mut lo = load_f32(o, c);
+        let mut hi = load_f32(o, c + 4);
+        for (i, &wi) in w.iter().enumerate() {
+            let (vl, vh) = load_f16x8(value(i), c);
+            let wv = f32x4_splat(wi);
+            lo = f32x4_add(lo, f32x4_mul(wv, vl));
+            hi = f32x4_add(hi, f32x4_mul(wv, vh));
+        }
+        for (j, v) in [lo, hi].iter().enumerate() {
+            let at = c + 4 * j;
+            o[at] = f32x4_extract_lane::<0>(*v);
+            o[at + 1] = f32x4_extract_lane::<1>(*v);
+            o[at + 2] = f32x4_extract_lane::<2>(*v);
+            o[at + 3] = f32x4_extract_lane::<3>(*v);
+        }
+    }
+}
+
+/// e^x, four at a time (Cephes' `expf`: x = n·ln 2 + r, a degree-6 polynomial in r, times
+/// 2^n); within 2 ulp of the true value over the range softmax uses (x ≤ 0).
+#[inline(always)]
+fn exp4(x: v128) -> v128 {
+    let x = f32x4_max(f32x4_min(x, f32x4_splat(88.37)), f32x4_splat(-87.33));
+    let n = f32x4_floor(f32x4_add(
+        f32x4_mul(x, f32x4_splat(core::f32::consts::LOG2_E)),
+        f32x4_splat(0.5),
+    ));
+    let r = f32x4_sub(
+        f32x4_sub(x, f32x4_mul(n, f32x4_splat(0.693_359_4))),
+        f32x4_mul(n, f32x4_splat(-2.121_944_4e-4)),
+    );
+    let mut p = f32x4_splat(1.987_569_1e-4);
+    for c in [1.398_2e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5] {
+        p = f32x4_add(f32x4_mul(p, r), f32x4_splat(c));
+    }
+    let y = f32x4_add(f32x4_add(f32x4_mul(p, f32x4_mul(r, r)), r), f32x4_splat(1.0));
+    let pow2 = i32x4_shl(i32x4_add(i32x4_trunc_sat_f32x4(n), i32x4_splat(127)), 23);
+    f32x4_mul(y, pow2)
+}
+
+/// Values in 0..=1 rounded to the nearest f16 (ties to even), as f32: the mantissa is cut
+/// to 10 bits, or for f16's subnormals (below 2^-14) to multiples of 2^-24 by adding and
+/// taking off 0.75, whose f32 spacing is 2^-24.
+#[inline(always)]
+fn round_f16_unit(x: v128) -> v128 {
+    let odd = v128_and(u32x4_shr(x, 13), u32x4_splat(1));
+    let normal = v128_andnot(i32x4_add(i32x4_add(x, u32x4_splat(0xFFF)), odd), u32x4_splat(0x1FFF));
+    let tiny = f32x4_sub(f32x4_add(x, f32x4_splat(0.75)), f32x4_splat(0.75));
+    v128_bitselect(tiny, normal, f32x4_lt(x, f32x4_splat(6.103_515_6e-5)))
+}
+
+/// `Σ e^(v − max)` over `x`, four lanes of partial sums.
+pub fn sum_exp(x: &[f32], max: f32) -> f32 {
+    let m = f32x4_splat(max);
+    let mut acc = f32x4_splat(0.0);
+    let mut chunks = x.chunks_exact(4);
+    for c in &mut chunks {
+        acc = f32x4_add(acc, exp4(f32x4_sub(load_f32(c, 0), m)));
+    }
+    hsum_f32(acc) + chunks.remainder().iter().map(|v| (v - max).exp()).sum::<f32>()
+}
+
+/// Softmax of `scores` (their maximum given), each weight rounded to f16.
+pub fn exp_normalize_f16(scores: &mut [f32], max: f32) {
+    let m = f32x4_splat(max);
+    let mut sum = 0f32;
+    let mut chunks = scores.chunks_exact_mut(4);
+    for c in &mut chunks {
+        let e = exp4(f32x4_sub(load_f32(c, 0), m));
+        store_f32(c, e);
+        sum += c[0] + c[1] + c[2] + c[3];
+    }
+    let tail = chunks.into_remainder();
+    if !tail.is_empty() {
+        let mut t = [max; 4];
+        t[..tail.len()].copy_from_slice(tail);
+        let mut e = [0f32; 4];
+        store_f32(&mut e, exp4(f32x4_sub(load_f32(&t, 0), m)));
+        for (s, e) in tail.iter_mut().zip(e) {
+            *s = e;
+            sum += e;
+        }
+    }
+    let total = f32x4_splat(sum);
+    let mut chunks = scores.chunks_exact_mut(4);
+    for c in &mut chunks {
+        store_f32(c, round_f16_unit(f32x4_div(load_f32(c, 0), total)));
+    }
+    let tail = chunks.into_remainder();
+    let mut t = [0f32; 4];
+    t[..tail.len()].copy_from_slice(tail);
+    let mut r = [0f32; 4];
+    store_f32(&mut r, round_f16_unit(f32x4_div(load_f32(&t, 0), total)));
+    tail.copy_from_slice(&r[..tail.len()]);
+}
+
+#[inline(always)]
+fn store_f32(a: &mut [f32], v: v128) {
+    assert!(a.len() >= 4);
+    // SAFETY: bounds checked above.
+    unsafe { v128_store(a.as_mut_ptr() as *mut v128, v) }
 }
