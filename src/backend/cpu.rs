@@ -227,14 +227,14 @@ fn softmax_f16(scores: &mut [f32], scale: f32, softcap: Option<f32>) {
         max = max.max(*d);
     }
     // In the browser the exponentials and the rounding (software routines there, a third of
-    // the attention time) run four at a time; every wasm build runs this same code.
+    // the attention time) run four at a time, by the same steps as this scalar form.
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return super::kernels::simd128::exp_normalize_f16(scores, max);
     #[allow(unreachable_code)]
     {
         let mut sum = 0.0;
         for sc in scores.iter_mut() {
-            *sc = (*sc - max).exp();
+            *sc = super::kernels::scalar::exp(*sc - max);
             sum += *sc;
         }
         for sc in scores.iter_mut() {

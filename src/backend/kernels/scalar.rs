@@ -11,30 +11,19 @@ pub(crate) fn f16_at(b: &[u8], at: usize) -> f32 {
     f16_bits_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
 }
 
-pub fn dot_q4_0(row: &[u8], act: &[BlockQ8]) -> f32 {
-    let mut sum = 0f32;
-    for (w, a) in row.chunks_exact(18).zip(act) {
-        let qs = &w[2..18];
-        let mut sumi = 0i32;
-        for j in 0..16 {
-            sumi += ((qs[j] & 0x0F) as i32 - 8) * a.qs[j] as i32 + ((qs[j] >> 4) as i32 - 8) * a.qs[j + 16] as i32;
-        }
-        sum += f16_at(w, 0) * a.d * sumi as f32;
-    }
-    sum
+/// The exact integer sum Σ value·activation of one 32-value block, per block type.
+fn sumi_q4_0(w: &[u8], a: &BlockQ8) -> i32 {
+    let qs = &w[2..18];
+    (0..16)
+        .map(|j| ((qs[j] & 0x0F) as i32 - 8) * a.qs[j] as i32 + ((qs[j] >> 4) as i32 - 8) * a.qs[j + 16] as i32)
+        .sum()
 }
 
-pub fn dot_q4_1(row: &[u8], act: &[BlockQ8]) -> f32 {
-    let mut sum = 0f32;
-    for (w, a) in row.chunks_exact(20).zip(act) {
-        let qs = &w[4..20];
-        let mut sumi = 0i32;
-        for j in 0..16 {
-            sumi += (qs[j] & 0x0F) as i32 * a.qs[j] as i32 + (qs[j] >> 4) as i32 * a.qs[j + 16] as i32;
-        }
-        sum += f16_at(w, 0) * a.d * sumi as f32 + f16_at(w, 2) * a.s;
-    }
-    sum
+fn sumi_q4_1(w: &[u8], a: &BlockQ8) -> i32 {
+    let qs = &w[4..20];
+    (0..16)
+        .map(|j| (qs[j] & 0x0F) as i32 * a.qs[j] as i32 + (qs[j] >> 4) as i32 * a.qs[j + 16] as i32)
+        .sum()
 }
 
 fn q5_values(qh: u32, qs: &[u8], j: usize) -> (i32, i32) {
@@ -43,47 +32,68 @@ fn q5_values(qh: u32, qs: &[u8], j: usize) -> (i32, i32) {
     (lo, hi)
 }
 
-pub fn dot_q5_0(row: &[u8], act: &[BlockQ8]) -> f32 {
-    let mut sum = 0f32;
-    for (w, a) in row.chunks_exact(22).zip(act) {
-        let qh = u32::from_le_bytes([w[2], w[3], w[4], w[5]]);
-        let qs = &w[6..22];
-        let mut sumi = 0i32;
-        for j in 0..16 {
+fn sumi_q5<const OFF: i32, const AT: usize>(w: &[u8], a: &BlockQ8) -> i32 {
+    let qh = u32::from_le_bytes([w[AT], w[AT + 1], w[AT + 2], w[AT + 3]]);
+    let qs = &w[AT + 4..AT + 20];
+    (0..16)
+        .map(|j| {
             let (lo, hi) = q5_values(qh, qs, j);
-            sumi += (lo - 16) * a.qs[j] as i32 + (hi - 16) * a.qs[j + 16] as i32;
-        }
-        sum += f16_at(w, 0) * a.d * sumi as f32;
+            (lo - OFF) * a.qs[j] as i32 + (hi - OFF) * a.qs[j + 16] as i32
+        })
+        .sum()
+}
+
+fn sumi_q8_0(w: &[u8], a: &BlockQ8) -> i32 {
+    w[2..34]
+        .iter()
+        .zip(&a.qs)
+        .map(|(&q, &x)| q as i8 as i32 * x as i32)
+        .sum()
+}
+
+/// ggml's reference form: one running f32 sum over the blocks.
+#[inline(always)]
+fn dot_blocks(row: &[u8], act: &[BlockQ8], bytes: usize, has_min: bool, sumi: impl Fn(&[u8], &BlockQ8) -> i32) -> f32 {
+    let mut sum = 0f32;
+    for (w, a) in row.chunks_exact(bytes).zip(act) {
+        let min = if has_min { f16_at(w, 2) * a.s } else { 0.0 };
+        sum += f16_at(w, 0) * a.d * sumi(w, a) as f32 + min;
     }
     sum
+}
+
+pub fn dot_q4_0(row: &[u8], act: &[BlockQ8]) -> f32 {
+    dot_blocks(row, act, 18, false, sumi_q4_0)
+}
+
+pub fn dot_q4_1(row: &[u8], act: &[BlockQ8]) -> f32 {
+    dot_blocks(row, act, 20, true, sumi_q4_1)
+}
+
+pub fn dot_q5_0(row: &[u8], act: &[BlockQ8]) -> f32 {
+    dot_blocks(row, act, 22, false, sumi_q5::<16, 2>)
 }
 
 pub fn dot_q5_1(row: &[u8], act: &[BlockQ8]) -> f32 {
-    let mut sum = 0f32;
-    for (w, a) in row.chunks_exact(24).zip(act) {
-        let qh = u32::from_le_bytes([w[4], w[5], w[6], w[7]]);
-        let qs = &w[8..24];
-        let mut sumi = 0i32;
-        for j in 0..16 {
-            let (lo, hi) = q5_values(qh, qs, j);
-            sumi += lo * a.qs[j] as i32 + hi * a.qs[j + 16] as i32;
-        }
-        sum += f16_at(w, 0) * a.d * sumi as f32 + f16_at(w, 2) * a.s;
-    }
-    sum
+    dot_blocks(row, act, 24, true, sumi_q5::<0, 4>)
 }
 
 pub fn dot_q8_0(row: &[u8], act: &[BlockQ8]) -> f32 {
-    let mut sum = 0f32;
-    for (w, a) in row.chunks_exact(34).zip(act) {
-        let sumi: i32 = w[2..34]
-            .iter()
-            .zip(&a.qs)
-            .map(|(&q, &x)| q as i8 as i32 * x as i32)
-            .sum();
-        sum += f16_at(w, 0) * a.d * sumi as f32;
+    dot_blocks(row, act, 34, false, sumi_q8_0)
+}
+
+/// e^x by the same steps as the SIMD kernels' `exp4` (Cephes' `expf`), so that softmax
+/// weights are the same bits natively and in the browser; within 2 ulp for x ≤ 0.
+pub fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.33, 88.37);
+    let n = (x * core::f32::consts::LOG2_E + 0.5).floor();
+    let r = (x - n * 0.693_359_4) - n * -2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4;
+    for c in [1.398_2e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5] {
+        p = p * r + c;
     }
-    sum
+    let y = p * (r * r) + r + 1.0;
+    y * f32::from_bits((((n as i32) + 127) << 23) as u32)
 }
 
 /// The 6-bit scale and minimum of sub-block `j` of a Q4_K/Q5_K super-block.

@@ -1,6 +1,7 @@
-//! wasm SIMD128 versions of the scalar kernels (same signatures, same formulas): 16 lanes of
-//! i8 products summed into i32 (widening multiplies, or relaxed SIMD's dot products where the
-//! build enables `relaxed-simd`, with the same integers in the same lanes), scaled per block.
+//! wasm SIMD128 versions of the scalar kernels (same signatures, same results bit for bit):
+//! 16 lanes of i8 products summed into exact i32 block sums (widening multiplies, or relaxed
+//! SIMD's dot products where the build enables `relaxed-simd`), scaled per block and added
+//! in the scalar kernels' order.
 //! Written for this project because candle has no SIMD path for Q4_1/Q5_0/Q5_1 on wasm
 //! (87% of run time on SmolLM2) and its others dequantize more than they need to.
 
@@ -189,7 +190,7 @@ where
 {
     /// Four blocks (`w`, from block `first` of the row) times the N activation rows.
     #[inline(always)]
-    fn add(&self, w: &[u8], first: usize, acc: &mut [v128; N], mins: &mut [v128; N]) {
+    fn add(&self, w: &[u8], first: usize, sum: &mut [f32; N]) {
         let bb = self.block_bytes;
         let b = |j: usize| &w[j * bb..(j + 1) * bb];
         let codes = [
@@ -199,8 +200,8 @@ where
             (self.unpack)(b(3)),
         ];
         let dw = scales4(w, 0, bb);
-        for n in 0..N {
-            let a = |j: usize| self.act[n].get(first + j).unwrap_or(&BlockQ8::ZERO);
+        for (act, sum) in self.act.iter().zip(sum.iter_mut()) {
+            let a = |j: usize| act.get(first + j).unwrap_or(&BlockQ8::ZERO);
             let s = block_totals([
                 (self.sums)(codes[0].0, codes[0].1, a(0)),
                 (self.sums)(codes[1].0, codes[1].1, a(1)),
@@ -208,21 +209,27 @@ where
                 (self.sums)(codes[3].0, codes[3].1, a(3)),
             ]);
             let da = load_f32(&a(0).d4, 0);
-            acc[n] = f32x4_add(acc[n], f32x4_mul(f32x4_convert_i32x4(s), f32x4_mul(dw, da)));
+            let mut t = f32x4_mul(f32x4_convert_i32x4(s), f32x4_mul(dw, da));
             if self.has_min {
-                mins[n] = f32x4_add(mins[n], f32x4_mul(scales4(w, 2, bb), load_f32(&a(0).s4, 0)));
+                t = f32x4_add(t, f32x4_mul(scales4(w, 2, bb), load_f32(&a(0).s4, 0)));
             }
+            // One running sum over the blocks in order, as the scalar reference adds them.
+            *sum += f32x4_extract_lane::<0>(t);
+            *sum += f32x4_extract_lane::<1>(t);
+            *sum += f32x4_extract_lane::<2>(t);
+            *sum += f32x4_extract_lane::<3>(t);
         }
     }
 }
 
 /// The 32-value block types, four blocks at a time: each block's integer sum is exact however
-/// its lanes split it, so the four sums are gathered into one vector (lane k = block k) and
-/// scaled there. Lane k of the f32 sum thus holds blocks k, k + 4, …, whatever instructions
-/// formed the integers: the SIMD128 and relaxed builds round alike and give the same text.
-/// A row's last blocks (fewer than four) are padded with zero blocks. Prefill passes four
-/// rows, so each block is unpacked once for all four; each row's sums are formed exactly as
-/// with one row, so results do not depend on N.
+/// its lanes split it, so the four sums are gathered into one vector (lane k = block k),
+/// scaled there, and added to one running sum in block order, exactly as the scalar
+/// reference adds them: the SIMD128, relaxed and native builds give the same bits (adding
+/// four lanes of partial sums instead was 8% faster on Gemma's output matrix but moved
+/// the logits, at a near-tie, away from llama.cpp's). A row's last blocks (fewer than four)
+/// are padded with zero blocks. Prefill passes four rows, so each block is unpacked once
+/// for all four; each row's sums are formed exactly as with one row.
 #[inline(always)]
 fn dot_blocks32<const N: usize>(
     row: &[u8],
@@ -232,8 +239,7 @@ fn dot_blocks32<const N: usize>(
     unpack: impl Fn(&[u8]) -> (v128, v128),
     sums: impl Fn(v128, v128, &BlockQ8) -> v128,
 ) -> [f32; N] {
-    let mut acc = [f32x4_splat(0.0); N];
-    let mut mins = [f32x4_splat(0.0); N];
+    let mut sum = [0f32; N];
     let blocks = row.len() / block_bytes;
     let full = blocks / 4 * 4;
     let group = Group {
@@ -244,21 +250,15 @@ fn dot_blocks32<const N: usize>(
         sums: &sums,
     };
     for (g, w) in row[..full * block_bytes].chunks_exact(4 * block_bytes).enumerate() {
-        group.add(w, 4 * g, &mut acc, &mut mins);
+        group.add(w, 4 * g, &mut sum);
     }
     if full < blocks {
         let mut padded = [0u8; 4 * 34];
         let tail = &row[full * block_bytes..];
         padded[..tail.len()].copy_from_slice(tail);
-        group.add(&padded[..4 * block_bytes], full, &mut acc, &mut mins);
+        group.add(&padded[..4 * block_bytes], full, &mut sum);
     }
-    core::array::from_fn(|n| {
-        if has_min {
-            hsum_f32(acc[n]) + hsum_f32(mins[n])
-        } else {
-            hsum_f32(acc[n])
-        }
-    })
+    sum
 }
 
 /// The kernel for one activation row (decode) and for four (prefill) from one generic body.
@@ -731,7 +731,10 @@ pub fn exp_normalize_f16(scores: &mut [f32], max: f32) {
     for c in &mut chunks {
         let e = exp4(f32x4_sub(load_f32(c, 0), m));
         store_f32(c, e);
-        sum += c[0] + c[1] + c[2] + c[3];
+        // One running sum in order, as the scalar form adds them.
+        for &v in c.iter() {
+            sum += v;
+        }
     }
     let tail = chunks.into_remainder();
     if !tail.is_empty() {
