@@ -140,7 +140,7 @@ pub fn rope(x: &mut [f32], n_heads: usize, head_dim: usize, pos0: usize, inv_fre
 }
 
 pub fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
+    super::kernels::scalar::silu(x)
 }
 
 /// GELU, tanh approximation (what llama.cpp uses for Gemma).
@@ -387,18 +387,16 @@ impl Backend for Cpu {
         Ok(())
     }
     fn gate(&self, mut g: Vec<f32>, u: &Vec<f32>, act: Activation) -> Result<Vec<f32>> {
-        let f = activation(act);
-        for (g, u) in g.iter_mut().zip(u) {
-            *g = f(*g) * u;
-        }
+        gate_in_place(&mut g, u, act);
         Ok(g)
     }
     fn gate_fused(&self, y: &Vec<f32>, rows: usize, n_ff: usize, act: Activation) -> Result<Vec<f32>> {
-        let f = activation(act);
         let mut g = Vec::with_capacity(rows * n_ff);
         for row in y.chunks_exact(2 * n_ff) {
             let (gate, up) = row.split_at(n_ff);
-            g.extend(gate.iter().zip(up).map(|(g, u)| f(*g) * u));
+            let at = g.len();
+            g.extend_from_slice(gate);
+            gate_in_place(&mut g[at..], up, act);
         }
         Ok(g)
     }
@@ -411,6 +409,20 @@ impl Backend for Cpu {
     }
     fn read(&self, x: Vec<f32>) -> Result<Vec<f32>> {
         Ok(x)
+    }
+}
+
+/// `g = act(g) · u`. In the browser four at a time, with exponentials of our own (see
+/// `scalar::gelu_by_exp`); natively GELU keeps the platform's `tanh`.
+fn gate_in_place(g: &mut [f32], u: &[f32], act: Activation) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return super::kernels::simd128::gate(g, u, matches!(act, Activation::GeluTanh));
+    #[allow(unreachable_code)]
+    {
+        let f = activation(act);
+        for (g, u) in g.iter_mut().zip(u) {
+            *g = f(*g) * u;
+        }
     }
 }
 

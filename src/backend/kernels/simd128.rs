@@ -712,6 +712,36 @@ fn round_f16_unit(x: v128) -> v128 {
     v128_bitselect(tiny, normal, f32x4_lt(x, f32x4_splat(6.103_515_6e-5)))
 }
 
+/// `g[i] = act(g[i]) · u[i]` for SiLU or GELU, four at a time, by the same steps as
+/// `scalar::silu` and `scalar::gelu_by_exp` (which do the last few).
+pub fn gate(g: &mut [f32], u: &[f32], gelu: bool) {
+    let n = g.len().min(u.len());
+    let (one, two, half) = (f32x4_splat(1.0), f32x4_splat(2.0), f32x4_splat(0.5));
+    let mut i = 0;
+    while i + 4 <= n {
+        let x = load_f32(g, i);
+        let a = if gelu {
+            let cube = f32x4_mul(f32x4_mul(f32x4_mul(f32x4_splat(0.044715), x), x), x);
+            let t = f32x4_mul(f32x4_splat(0.797_884_6), f32x4_add(x, cube));
+            let e = exp4(f32x4_mul(two, t));
+            let tanh = f32x4_sub(one, f32x4_div(two, f32x4_add(e, one)));
+            f32x4_mul(f32x4_mul(half, x), f32x4_add(one, tanh))
+        } else {
+            f32x4_div(x, f32x4_add(one, exp4(f32x4_neg(x))))
+        };
+        store_f32(&mut g[i..], f32x4_mul(a, load_f32(u, i)));
+        i += 4;
+    }
+    for (g, u) in g[i..n].iter_mut().zip(&u[i..n]) {
+        let a = if gelu {
+            super::scalar::gelu_by_exp(*g)
+        } else {
+            super::scalar::silu(*g)
+        };
+        *g = a * u;
+    }
+}
+
 /// `Σ e^(v − max)` over `x`, four lanes of partial sums.
 pub fn sum_exp(x: &[f32], max: f32) -> f32 {
     let m = f32x4_splat(max);
