@@ -145,8 +145,8 @@ pub fn silu(x: f32) -> f32 {
 
 /// GELU, tanh approximation (what llama.cpp uses for Gemma).
 pub fn gelu_tanh(x: f32) -> f32 {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh())
+    use super::kernels::scalar::{GELU_CUBE, GELU_SCALE};
+    0.5 * x * (1.0 + (GELU_SCALE * (x + GELU_CUBE * x * x * x)).tanh())
 }
 
 pub fn softcap(x: &mut [f32], cap: f32) {
@@ -251,7 +251,8 @@ fn key_dots<'a>(q: &[f32], positions: std::ops::Range<usize>, key: impl Fn(usize
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     let rest = {
         let mut p = positions.start;
-        while q.len().is_multiple_of(8) && p + 4 <= positions.end {
+        let simd = q.len().is_multiple_of(8);
+        while simd && p + 4 <= positions.end {
             out.extend(super::kernels::simd128::dot_keys4(
                 q,
                 [key(p), key(p + 1), key(p + 2), key(p + 3)],

@@ -290,14 +290,16 @@ pub fn compare_with_reference(w: &Weights, x: &[f32], rows: usize) -> Option<f64
         return None;
     }
     matmul(w, x, rows, &mut ref_out, false);
-    let scale = ref_out.iter().map(|v| v.abs() as f64).sum::<f64>() / ref_out.len() as f64 + 1e-12;
-    Some(
-        fast_out
-            .iter()
-            .zip(&ref_out)
-            .map(|(a, b)| (*a as f64 - *b as f64).abs() / scale)
-            .fold(0.0, f64::max),
-    )
+    Some(worst_difference(&fast_out, &ref_out))
+}
+
+/// The largest |fast − reference|, relative to the reference's mean magnitude.
+fn worst_difference(fast: &[f32], reference: &[f32]) -> f64 {
+    let scale = reference.iter().map(|v| v.abs() as f64).sum::<f64>() / reference.len() as f64 + 1e-12;
+    fast.iter()
+        .zip(reference)
+        .map(|(a, b)| (*a as f64 - *b as f64).abs() / scale)
+        .fold(0.0, f64::max)
 }
 
 /// The other Q8_0 kernel (the one machines without VNNI run) against the reference.
@@ -322,12 +324,7 @@ fn sign_moved_error(w: &Weights, x: &[f32], rows: usize) -> f64 {
         kern,
     );
     matmul(w, x, rows, &mut ref_out, false);
-    let scale = ref_out.iter().map(|v| v.abs() as f64).sum::<f64>() / ref_out.len() as f64 + 1e-12;
-    fast_out
-        .iter()
-        .zip(&ref_out)
-        .map(|(a, b)| (*a as f64 - *b as f64).abs() / scale)
-        .fold(0.0, f64::max)
+    worst_difference(&fast_out, &ref_out)
 }
 
 /// The fast kernels against the references on random weights of every supported type.

@@ -62,8 +62,7 @@ pub fn quantize_q8(x: &[f32], out: &mut Vec<BlockQ8>) {
             s4: [0.0; 4],
         });
     }
-    let first = out.len() - x.len() / 32;
-    for i in first..out.len() {
+    for i in 0..out.len() {
         for j in 0..4 {
             out[i].d4[j] = out.get(i + j).map_or(0.0, |b| b.d);
             out[i].s4[j] = out.get(i + j).map_or(0.0, |b| b.s);

@@ -82,14 +82,31 @@ pub fn dot_q8_0(row: &[u8], act: &[BlockQ8]) -> f32 {
     dot_blocks(row, act, 34, false, sumi_q8_0)
 }
 
+/// The constants of [`exp`], shared with the SIMD kernels' `exp4` (same bits need the same
+/// constants): the input range, ln 2 split in two for an exact reduction, and the
+/// polynomial's coefficients, highest degree first.
+pub(crate) const EXP_RANGE: (f32, f32) = (-87.33, 88.37);
+pub(crate) const LN2_HI_LO: (f32, f32) = (0.693_359_4, -2.121_944_4e-4);
+pub(crate) const EXP_POLY: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_2e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    0.166_666_65,
+    0.5,
+];
+/// GELU's tanh approximation: tanh(√(2/π) · (x + 0.044715 x³)).
+pub(crate) const GELU_SCALE: f32 = 0.797_884_6;
+pub(crate) const GELU_CUBE: f32 = 0.044715;
+
 /// e^x by the same steps as the SIMD kernels' `exp4` (Cephes' `expf`), so that softmax
 /// weights are the same bits natively and in the browser; within 2 ulp for x ≤ 0.
 pub fn exp(x: f32) -> f32 {
-    let x = x.clamp(-87.33, 88.37);
+    let x = x.clamp(EXP_RANGE.0, EXP_RANGE.1);
     let n = (x * core::f32::consts::LOG2_E + 0.5).floor();
-    let r = (x - n * 0.693_359_4) - n * -2.121_944_4e-4;
-    let mut p = 1.987_569_1e-4;
-    for c in [1.398_2e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5] {
+    let r = (x - n * LN2_HI_LO.0) - n * LN2_HI_LO.1;
+    let mut p = EXP_POLY[0];
+    for c in &EXP_POLY[1..] {
         p = p * r + c;
     }
     let y = p * (r * r) + r + 1.0;
@@ -105,7 +122,7 @@ pub fn silu(x: f32) -> f32 {
 /// computes it four at a time (its libm `tanhf` took a tenth of Gemma 3's prefill there).
 /// Only 1 + tanh is used, so the formula's loss of relative precision near 0 does not show.
 pub fn gelu_by_exp(x: f32) -> f32 {
-    let t = 0.797_884_6 * (x + 0.044715 * x * x * x);
+    let t = GELU_SCALE * (x + GELU_CUBE * x * x * x);
     let tanh = 1.0 - 2.0 / (exp(2.0 * t) + 1.0);
     0.5 * x * (1.0 + tanh)
 }

@@ -6,7 +6,7 @@
 //! (87% of run time on SmolLM2) and its others dequantize more than they need to.
 
 use super::q8::{BlockQ8, BlockQ8K};
-use super::scalar::{f16_at, scale_min_k4};
+use super::scalar::{f16_at, scale_min_k4, EXP_POLY, EXP_RANGE, GELU_CUBE, GELU_SCALE, LN2_HI_LO};
 use core::arch::wasm32::*;
 
 #[inline(always)]
@@ -669,13 +669,8 @@ pub fn add_weighted_rows<'a>(o: &mut [f32], w: &[f32], value: impl Fn(usize) -> 
             lo = f32x4_add(lo, f32x4_mul(wv, vl));
             hi = f32x4_add(hi, f32x4_mul(wv, vh));
         }
-        for (j, v) in [lo, hi].iter().enumerate() {
-            let at = c + 4 * j;
-            o[at] = f32x4_extract_lane::<0>(*v);
-            o[at + 1] = f32x4_extract_lane::<1>(*v);
-            o[at + 2] = f32x4_extract_lane::<2>(*v);
-            o[at + 3] = f32x4_extract_lane::<3>(*v);
-        }
+        store_f32(&mut o[c..], lo);
+        store_f32(&mut o[c + 4..], hi);
     }
 }
 
@@ -683,17 +678,17 @@ pub fn add_weighted_rows<'a>(o: &mut [f32], w: &[f32], value: impl Fn(usize) -> 
 /// 2^n); within 2 ulp of the true value over the range softmax uses (x ≤ 0).
 #[inline(always)]
 fn exp4(x: v128) -> v128 {
-    let x = f32x4_max(f32x4_min(x, f32x4_splat(88.37)), f32x4_splat(-87.33));
+    let x = f32x4_max(f32x4_min(x, f32x4_splat(EXP_RANGE.1)), f32x4_splat(EXP_RANGE.0));
     let n = f32x4_floor(f32x4_add(
         f32x4_mul(x, f32x4_splat(core::f32::consts::LOG2_E)),
         f32x4_splat(0.5),
     ));
     let r = f32x4_sub(
-        f32x4_sub(x, f32x4_mul(n, f32x4_splat(0.693_359_4))),
-        f32x4_mul(n, f32x4_splat(-2.121_944_4e-4)),
+        f32x4_sub(x, f32x4_mul(n, f32x4_splat(LN2_HI_LO.0))),
+        f32x4_mul(n, f32x4_splat(LN2_HI_LO.1)),
     );
-    let mut p = f32x4_splat(1.987_569_1e-4);
-    for c in [1.398_2e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5] {
+    let mut p = f32x4_splat(EXP_POLY[0]);
+    for &c in &EXP_POLY[1..] {
         p = f32x4_add(f32x4_mul(p, r), f32x4_splat(c));
     }
     let y = f32x4_add(f32x4_add(f32x4_mul(p, f32x4_mul(r, r)), r), f32x4_splat(1.0));
@@ -721,8 +716,8 @@ pub fn gate(g: &mut [f32], u: &[f32], gelu: bool) {
     while i + 4 <= n {
         let x = load_f32(g, i);
         let a = if gelu {
-            let cube = f32x4_mul(f32x4_mul(f32x4_mul(f32x4_splat(0.044715), x), x), x);
-            let t = f32x4_mul(f32x4_splat(0.797_884_6), f32x4_add(x, cube));
+            let cube = f32x4_mul(f32x4_mul(f32x4_mul(f32x4_splat(GELU_CUBE), x), x), x);
+            let t = f32x4_mul(f32x4_splat(GELU_SCALE), f32x4_add(x, cube));
             let e = exp4(f32x4_mul(two, t));
             let tanh = f32x4_sub(one, f32x4_div(two, f32x4_add(e, one)));
             f32x4_mul(f32x4_mul(half, x), f32x4_add(one, tanh))
@@ -750,44 +745,42 @@ pub fn sum_exp(x: &[f32], max: f32) -> f32 {
     for c in &mut chunks {
         acc = f32x4_add(acc, exp4(f32x4_sub(load_f32(c, 0), m)));
     }
-    hsum_f32(acc) + chunks.remainder().iter().map(|v| (v - max).exp()).sum::<f32>()
+    hsum_f32(acc)
+        + chunks
+            .remainder()
+            .iter()
+            .map(|v| super::scalar::exp(v - max))
+            .sum::<f32>()
 }
 
 /// Softmax of `scores` (their maximum given), each weight rounded to f16.
 pub fn exp_normalize_f16(scores: &mut [f32], max: f32) {
     let m = f32x4_splat(max);
+    map4(scores, |v| exp4(f32x4_sub(v, m)));
+    // One running sum in order, as the scalar form adds them.
     let mut sum = 0f32;
-    let mut chunks = scores.chunks_exact_mut(4);
+    for &v in scores.iter() {
+        sum += v;
+    }
+    let total = f32x4_splat(sum);
+    map4(scores, |v| round_f16_unit(f32x4_div(v, total)));
+}
+
+/// `x[i] = f(x[i])`, four at a time; the last few go through `f` in a zero-padded vector.
+#[inline(always)]
+fn map4(x: &mut [f32], f: impl Fn(v128) -> v128) {
+    let mut chunks = x.chunks_exact_mut(4);
     for c in &mut chunks {
-        let e = exp4(f32x4_sub(load_f32(c, 0), m));
-        store_f32(c, e);
-        // One running sum in order, as the scalar form adds them.
-        for &v in c.iter() {
-            sum += v;
-        }
+        store_f32(c, f(load_f32(c, 0)));
     }
     let tail = chunks.into_remainder();
     if !tail.is_empty() {
-        let mut t = [max; 4];
+        let mut t = [0f32; 4];
         t[..tail.len()].copy_from_slice(tail);
-        let mut e = [0f32; 4];
-        store_f32(&mut e, exp4(f32x4_sub(load_f32(&t, 0), m)));
-        for (s, e) in tail.iter_mut().zip(e) {
-            *s = e;
-            sum += e;
-        }
+        let v = f(load_f32(&t, 0));
+        store_f32(&mut t, v);
+        tail.copy_from_slice(&t[..tail.len()]);
     }
-    let total = f32x4_splat(sum);
-    let mut chunks = scores.chunks_exact_mut(4);
-    for c in &mut chunks {
-        store_f32(c, round_f16_unit(f32x4_div(load_f32(c, 0), total)));
-    }
-    let tail = chunks.into_remainder();
-    let mut t = [0f32; 4];
-    t[..tail.len()].copy_from_slice(tail);
-    let mut r = [0f32; 4];
-    store_f32(&mut r, round_f16_unit(f32x4_div(load_f32(&t, 0), total)));
-    tail.copy_from_slice(&r[..tail.len()]);
 }
 
 #[inline(always)]
