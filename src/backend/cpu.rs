@@ -178,46 +178,95 @@ pub struct AttentionShape {
 /// Like llama.cpp's CPU path, queries and attention weights are rounded to f16 before they
 /// meet the f16 cache; the products accumulate in f32.
 pub fn attention(q: &[f32], k: &[f16], v: &[f16], pos0: usize, s: &AttentionShape) -> Vec<f32> {
+    attention_by(q, k, v, pos0, s, heads_per_task(s), SIMD)
+}
+
+const SIMD: bool = cfg!(all(target_arch = "wasm32", target_feature = "simd128"));
+
+/// How many query heads one task runs together. In the browser the heads that share a KV
+/// head (up to four) go through its keys and values once for all of them: each f16 row is
+/// widened and transposed once instead of once per head (Gemma 3 has four query heads per
+/// KV head, SmolLM2 three). Natively the scalar loops gain nothing from it.
+fn heads_per_task(s: &AttentionShape) -> usize {
+    let shared = s.n_head / s.n_kv_head.max(1);
+    match SIMD {
+        true => [4, 3, 2].into_iter().find(|g| shared.is_multiple_of(*g)).unwrap_or(1),
+        false => 1,
+    }
+}
+
+/// [`attention`] with `group` query heads per task (a divisor of the heads per KV head)
+/// and the SIMD sums or the scalar loops: every choice gives the same bits.
+pub fn attention_by(
+    q: &[f32],
+    k: &[f16],
+    v: &[f16],
+    pos0: usize,
+    s: &AttentionShape,
+    group: usize,
+    simd: bool,
+) -> Vec<f32> {
     let (hd, n_head) = (s.head_dim, s.n_head);
     let mut out = vec![0f32; q.len()];
-    // One task per (row, head): each writes its own slice of `out`, so the result does not
-    // depend on how the tasks are spread over threads.
-    let task = |i: usize, o: &mut [f32]| attend_one(q, k, v, pos0 + i / n_head, i % n_head, i / n_head, s, o);
+    let per_row = n_head / group;
+    // One task per (row, group of heads): each writes its own slice of `out`, so the result
+    // does not depend on how the tasks are spread over threads.
+    let task = |i: usize, o: &mut [f32]| {
+        let (r, h0) = (i / per_row, i % per_row * group);
+        let at = Query { pos: pos0 + r, r, h0 };
+        match group {
+            4 => attend::<4>(q, k, v, &at, s, simd, o),
+            3 => attend::<3>(q, k, v, &at, s, simd, o),
+            2 => attend::<2>(q, k, v, &at, s, simd, o),
+            _ => attend::<1>(q, k, v, &at, s, simd, o),
+        }
+    };
     // A task per few heads; worth handing over only with enough positions to go through.
     let rows = q.len() / (n_head * hd);
     let work = rows * n_head * (pos0 + rows) * hd;
     if super::pool::threads() > 1 && work >= 1 << 15 {
-        let grain = (n_head * rows).div_ceil(super::pool::threads() * 4);
-        super::pool::for_each_piece(&mut out, hd, grain, 2.0 * work as f64, task);
+        let grain = (per_row * rows).div_ceil(super::pool::threads() * 4);
+        super::pool::for_each_piece(&mut out, group * hd, grain, 2.0 * work as f64, task);
         return out;
     }
-    out.chunks_mut(hd).enumerate().for_each(|(i, o)| task(i, o));
+    out.chunks_mut(group * hd).enumerate().for_each(|(i, o)| task(i, o));
     out
 }
 
-/// Head `h` of query row `r` (at position `pos`) over the cached keys and values. Like
-/// llama.cpp, the query is rounded to f16 before the dot products (its K·Q runs in f16) and
-/// so are the softmax weights before they multiply V.
+/// Query row `r` at position `pos`, heads `h0..` of it.
+struct Query {
+    pos: usize,
+    r: usize,
+    h0: usize,
+}
+
+/// Heads `h0..h0 + G` of one query row (they share a KV head) over the cached keys and
+/// values. Like llama.cpp, the query is rounded to f16 before the dot products (its K·Q
+/// runs in f16) and so are the softmax weights before they multiply V.
 #[allow(clippy::too_many_arguments)]
-fn attend_one(q: &[f32], k: &[f16], v: &[f16], pos: usize, h: usize, r: usize, s: &AttentionShape, o: &mut [f32]) {
+fn attend<const G: usize>(q: &[f32], k: &[f16], v: &[f16], at: &Query, s: &AttentionShape, simd: bool, o: &mut [f32]) {
     let hd = s.head_dim;
     let kv_width = s.n_kv_head * hd;
-    let kvh = h / (s.n_head / s.n_kv_head);
+    let kvh = at.h0 / (s.n_head / s.n_kv_head);
     let first = match s.window {
-        Some(w) if pos + 1 > w => pos + 1 - w,
+        Some(w) if at.pos + 1 > w => at.pos + 1 - w,
         _ => 0,
     };
-    let q_at = (r * s.n_head + h) * hd;
-    let qv: Vec<f32> = q[q_at..q_at + hd].iter().map(|&x| round_f16(x)).collect();
-    let at = |p: usize| p * kv_width + kvh * hd;
-    let mut scores = Vec::with_capacity(pos + 1 - first);
-    key_dots(&qv, first..pos + 1, |p| &k[at(p)..at(p) + hd], &mut scores);
-    softmax_f16(&mut scores, s.scale, s.softcap);
-    weighted_values(o, &scores, |i| &v[at(first + i)..at(first + i) + hd]);
+    let qv: [Vec<f32>; G] = std::array::from_fn(|j| {
+        let q_at = (at.r * s.n_head + at.h0 + j) * hd;
+        q[q_at..q_at + hd].iter().map(|&x| round_f16(x)).collect()
+    });
+    let row = |p: usize| p * kv_width + kvh * hd;
+    let mut scores: [Vec<f32>; G] = std::array::from_fn(|_| Vec::with_capacity(at.pos + 1 - first));
+    key_dots(&qv, first..at.pos + 1, |p| &k[row(p)..row(p) + hd], simd, &mut scores);
+    for sc in scores.iter_mut() {
+        softmax_f16(sc, s.scale, s.softcap, simd);
+    }
+    weighted_values(o, &scores, |i| &v[row(first + i)..row(first + i) + hd], simd);
 }
 
 /// Scores to attention weights: scaled (and soft-capped), softmax, rounded to f16.
-fn softmax_f16(scores: &mut [f32], scale: f32, softcap: Option<f32>) {
+fn softmax_f16(scores: &mut [f32], scale: f32, softcap: Option<f32>, simd: bool) {
     let mut max = f32::NEG_INFINITY;
     for d in scores.iter_mut() {
         *d *= scale;
@@ -229,54 +278,77 @@ fn softmax_f16(scores: &mut [f32], scale: f32, softcap: Option<f32>) {
     // In the browser the exponentials and the rounding (software routines there, a third of
     // the attention time) run four at a time, by the same steps as this scalar form.
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    return super::kernels::simd128::exp_normalize_f16(scores, max);
-    #[allow(unreachable_code)]
-    {
-        let mut sum = 0.0;
-        for sc in scores.iter_mut() {
-            *sc = super::kernels::scalar::exp(*sc - max);
-            sum += *sc;
-        }
-        for sc in scores.iter_mut() {
-            *sc = round_f16(*sc / sum);
-        }
+    if simd {
+        return super::kernels::simd128::exp_normalize_f16(scores, max);
+    }
+    let _ = simd;
+    let mut sum = 0.0;
+    for sc in scores.iter_mut() {
+        *sc = super::kernels::scalar::exp(*sc - max);
+        sum += *sc;
+    }
+    for sc in scores.iter_mut() {
+        *sc = round_f16(*sc / sum);
     }
 }
 
-/// `q · key(p)` for every position, each summed in element order in one running sum: an
-/// eight-lane sum decoded 10% faster natively but moved the teacher-forced logits away from
-/// llama.cpp's (tests/parity.rs failed on both models). The SIMD form keeps that order by
-/// giving each of four keys its own lane, so it is bit-identical to the scalar one.
-fn key_dots<'a>(q: &[f32], positions: std::ops::Range<usize>, key: impl Fn(usize) -> &'a [f16], out: &mut Vec<f32>) {
+/// `q_j · key(p)` for every position and each of the G queries, each summed in element order
+/// in one running sum: an eight-lane sum decoded 10% faster natively but moved the
+/// teacher-forced logits away from llama.cpp's (tests/parity.rs failed on both models). The
+/// SIMD form keeps that order by giving each of four keys its own lane, so it is
+/// bit-identical to the scalar one.
+fn key_dots<'a, const G: usize>(
+    q: &[Vec<f32>; G],
+    positions: std::ops::Range<usize>,
+    key: impl Fn(usize) -> &'a [f16],
+    simd: bool,
+    out: &mut [Vec<f32>; G],
+) {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     let rest = {
         let mut p = positions.start;
-        let simd = q.len().is_multiple_of(8);
-        while simd && p + 4 <= positions.end {
-            out.extend(super::kernels::simd128::dot_keys4(
-                q,
-                [key(p), key(p + 1), key(p + 2), key(p + 3)],
-            ));
+        let qs: [&[f32]; G] = std::array::from_fn(|j| &q[j][..]);
+        while simd && qs[0].len().is_multiple_of(8) && p + 4 <= positions.end {
+            let sums = super::kernels::simd128::dot_keys4(qs, [key(p), key(p + 1), key(p + 2), key(p + 3)]);
+            for (o, s) in out.iter_mut().zip(sums) {
+                o.extend(s);
+            }
             p += 4;
         }
         p
     };
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    let rest = positions.start;
+    let rest = {
+        let _ = simd;
+        positions.start
+    };
     for p in rest..positions.end {
-        out.push(q.iter().zip(key(p)).map(|(a, b)| a * widen(*b)).sum::<f32>());
+        for (q, o) in q.iter().zip(out.iter_mut()) {
+            o.push(q.iter().zip(key(p)).map(|(a, b)| a * widen(*b)).sum::<f32>());
+        }
     }
 }
 
-/// `o += Σ w[i] · value(i)`, each element summed in position order.
-fn weighted_values<'a>(o: &mut [f32], w: &[f32], value: impl Fn(usize) -> &'a [f16]) {
+/// `o_j += Σ w_j[i] · value(i)` for each of the G heads (`o` holds them one after another),
+/// each element summed in position order.
+fn weighted_values<'a, const G: usize>(
+    o: &mut [f32],
+    w: &[Vec<f32>; G],
+    value: impl Fn(usize) -> &'a [f16],
+    simd: bool,
+) {
+    let hd = o.len() / G;
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if o.len().is_multiple_of(8) {
-        return super::kernels::simd128::add_weighted_rows(o, w, value);
+    if simd && hd.is_multiple_of(8) {
+        let ws: [&[f32]; G] = std::array::from_fn(|j| &w[j][..]);
+        return super::kernels::simd128::add_weighted_rows(o, ws, value);
     }
-    for (i, &w) in w.iter().enumerate() {
-        for (a, b) in o.iter_mut().zip(value(i)) {
-            *a += w * widen(*b);
+    let _ = simd;
+    for (o, w) in o.chunks_exact_mut(hd).zip(w) {
+        for (i, &w) in w.iter().enumerate() {
+            for (a, b) in o.iter_mut().zip(value(i)) {
+                *a += w * widen(*b);
+            }
         }
     }
 }

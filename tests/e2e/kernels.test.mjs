@@ -30,7 +30,7 @@ for (const model of ['smollm2-135m-instruct-q4_1.gguf', 'gemma-3-270m-q4_k_m.ggu
       console.log(JSON.stringify(r));
       assert.equal(r.simd, simd, 'the build that ran');
       const types = new Set(r.random.map(([t]) => t));
-      const all = ['F16', 'BF16', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q8_0', 'Q8_0 (signs moved)', 'Q2K', 'Q3K', 'Q4K', 'Q5K', 'Q6K', 'attention q·K', 'attention w·V'];
+      const all = ['F16', 'BF16', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q8_0', 'Q8_0 (signs moved)', 'Q2K', 'Q3K', 'Q4K', 'Q5K', 'Q6K', 'attention in groups of 4', 'attention in groups of 3', 'attention in groups of 2', 'attention in groups of 1'];
       for (const t of all) assert.ok(types.has(t), `no random test for ${t}`);
       // The quantized kernels add exact integer sums per block and scale and add them in the
       // scalar references' order, and the attention sums add in the scalar loops' order:

@@ -173,25 +173,28 @@ pub fn matmul(w: &Weights, x: &[f32], rows: usize, out: &mut [f32], simd: bool) 
     }
     let row_bytes = w.in_dim / block_elems * block_bytes;
     let work = (w.out_dim * w.in_dim * rows) as f64;
+    let mut by_rows =
+        |f: &(dyn Fn(&[u8], &mut [f32]) + Sync)| multiply(w.data, row_bytes, rows, w.out_dim, work, out, f);
     match dot {
         Dot::Q8(f) => {
             let acts = quantize_rows(x, w.in_dim, rows, q8::quantize_q8);
-            multiply(w.data, row_bytes, &acts, w.in_dim / 32, w.out_dim, work, out, f);
+            #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+            if let (true, true, Some(kind)) = (simd, rows >= 4, simd128::quad_weights(w.dtype)) {
+                let groups = (w.in_dim / 32).div_ceil(4);
+                let mut quads = Vec::with_capacity(rows * groups);
+                for row in acts.chunks_exact(w.in_dim / 32) {
+                    simd128::quad_acts(row, &mut quads);
+                }
+                by_rows(&|part, res| simd128::quad_rows(kind, part, row_bytes, &quads, groups, res));
+                return true;
+            }
+            by_rows(&|part, res| dot_rows(part, row_bytes, &acts, w.in_dim / 32, f, res));
         }
         Dot::Q8K(f) => {
             let acts = quantize_rows(x, w.in_dim, rows, q8::quantize_q8k);
-            multiply(w.data, row_bytes, &acts, w.in_dim / 256, w.out_dim, work, out, f);
+            by_rows(&|part, res| dot_rows(part, row_bytes, &acts, w.in_dim / 256, f, res));
         }
-        Dot::F32(f) => multiply(
-            w.data,
-            row_bytes,
-            &x[..rows * w.in_dim],
-            w.in_dim,
-            w.out_dim,
-            work,
-            out,
-            f,
-        ),
+        Dot::F32(f) => by_rows(&|part, res| dot_rows(part, row_bytes, &x[..rows * w.in_dim], w.in_dim, f, res)),
     }
     true
 }
@@ -206,19 +209,18 @@ fn quantize_rows<B>(x: &[f32], in_dim: usize, rows: usize, q: fn(&[f32], &mut Ve
     all
 }
 
-/// `work`: multiply-adds, for the pool's measurements.
-#[allow(clippy::too_many_arguments)]
-fn multiply<B: Sync>(
+/// `out[r][o]` for `rows` activation rows: `dot(weight rows, res)` fills `res[weight row *
+/// rows + activation row]` for a range of weight rows. `work`: multiply-adds, for the pool's
+/// measurements.
+fn multiply(
     w: &[u8],
     row_bytes: usize,
-    acts: &[B],
-    blocks: usize,
+    rows: usize,
     out_dim: usize,
     work: f64,
     out: &mut [f32],
-    f: Kern<B>,
+    dot: &(dyn Fn(&[u8], &mut [f32]) + Sync),
 ) {
-    let rows = acts.len() / blocks;
     // Contiguous ranges of weight rows per task, a few tasks per thread so that a thread
     // slowed by another process leaves its share to the others. A task below ~16 KB of
     // weights costs more to hand over than it saves.
@@ -243,8 +245,7 @@ fn multiply<B: Sync>(
         &mut by_weight[..]
     };
     super::pool::for_each_piece(res, per_task * rows, 1, work, |t, res| {
-        let part = &w[t * per_task * row_bytes..][..res.len() / rows * row_bytes];
-        dot_rows(part, row_bytes, acts, blocks, f, res)
+        dot(&w[t * per_task * row_bytes..][..res.len() / rows * row_bytes], res)
     });
     if rows > 1 {
         transpose_into(&by_weight, rows, out_dim, out);
@@ -313,16 +314,8 @@ fn sign_moved_error(w: &Weights, x: &[f32], rows: usize) -> f64 {
         one: simd128::dot_q8_0_sign_moved,
         four: None,
     };
-    multiply(
-        w.data,
-        row_bytes,
-        &acts,
-        w.in_dim / 32,
-        w.out_dim,
-        0.0,
-        &mut fast_out,
-        kern,
-    );
+    let dot = |part: &[u8], res: &mut [f32]| dot_rows(part, row_bytes, &acts, w.in_dim / 32, kern, res);
+    multiply(w.data, row_bytes, rows, w.out_dim, 0.0, &mut fast_out, &dot);
     matmul(w, x, rows, &mut ref_out, false);
     worst_difference(&fast_out, &ref_out)
 }
@@ -368,35 +361,45 @@ pub fn self_test_random(seed: u64) -> Vec<(String, f64)> {
     out
 }
 
-/// The SIMD attention sums against the scalar loops they replace, which they must equal bit
-/// for bit (same order of additions): query · keys, and weights · values, over f16 rows.
+/// The SIMD attention (query heads that share a KV head taken together) against the
+/// per-head scalar loops, which it must equal bit for bit (same order of additions), for
+/// 4, 3, 2 and 1 heads per task, with and without a sliding window and soft-capping: five
+/// query rows after six cached positions, so key blocks of four and a scalar tail both run.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 fn attention_differences(next: &mut impl FnMut() -> f32) -> Vec<(String, f64)> {
+    use crate::backend::cpu::{attention_by, AttentionShape};
     use half::f16;
-    let hd = 64;
-    let q: Vec<f32> = (0..hd).map(|_| next()).collect();
-    let rows: Vec<Vec<f16>> = (0..4)
-        .map(|_| (0..hd).map(|_| f16::from_f32(next() * 3.0)).collect())
-        .collect();
-    let fast = simd128::dot_keys4(&q, [&rows[0], &rows[1], &rows[2], &rows[3]]);
-    let keys = rows
-        .iter()
-        .zip(fast)
-        .map(|(r, f)| (q.iter().zip(r).map(|(a, b)| a * b.to_f32()).sum::<f32>() - f).abs() as f64)
-        .fold(0.0, f64::max);
-    let w: Vec<f32> = (0..4).map(|_| next().abs()).collect();
-    let mut fast = vec![0f32; hd];
-    simd128::add_weighted_rows(&mut fast, &w, |i| &rows[i]);
-    let mut slow = vec![0f32; hd];
-    for (wi, r) in w.iter().zip(&rows) {
-        for (o, v) in slow.iter_mut().zip(r) {
-            *o += wi * v.to_f32();
-        }
+    let (hd, n_kv_head, pos0, rows) = (64, 2, 6, 5);
+    let cases = [
+        (4, None, None),
+        (3, Some(7), None),
+        (2, None, Some(30.0)),
+        (1, Some(3), None),
+    ];
+    let mut out = vec![];
+    for (group, window, softcap) in cases {
+        let n_head = group * n_kv_head;
+        let shape = AttentionShape {
+            n_head,
+            n_kv_head,
+            head_dim: hd,
+            scale: 0.125,
+            softcap,
+            window,
+        };
+        let mut values = |len: usize, scale: f32| (0..len).map(|_| next() * scale).collect::<Vec<f32>>();
+        let q = values(rows * n_head * hd, 2.0);
+        let cache = |v: Vec<f32>| v.into_iter().map(f16::from_f32).collect::<Vec<f16>>();
+        let k = cache(values((pos0 + rows) * n_kv_head * hd, 2.0));
+        let v = cache(values((pos0 + rows) * n_kv_head * hd, 3.0));
+        let fast = attention_by(&q, &k, &v, pos0, &shape, group, true);
+        let slow = attention_by(&q, &k, &v, pos0, &shape, 1, false);
+        let err = fast
+            .iter()
+            .zip(&slow)
+            .map(|(a, b)| (a - b).abs() as f64)
+            .fold(0.0, f64::max);
+        out.push((format!("attention in groups of {group}"), err));
     }
-    let values = fast
-        .iter()
-        .zip(&slow)
-        .map(|(a, b)| (a - b).abs() as f64)
-        .fold(0.0, f64::max);
-    vec![("attention q·K".into(), keys), ("attention w·V".into(), values)]
+    out
 }

@@ -637,40 +637,57 @@ fn transpose4(r: [v128; 4]) -> [v128; 4] {
     ]
 }
 
-/// `q · key` for four f16 keys, each in one running sum in element order, exactly as the
-/// scalar loop sums it: lane j is key j's sum (`q.len()` a multiple of 8).
-pub fn dot_keys4(q: &[f32], keys: [&[half::f16]; 4]) -> [f32; 4] {
-    let mut acc = f32x4_splat(-0.0);
-    for i in (0..q.len()).step_by(8) {
+/// `q_j · key` for G queries and four f16 keys, each in one running sum in element order,
+/// exactly as the scalar loop sums it: lane l of result j is query j's sum with key l
+/// (`q_j.len()` a multiple of 8). The G queries share each widened, transposed key block.
+#[inline(always)]
+pub fn dot_keys4<const G: usize>(q: [&[f32]; G], keys: [&[half::f16]; 4]) -> [[f32; 4]; G] {
+    let hd = q[0].len();
+    assert!(q.iter().all(|q| q.len() == hd));
+    let mut acc = [f32x4_splat(-0.0); G];
+    for i in (0..hd).step_by(8) {
         let rows = keys.map(|k| load_f16x8(k, i));
         let lo = transpose4([rows[0].0, rows[1].0, rows[2].0, rows[3].0]);
         let hi = transpose4([rows[0].1, rows[1].1, rows[2].1, rows[3].1]);
         for (m, t) in lo.into_iter().chain(hi).enumerate() {
-            acc = f32x4_add(acc, f32x4_mul(f32x4_splat(q[i + m]), t));
+            for (acc, q) in acc.iter_mut().zip(q) {
+                *acc = f32x4_add(*acc, f32x4_mul(f32x4_splat(q[i + m]), t));
+            }
         }
     }
-    [
-        f32x4_extract_lane::<0>(acc),
-        f32x4_extract_lane::<1>(acc),
-        f32x4_extract_lane::<2>(acc),
-        f32x4_extract_lane::<3>(acc),
-    ]
+    acc.map(|a| {
+        [
+            f32x4_extract_lane::<0>(a),
+            f32x4_extract_lane::<1>(a),
+            f32x4_extract_lane::<2>(a),
+            f32x4_extract_lane::<3>(a),
+        ]
+    })
 }
 
-/// `o += Σ w[i] · value(i)` for f16 value rows, eight elements at a time, each summed in
-/// position order as the scalar loop does (`o.len()` a multiple of 8).
-pub fn add_weighted_rows<'a>(o: &mut [f32], w: &[f32], value: impl Fn(usize) -> &'a [half::f16]) {
-    for c in (0..o.len()).step_by(8) {
-        let mut lo = load_f32(o, c);
-        let mut hi = load_f32(o, c + 4);
-        for (i, &wi) in w.iter().enumerate() {
+/// `o_j += Σ w_j[i] · value(i)` for G heads (`o` holds them one after another) over f16
+/// value rows, eight elements at a time, each summed in position order as the scalar loop
+/// does (head size a multiple of 8). The G heads share each widened value block.
+#[inline(always)]
+pub fn add_weighted_rows<'a, const G: usize>(o: &mut [f32], w: [&[f32]; G], value: impl Fn(usize) -> &'a [half::f16]) {
+    let hd = o.len() / G;
+    let n = w[0].len();
+    assert!(w.iter().all(|w| w.len() == n));
+    for c in (0..hd).step_by(8) {
+        let mut acc: [(v128, v128); G] =
+            std::array::from_fn(|j| (load_f32(o, j * hd + c), load_f32(o, j * hd + c + 4)));
+        for i in 0..n {
             let (vl, vh) = load_f16x8(value(i), c);
-            let wv = f32x4_splat(wi);
-            lo = f32x4_add(lo, f32x4_mul(wv, vl));
-            hi = f32x4_add(hi, f32x4_mul(wv, vh));
+            for (acc, w) in acc.iter_mut().zip(w) {
+                let wv = f32x4_splat(w[i]);
+                acc.0 = f32x4_add(acc.0, f32x4_mul(wv, vl));
+                acc.1 = f32x4_add(acc.1, f32x4_mul(wv, vh));
+            }
         }
-        store_f32(&mut o[c..], lo);
-        store_f32(&mut o[c + 4..], hi);
+        for (j, acc) in acc.into_iter().enumerate() {
+            store_f32(&mut o[j * hd + c..], acc.0);
+            store_f32(&mut o[j * hd + c + 4..], acc.1);
+        }
     }
 }
 
@@ -788,4 +805,152 @@ fn store_f32(a: &mut [f32], v: v128) {
     assert!(a.len() >= 4);
     // SAFETY: bounds checked above.
     unsafe { v128_store(a.as_mut_ptr() as *mut v128, v) }
+}
+
+/// Four 32-value blocks with their values interleaved four at a time (vector c holds values
+/// 4c..4c+3 of block 0, then of blocks 1, 2, 3; c = 0..8), for prefill's products in the
+/// relaxed build: one `i32x4.relaxed_dot_i8x16_i7x16_add` then adds each block's four values
+/// into that block's own lane, so the four block sums come out gathered with no shuffles.
+/// Activations: `d` and `s` are the blocks' scales and scaled sums, `sum` their exact sums;
+/// weights: `d` the scales, `s` the minimums (Q4_1, Q5_1), codes unsigned.
+#[cfg(target_feature = "relaxed-simd")]
+#[derive(Clone, Copy)]
+pub struct Quad {
+    qs: [v128; 8],
+    d: v128,
+    s: v128,
+    sum: v128,
+}
+
+/// Vectors `lo` (values 0..16) and `hi` (16..32) of four blocks, interleaved into a quad.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn interleave(lo: [v128; 4], hi: [v128; 4], d: v128, s: v128, sum: v128) -> Quad {
+    let (l, h) = (transpose4(lo), transpose4(hi));
+    Quad {
+        qs: [l[0], l[1], l[2], l[3], h[0], h[1], h[2], h[3]],
+        d,
+        s,
+        sum,
+    }
+}
+
+/// An activation row (blocks from `quantize_q8`) as quads; the last is padded with zero blocks.
+#[cfg(target_feature = "relaxed-simd")]
+pub fn quad_acts(row: &[BlockQ8], out: &mut Vec<Quad>) {
+    for g in (0..row.len()).step_by(4) {
+        let b = |j: usize| row.get(g + j).unwrap_or(&BlockQ8::ZERO);
+        let lo = [0, 1, 2, 3].map(|j| load_i8(&b(j).qs, 0));
+        let hi = [0, 1, 2, 3].map(|j| load_i8(&b(j).qs, 16));
+        let sum = i32x4(b(0).sum, b(1).sum, b(2).sum, b(3).sum);
+        out.push(interleave(lo, hi, load_f32(&b(0).d4, 0), load_f32(&b(0).s4, 0), sum));
+    }
+}
+
+/// How a block type's weights become quads: block size, minimum or not, the offset taken off
+/// every code, and the unpacking of one block into its 32 codes.
+#[cfg(target_feature = "relaxed-simd")]
+#[derive(Clone, Copy)]
+pub struct QuadWeights {
+    pub block_bytes: usize,
+    has_min: bool,
+    off: i32,
+    unpack: fn(&[u8]) -> (v128, v128),
+}
+
+/// The block types prefill multiplies as quads (Q8_0's signed weights would need the bias or
+/// the sign moves of [`block_signed`] per activation row; its only large matrix in the test
+/// models is Gemma's vocabulary, which prefill multiplies with one row).
+#[cfg(target_feature = "relaxed-simd")]
+pub fn quad_weights(dtype: candle_core::quantized::GgmlDType) -> Option<QuadWeights> {
+    use candle_core::quantized::GgmlDType as T;
+    let (block_bytes, has_min, off, unpack): (usize, bool, i32, fn(&[u8]) -> (v128, v128)) = match dtype {
+        T::Q4_0 => (18, false, 8, |w| nibbles(load(w, 2))),
+        T::Q4_1 => (20, true, 0, |w| nibbles(load(w, 4))),
+        T::Q5_0 => (22, false, 16, |w| q5_unpack(w, false)),
+        T::Q5_1 => (24, true, 0, |w| q5_unpack(w, true)),
+        _ => return None,
+    };
+    Some(QuadWeights {
+        block_bytes,
+        has_min,
+        off,
+        unpack,
+    })
+}
+
+/// Each weight row of `w` (rows of `row_bytes`) times every activation row (`acts`: `groups`
+/// quads per row), written as `res[weight row * rows + activation row]`. Each weight row is
+/// unpacked into quads once for all activation rows, then taken with four of them at a time.
+/// Every block's integer sum is exact and is scaled and added in block order to one running
+/// sum, as the scalar reference does: the same bits as the one-row kernels.
+#[cfg(target_feature = "relaxed-simd")]
+pub fn quad_rows(kind: QuadWeights, w: &[u8], row_bytes: usize, acts: &[Quad], groups: usize, res: &mut [f32]) {
+    let rows = acts.len() / groups;
+    let bb = kind.block_bytes;
+    let mut quads = Vec::with_capacity(groups);
+    let mut padded = [0u8; 4 * 24];
+    let row = |r: usize| &acts[r * groups..(r + 1) * groups];
+    for (wr, res) in w.chunks_exact(row_bytes).zip(res.chunks_exact_mut(rows)) {
+        quads.clear();
+        for g in 0..groups {
+            let blocks = &wr[(4 * g * bb).min(wr.len())..((4 * g + 4) * bb).min(wr.len())];
+            let four = if blocks.len() == 4 * bb {
+                blocks
+            } else {
+                padded.fill(0);
+                padded[..blocks.len()].copy_from_slice(blocks);
+                &padded[..4 * bb]
+            };
+            let codes = [0, 1, 2, 3].map(|j| (kind.unpack)(&four[j * bb..(j + 1) * bb]));
+            let min = if kind.has_min {
+                scales4(four, 2, bb)
+            } else {
+                f32x4_splat(0.0)
+            };
+            let (lo, hi) = (codes.map(|c| c.0), codes.map(|c| c.1));
+            quads.push(interleave(lo, hi, scales4(four, 0, bb), min, i32x4_splat(0)));
+        }
+        let quads = &quads[..];
+        let full = rows / 4 * 4;
+        for (q, out) in res[..full].chunks_exact_mut(4).enumerate() {
+            let four = [row(4 * q), row(4 * q + 1), row(4 * q + 2), row(4 * q + 3)];
+            out.copy_from_slice(&match kind.has_min {
+                true => quad_dots::<4, true>(quads, four, kind.off),
+                false => quad_dots::<4, false>(quads, four, kind.off),
+            });
+        }
+        for (r, v) in res.iter_mut().enumerate().skip(full) {
+            *v = match kind.has_min {
+                true => quad_dots::<1, true>(quads, [row(r)], kind.off),
+                false => quad_dots::<1, false>(quads, [row(r)], kind.off),
+            }[0];
+        }
+    }
+}
+
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn quad_dots<const N: usize, const MIN: bool>(w: &[Quad], act: [&[Quad]; N], off: i32) -> [f32; N] {
+    let mut sum = [0f32; N];
+    let neg_off = i32x4_splat(-off);
+    assert!(act.iter().all(|a| a.len() == w.len()));
+    for (g, wq) in w.iter().enumerate() {
+        for (a, sum) in act.iter().zip(sum.iter_mut()) {
+            let a = &a[g];
+            let mut acc = i32x4_mul(a.sum, neg_off);
+            for c in 0..8 {
+                acc = i32x4_relaxed_dot_i8x16_i7x16_add(a.qs[c], wq.qs[c], acc);
+            }
+            let mut t = f32x4_mul(f32x4_convert_i32x4(acc), f32x4_mul(wq.d, a.d));
+            if MIN {
+                t = f32x4_add(t, f32x4_mul(wq.s, a.s));
+            }
+            *sum += f32x4_extract_lane::<0>(t);
+            *sum += f32x4_extract_lane::<1>(t);
+            *sum += f32x4_extract_lane::<2>(t);
+            *sum += f32x4_extract_lane::<3>(t);
+        }
+    }
+    sum
 }
