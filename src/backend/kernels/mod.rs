@@ -192,6 +192,16 @@ pub fn matmul(w: &Weights, x: &[f32], rows: usize, out: &mut [f32], simd: bool) 
         }
         Dot::Q8K(f) => {
             let acts = quantize_rows(x, w.in_dim, rows, q8::quantize_q8k);
+            #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+            if let (true, true, Some(sub)) = (simd, rows >= 4, simd128::kquad_sub(w.dtype)) {
+                let mut quads = Vec::with_capacity(acts.len());
+                for row in acts.chunks_exact(w.in_dim / 256) {
+                    simd128::kquad_acts(row, sub, &mut quads);
+                }
+                let blocks = w.in_dim / 256;
+                by_rows(&|part, res| simd128::kquad_rows(w.dtype, part, row_bytes, &quads, blocks, res));
+                return true;
+            }
             by_rows(&|part, res| dot_rows(part, row_bytes, &acts, w.in_dim / 256, f, res));
         }
         Dot::F32(f) => by_rows(&|part, res| dot_rows(part, row_bytes, &x[..rows * w.in_dim], w.in_dim, f, res)),

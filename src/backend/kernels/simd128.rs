@@ -850,25 +850,32 @@ pub fn quad_acts(row: &[BlockQ8], out: &mut Vec<Quad>) {
 /// How a block type's weights become quads: block size, minimum or not, the offset taken off
 /// every code, and the unpacking of one block into its 32 codes.
 #[cfg(target_feature = "relaxed-simd")]
+type Unpack = fn(&[u8]) -> (v128, v128);
+
+#[cfg(target_feature = "relaxed-simd")]
 #[derive(Clone, Copy)]
 pub struct QuadWeights {
     pub block_bytes: usize,
     has_min: bool,
     off: i32,
-    unpack: fn(&[u8]) -> (v128, v128),
+    unpack: Unpack,
 }
 
-/// The block types prefill multiplies as quads (Q8_0's signed weights would need the bias or
-/// the sign moves of [`block_signed`] per activation row; its only large matrix in the test
-/// models is Gemma's vocabulary, which prefill multiplies with one row).
+/// The block types prefill multiplies as quads (Q8_0 only where its weights can be biased to
+/// unsigned codes, see [`block_signed`]; elsewhere its signs would move per activation row).
 #[cfg(target_feature = "relaxed-simd")]
 pub fn quad_weights(dtype: candle_core::quantized::GgmlDType) -> Option<QuadWeights> {
     use candle_core::quantized::GgmlDType as T;
-    let (block_bytes, has_min, off, unpack): (usize, bool, i32, fn(&[u8]) -> (v128, v128)) = match dtype {
+    let (block_bytes, has_min, off, unpack): (usize, bool, i32, Unpack) = match dtype {
         T::Q4_0 => (18, false, 8, |w| nibbles(load(w, 2))),
         T::Q4_1 => (20, true, 0, |w| nibbles(load(w, 4))),
         T::Q5_0 => (22, false, 16, |w| q5_unpack(w, false)),
         T::Q5_1 => (24, true, 0, |w| q5_unpack(w, true)),
+        // Biased to unsigned codes, where the dot product takes them as unsigned.
+        T::Q8_0 if unsigned_dot_exact() => (34, false, 128, |w| {
+            let bias = u8x16_splat(0x80);
+            (v128_xor(load(w, 2), bias), v128_xor(load(w, 18), bias))
+        }),
         _ => return None,
     };
     Some(QuadWeights {
@@ -881,49 +888,321 @@ pub fn quad_weights(dtype: candle_core::quantized::GgmlDType) -> Option<QuadWeig
 
 /// Each weight row of `w` (rows of `row_bytes`) times every activation row (`acts`: `groups`
 /// quads per row), written as `res[weight row * rows + activation row]`. Each weight row is
-/// unpacked into quads once for all activation rows, then taken with four of them at a time.
-/// Every block's integer sum is exact and is scaled and added in block order to one running
-/// sum, as the scalar reference does: the same bits as the one-row kernels.
+/// unpacked into quads once for all activation rows; two weight rows then meet four
+/// activation rows at a time (eight independent sums hide the latency of each one's chain
+/// of dot products and additions). Every block's integer sum is exact and is scaled and
+/// added in block order to one running sum, as the scalar reference does: the same bits as
+/// the one-row kernels.
 #[cfg(target_feature = "relaxed-simd")]
 pub fn quad_rows(kind: QuadWeights, w: &[u8], row_bytes: usize, acts: &[Quad], groups: usize, res: &mut [f32]) {
     let rows = acts.len() / groups;
-    let bb = kind.block_bytes;
-    let mut quads = Vec::with_capacity(groups);
-    let mut padded = [0u8; 4 * 24];
+    let mut quads = [Vec::with_capacity(groups), Vec::with_capacity(groups)];
     let row = |r: usize| &acts[r * groups..(r + 1) * groups];
-    for (wr, res) in w.chunks_exact(row_bytes).zip(res.chunks_exact_mut(rows)) {
-        quads.clear();
-        for g in 0..groups {
-            let blocks = &wr[(4 * g * bb).min(wr.len())..((4 * g + 4) * bb).min(wr.len())];
-            let four = if blocks.len() == 4 * bb {
-                blocks
-            } else {
-                padded.fill(0);
-                padded[..blocks.len()].copy_from_slice(blocks);
-                &padded[..4 * bb]
-            };
-            let codes = [0, 1, 2, 3].map(|j| (kind.unpack)(&four[j * bb..(j + 1) * bb]));
-            let min = if kind.has_min {
-                scales4(four, 2, bb)
-            } else {
-                f32x4_splat(0.0)
-            };
-            let (lo, hi) = (codes.map(|c| c.0), codes.map(|c| c.1));
-            quads.push(interleave(lo, hi, scales4(four, 0, bb), min, i32x4_splat(0)));
+    for (wr, res) in w.chunks(2 * row_bytes).zip(res.chunks_mut(2 * rows)) {
+        for (q, wr) in quads.iter_mut().zip(wr.chunks_exact(row_bytes)) {
+            unpack_row(kind, wr, groups, q);
         }
-        let quads = &quads[..];
         let full = rows / 4 * 4;
-        for (q, out) in res[..full].chunks_exact_mut(4).enumerate() {
-            let four = [row(4 * q), row(4 * q + 1), row(4 * q + 2), row(4 * q + 3)];
-            out.copy_from_slice(&match kind.has_min {
-                true => quad_dots::<4, true>(quads, four, kind.off),
-                false => quad_dots::<4, false>(quads, four, kind.off),
+        for r in (0..full).step_by(4) {
+            let four = [row(r), row(r + 1), row(r + 2), row(r + 3)];
+            if wr.len() == 2 * row_bytes {
+                let [a, b] = quad_dots::<2, 4>(kind, [&quads[0], &quads[1]], four);
+                res[r..r + 4].copy_from_slice(&a);
+                res[rows + r..rows + r + 4].copy_from_slice(&b);
+            } else {
+                res[r..r + 4].copy_from_slice(&quad_dots::<1, 4>(kind, [&quads[0]], four)[0]);
+            }
+        }
+        for r in full..rows {
+            for (m, q) in quads.iter().enumerate().take(wr.len() / row_bytes) {
+                res[m * rows + r] = quad_dots::<1, 1>(kind, [q], [row(r)])[0][0];
+            }
+        }
+    }
+}
+
+/// One weight row as quads (the last padded with zero blocks).
+#[cfg(target_feature = "relaxed-simd")]
+fn unpack_row(kind: QuadWeights, wr: &[u8], groups: usize, quads: &mut Vec<Quad>) {
+    let bb = kind.block_bytes;
+    let mut padded = [0u8; 4 * 34];
+    quads.clear();
+    for g in 0..groups {
+        let blocks = &wr[(4 * g * bb).min(wr.len())..((4 * g + 4) * bb).min(wr.len())];
+        let four = if blocks.len() == 4 * bb {
+            blocks
+        } else {
+            padded.fill(0);
+            padded[..blocks.len()].copy_from_slice(blocks);
+            &padded[..4 * bb]
+        };
+        let codes = [0, 1, 2, 3].map(|j| (kind.unpack)(&four[j * bb..(j + 1) * bb]));
+        let min = if kind.has_min {
+            scales4(four, 2, bb)
+        } else {
+            f32x4_splat(0.0)
+        };
+        let (lo, hi) = (codes.map(|c| c.0), codes.map(|c| c.1));
+        quads.push(interleave(lo, hi, scales4(four, 0, bb), min, i32x4_splat(0)));
+    }
+}
+
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn quad_dots<const M: usize, const N: usize>(kind: QuadWeights, w: [&[Quad]; M], act: [&[Quad]; N]) -> [[f32; N]; M] {
+    match kind.has_min {
+        true => quad_sums::<M, N, true>(w, act, kind.off),
+        false => quad_sums::<M, N, false>(w, act, kind.off),
+    }
+}
+
+/// The sums of `quad_dots`. Each (weight row, activation row) pair keeps one running sum in
+/// block order; the four activation rows' sums sit in the lanes of one vector, and each
+/// group's four block results are transposed so that one vector addition per block adds
+/// every row's next block (lane n does exactly the scalar additions of row n).
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn quad_sums<const M: usize, const N: usize, const MIN: bool>(
+    w: [&[Quad]; M],
+    act: [&[Quad]; N],
+    off: i32,
+) -> [[f32; N]; M] {
+    const { assert!(N <= 4) };
+    let mut sum = [f32x4_splat(0.0); M];
+    let neg_off = i32x4_splat(-off);
+    let groups = w[0].len();
+    assert!(w.iter().all(|w| w.len() == groups) && act.iter().all(|a| a.len() == groups));
+    for g in 0..groups {
+        // SAFETY: every slice holds `groups` quads (asserted above) and g < groups.
+        let (wg, ag): ([&Quad; M], [&Quad; N]) = unsafe {
+            (
+                std::array::from_fn(|m| w[m].get_unchecked(g)),
+                std::array::from_fn(|n| act[n].get_unchecked(g)),
+            )
+        };
+        let mut acc: [[v128; N]; M] = [std::array::from_fn(|n| i32x4_mul(ag[n].sum, neg_off)); M];
+        for c in 0..8 {
+            let wc: [v128; M] = std::array::from_fn(|m| wg[m].qs[c]);
+            for (n, a) in ag.iter().enumerate() {
+                let ac = a.qs[c];
+                for m in 0..M {
+                    acc[m][n] = i32x4_relaxed_dot_i8x16_i7x16_add(ac, wc[m], acc[m][n]);
+                }
+            }
+        }
+        for m in 0..M {
+            let wq = wg[m];
+            let mut t = [f32x4_splat(0.0); 4];
+            for n in 0..N {
+                let a = ag[n];
+                t[n] = f32x4_mul(f32x4_convert_i32x4(acc[m][n]), f32x4_mul(wq.d, a.d));
+                if MIN {
+                    t[n] = f32x4_add(t[n], f32x4_mul(wq.s, a.s));
+                }
+            }
+            for block in transpose4(t) {
+                sum[m] = f32x4_add(sum[m], block);
+            }
+        }
+    }
+    sum.map(|s| {
+        let lanes = [
+            f32x4_extract_lane::<0>(s),
+            f32x4_extract_lane::<1>(s),
+            f32x4_extract_lane::<2>(s),
+            f32x4_extract_lane::<3>(s),
+        ];
+        std::array::from_fn(|n| lanes[n])
+    })
+}
+
+/// A k-quant super-block (256 values) for prefill's products in the relaxed build, its values
+/// interleaved like [`Quad`]'s but by sub-block: lane j of each dot product collects
+/// sub-block j of a run of four (sub-blocks of 32 values for Q4_K/Q5_K, whose 16 vectors
+/// form two runs; of 16 for Q6_K, four runs). Activations: `d`; `start`, each run's
+/// starting sums (−32 · its sub-blocks' sums for Q6_K, whose codes are value + 32; else 0);
+/// `b32`, the sums per 32 values for Q4_K/Q5_K's minimums.
+#[cfg(target_feature = "relaxed-simd")]
+#[derive(Clone, Copy)]
+pub struct KQuad {
+    qs: [v128; 16],
+    start: [v128; 4],
+    b32: [v128; 2],
+    d: f32,
+}
+
+/// A weight super-block as a [`KQuad`]: codes, each run's scales (and minimums) as i32 lanes.
+#[cfg(target_feature = "relaxed-simd")]
+#[derive(Clone, Copy)]
+struct KQuadW {
+    qs: [v128; 16],
+    sc: [v128; 4],
+    mn: [v128; 2],
+    d: f32,
+    dmin: f32,
+}
+
+/// Sixteen vectors of 16 values (in order) interleaved by sub-blocks of `sub` values.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn interleave_k(v: [v128; 16], sub: usize) -> [v128; 16] {
+    let mut out = v;
+    for k in 0..4 {
+        let t = if sub == 16 {
+            transpose4([v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]])
+        } else {
+            // Run k / 2 (sub-blocks 4(k/2)..): first the values 0..16 of each, then 16..32.
+            let (base, odd) = (8 * (k / 2), k % 2);
+            transpose4([v[base + odd], v[base + 2 + odd], v[base + 4 + odd], v[base + 6 + odd]])
+        };
+        out[4 * k..4 * k + 4].copy_from_slice(&t);
+    }
+    out
+}
+
+/// The k-quant types prefill multiplies as [`KQuad`]s, with their sub-block size.
+#[cfg(target_feature = "relaxed-simd")]
+pub fn kquad_sub(dtype: candle_core::quantized::GgmlDType) -> Option<usize> {
+    use candle_core::quantized::GgmlDType as T;
+    match dtype {
+        T::Q4K | T::Q5K => Some(32),
+        T::Q6K => Some(16),
+        _ => None,
+    }
+}
+
+/// An activation row (blocks from `quantize_q8k`) as [`KQuad`]s for sub-blocks of `sub`.
+#[cfg(target_feature = "relaxed-simd")]
+pub fn kquad_acts(row: &[BlockQ8K], sub: usize, out: &mut Vec<KQuad>) {
+    for b in row {
+        let qs = interleave_k(std::array::from_fn(|i| load_i8(&b.qs, 16 * i)), sub);
+        let s = |i: usize| b.bsums[i] as i32;
+        let pair = |j: usize| s(2 * j) + s(2 * j + 1);
+        let (start, b32) = if sub == 16 {
+            let run = |k: usize| {
+                i32x4(
+                    -32 * s(4 * k),
+                    -32 * s(4 * k + 1),
+                    -32 * s(4 * k + 2),
+                    -32 * s(4 * k + 3),
+                )
+            };
+            ([run(0), run(1), run(2), run(3)], [i32x4_splat(0); 2])
+        } else {
+            let run = |k: usize| i32x4(pair(4 * k), pair(4 * k + 1), pair(4 * k + 2), pair(4 * k + 3));
+            ([i32x4_splat(0); 4], [run(0), run(1)])
+        };
+        out.push(KQuad { qs, start, b32, d: b.d });
+    }
+}
+
+/// One k-quant super-block unpacked (see the scalar kernels for the layouts).
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn unpack_k(dtype: candle_core::quantized::GgmlDType, w: &[u8]) -> KQuadW {
+    use candle_core::quantized::GgmlDType as T;
+    let zero = i32x4_splat(0);
+    if dtype == T::Q6K {
+        let three = u8x16_splat(3);
+        let mut v = [zero; 16];
+        for half in 0..2 {
+            let (ql, qh) = (64 * half, 128 + 32 * half);
+            for g in 0..2 {
+                let l0 = 16 * g;
+                let ((a_lo, a_hi), (b_lo, b_hi)) = (nibbles(load(w, ql + l0)), nibbles(load(w, ql + 32 + l0)));
+                let h = load(w, qh + l0);
+                let bits = |shift: u32| i8x16_shl(v128_and(u8x16_shr(h, shift), three), 4);
+                // Values 128·half + 16g + 32k, k = 0..4: sub-block 8·half + g + 2k.
+                let at = 8 * half + g;
+                v[at] = v128_or(a_lo, bits(0));
+                v[at + 2] = v128_or(b_lo, bits(2));
+                v[at + 4] = v128_or(a_hi, bits(4));
+                v[at + 6] = v128_or(b_hi, bits(6));
+            }
+        }
+        let sc = |k: usize| {
+            let s = |j: usize| w[192 + 4 * k + j] as i8 as i32;
+            i32x4(s(0), s(1), s(2), s(3))
+        };
+        return KQuadW {
+            qs: interleave_k(v, 16),
+            sc: [sc(0), sc(1), sc(2), sc(3)],
+            mn: [zero; 2],
+            d: f16_at(w, 208),
+            dmin: 0.0,
+        };
+    }
+    let fifth = dtype == T::Q5K;
+    let qs_at = if fifth { 48 } else { 16 };
+    let one = u8x16_splat(1);
+    let (h0, h1) = if fifth {
+        (load(w, 16), load(w, 32))
+    } else {
+        (zero, zero)
+    };
+    let bit = |h: v128, s: u32| {
+        if fifth {
+            i8x16_shl(v128_and(u8x16_shr(h, s), one), 4)
+        } else {
+            zero
+        }
+    };
+    let mut v = [zero; 16];
+    for c in 0..4 {
+        // Sub-blocks 2c (low nibbles) and 2c + 1 (high nibbles), 32 values each.
+        let ((l0, u0), (l1, u1)) = (nibbles(load(w, qs_at + 32 * c)), nibbles(load(w, qs_at + 16 + 32 * c)));
+        let s = 2 * c as u32;
+        v[4 * c] = v128_or(l0, bit(h0, s));
+        v[4 * c + 1] = v128_or(l1, bit(h1, s));
+        v[4 * c + 2] = v128_or(u0, bit(h0, s + 1));
+        v[4 * c + 3] = v128_or(u1, bit(h1, s + 1));
+    }
+    let sm: [(u8, u8); 8] = std::array::from_fn(|j| scale_min_k4(j, &w[4..16]));
+    let lanes = |k: usize, f: fn((u8, u8)) -> u8| {
+        let x = |j: usize| f(sm[4 * k + j]) as i32;
+        i32x4(x(0), x(1), x(2), x(3))
+    };
+    KQuadW {
+        qs: interleave_k(v, 32),
+        sc: [lanes(0, |p| p.0), lanes(1, |p| p.0), zero, zero],
+        mn: [lanes(0, |p| p.1), lanes(1, |p| p.1)],
+        d: f16_at(w, 0),
+        dmin: f16_at(w, 2),
+    }
+}
+
+/// [`quad_rows`] for the k-quants: each weight row unpacked once, then four activation rows
+/// at a time. The integer sums are exact, so the lanes may split them any way; the float
+/// steps per super-block are the scalar reference's.
+#[cfg(target_feature = "relaxed-simd")]
+pub fn kquad_rows(
+    dtype: candle_core::quantized::GgmlDType,
+    w: &[u8],
+    row_bytes: usize,
+    acts: &[KQuad],
+    blocks: usize,
+    res: &mut [f32],
+) {
+    let rows = acts.len() / blocks;
+    let bb = row_bytes / blocks;
+    let mut unpacked = Vec::with_capacity(blocks);
+    let row = |r: usize| &acts[r * blocks..(r + 1) * blocks];
+    let six = dtype == candle_core::quantized::GgmlDType::Q6K;
+    for (wr, res) in w.chunks_exact(row_bytes).zip(res.chunks_exact_mut(rows)) {
+        unpacked.clear();
+        unpacked.extend(wr.chunks_exact(bb).map(|b| unpack_k(dtype, b)));
+        let full = rows / 4 * 4;
+        for r in (0..full).step_by(4) {
+            let four = [row(r), row(r + 1), row(r + 2), row(r + 3)];
+            res[r..r + 4].copy_from_slice(&match six {
+                true => kquad_sums::<4, 16>(&unpacked, four),
+                false => kquad_sums::<4, 32>(&unpacked, four),
             });
         }
         for (r, v) in res.iter_mut().enumerate().skip(full) {
-            *v = match kind.has_min {
-                true => quad_dots::<1, true>(quads, [row(r)], kind.off),
-                false => quad_dots::<1, false>(quads, [row(r)], kind.off),
+            *v = match six {
+                true => kquad_sums::<1, 16>(&unpacked, [row(r)]),
+                false => kquad_sums::<1, 32>(&unpacked, [row(r)]),
             }[0];
         }
     }
@@ -931,25 +1210,36 @@ pub fn quad_rows(kind: QuadWeights, w: &[u8], row_bytes: usize, acts: &[Quad], g
 
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-fn quad_dots<const N: usize, const MIN: bool>(w: &[Quad], act: [&[Quad]; N], off: i32) -> [f32; N] {
+fn kquad_sums<const N: usize, const SUB: usize>(w: &[KQuadW], act: [&[KQuad]; N]) -> [f32; N] {
+    let runs = 256 / (4 * SUB);
+    let per_run = 16 / runs;
     let mut sum = [0f32; N];
-    let neg_off = i32x4_splat(-off);
     assert!(act.iter().all(|a| a.len() == w.len()));
-    for (g, wq) in w.iter().enumerate() {
-        for (a, sum) in act.iter().zip(sum.iter_mut()) {
-            let a = &a[g];
-            let mut acc = i32x4_mul(a.sum, neg_off);
-            for c in 0..8 {
-                acc = i32x4_relaxed_dot_i8x16_i7x16_add(a.qs[c], wq.qs[c], acc);
+    for (i, wb) in w.iter().enumerate() {
+        // SAFETY: every activation row holds `w.len()` blocks (asserted above).
+        let ab: [&KQuad; N] = std::array::from_fn(|n| unsafe { act[n].get_unchecked(i) });
+        let mut total = [i32x4_splat(0); N];
+        for k in 0..runs {
+            let mut part: [v128; N] = std::array::from_fn(|n| ab[n].start[k]);
+            for v in k * per_run..(k + 1) * per_run {
+                let wv = wb.qs[v];
+                for n in 0..N {
+                    part[n] = i32x4_relaxed_dot_i8x16_i7x16_add(ab[n].qs[v], wv, part[n]);
+                }
             }
-            let mut t = f32x4_mul(f32x4_convert_i32x4(acc), f32x4_mul(wq.d, a.d));
-            if MIN {
-                t = f32x4_add(t, f32x4_mul(wq.s, a.s));
+            for n in 0..N {
+                total[n] = i32x4_add(total[n], i32x4_mul(part[n], wb.sc[k]));
             }
-            *sum += f32x4_extract_lane::<0>(t);
-            *sum += f32x4_extract_lane::<1>(t);
-            *sum += f32x4_extract_lane::<2>(t);
-            *sum += f32x4_extract_lane::<3>(t);
+        }
+        for n in 0..N {
+            let a = ab[n];
+            let sumi = hsum_i32(total[n]);
+            sum[n] += if SUB == 16 {
+                a.d * wb.d * sumi as f32
+            } else {
+                let summ = hsum_i32(i32x4_add(i32x4_mul(a.b32[0], wb.mn[0]), i32x4_mul(a.b32[1], wb.mn[1])));
+                a.d * (wb.d * sumi as f32 - wb.dmin * summ as f32)
+            };
         }
     }
     sum
