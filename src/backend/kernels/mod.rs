@@ -177,7 +177,12 @@ pub fn matmul(w: &Weights, x: &[f32], rows: usize, out: &mut [f32], simd: bool) 
         |f: &(dyn Fn(&[u8], &mut [f32]) + Sync)| multiply(w.data, row_bytes, rows, w.out_dim, work, out, f);
     match dot {
         Dot::Q8(f) => {
-            let acts = quantize_rows(x, w.in_dim, rows, q8::quantize_q8);
+            let acts = quantize_rows(
+                x,
+                w.in_dim,
+                rows,
+                if simd { q8::quantize_q8 } else { q8::quantize_q8_ref },
+            );
             #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
             if let (true, true, Some(kind)) = (simd, rows >= 4, simd128::quad_weights(w.dtype)) {
                 let groups = (w.in_dim / 32).div_ceil(4);
@@ -191,7 +196,12 @@ pub fn matmul(w: &Weights, x: &[f32], rows: usize, out: &mut [f32], simd: bool) 
             by_rows(&|part, res| dot_rows(part, row_bytes, &acts, w.in_dim / 32, f, res));
         }
         Dot::Q8K(f) => {
-            let acts = quantize_rows(x, w.in_dim, rows, q8::quantize_q8k);
+            let acts = quantize_rows(
+                x,
+                w.in_dim,
+                rows,
+                if simd { q8::quantize_q8k } else { q8::quantize_q8k_ref },
+            );
             #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
             if let (true, true, Some(sub)) = (simd, rows >= 4, simd128::kquad_sub(w.dtype)) {
                 let mut quads = Vec::with_capacity(acts.len());
@@ -282,11 +292,19 @@ fn dot_rows<B>(w: &[u8], row_bytes: usize, acts: &[B], blocks: usize, f: Kern<B>
     }
 }
 
-/// `[out_dim][rows]` into `[rows][out_dim]`.
+/// `[out_dim][rows]` into `[rows][out_dim]`, eight activation rows at a time: each pass
+/// reads 32 contiguous bytes per weight row and writes its eight rows front to back (element
+/// by element, the strided writes were an eighth of Gemma 3's prefill). On one thread: on
+/// two it was slower, and its time would skew the pool's measure of work per millisecond.
 fn transpose_into(by_weight: &[f32], rows: usize, out_dim: usize, out: &mut [f32]) {
-    for (o, res) in by_weight.chunks_exact(rows).enumerate() {
-        for (r, v) in res.iter().enumerate() {
-            out[r * out_dim + o] = *v;
+    const ROWS: usize = 8;
+    for (t, piece) in out[..rows * out_dim].chunks_mut(ROWS * out_dim).enumerate() {
+        let first = t * ROWS;
+        let n = piece.len() / out_dim;
+        for (o, src) in by_weight.chunks_exact(rows).enumerate() {
+            for (i, v) in src[first..first + n].iter().enumerate() {
+                piece[i * out_dim + o] = *v;
+            }
         }
     }
 }

@@ -40,8 +40,24 @@ pub struct BlockQ8K {
     pub d: f32,
 }
 
-/// ggml's `quantize_row_q8_1_ref` (also what Q8_0 activations look like, plus `s`).
+/// [`quantize_q8_ref`], four values at a time in the browser (same bits).
 pub fn quantize_q8(x: &[f32], out: &mut Vec<BlockQ8>) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return super::simd128::quantize_q8(x, out);
+    #[allow(unreachable_code)]
+    quantize_q8_ref(x, out)
+}
+
+/// [`quantize_q8k_ref`], four values at a time in the browser (same bits).
+pub fn quantize_q8k(x: &[f32], out: &mut Vec<BlockQ8K>) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return super::simd128::quantize_q8k(x, out);
+    #[allow(unreachable_code)]
+    quantize_q8k_ref(x, out)
+}
+
+/// ggml's `quantize_row_q8_1_ref` (also what Q8_0 activations look like, plus `s`).
+pub fn quantize_q8_ref(x: &[f32], out: &mut Vec<BlockQ8>) {
     out.clear();
     for chunk in x.chunks_exact(32) {
         let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -62,6 +78,11 @@ pub fn quantize_q8(x: &[f32], out: &mut Vec<BlockQ8>) {
             s4: [0.0; 4],
         });
     }
+    fill_fours(out);
+}
+
+/// Each block's `d4` and `s4` from its own and the next three blocks'.
+pub fn fill_fours(out: &mut [BlockQ8]) {
     for i in 0..out.len() {
         for j in 0..4 {
             out[i].d4[j] = out.get(i + j).map_or(0.0, |b| b.d);
@@ -71,7 +92,7 @@ pub fn quantize_q8(x: &[f32], out: &mut Vec<BlockQ8>) {
 }
 
 /// ggml's `quantize_row_q8_K_ref`: the scale maps the largest-magnitude value to -128.
-pub fn quantize_q8k(x: &[f32], out: &mut Vec<BlockQ8K>) {
+pub fn quantize_q8k_ref(x: &[f32], out: &mut Vec<BlockQ8K>) {
     out.clear();
     for chunk in x.chunks_exact(256) {
         let mut max = 0f32;

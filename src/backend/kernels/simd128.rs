@@ -1244,3 +1244,93 @@ fn kquad_sums<const N: usize, const SUB: usize>(w: &[KQuadW], act: [&[KQuad]; N]
     }
     sum
 }
+
+/// ggml's rounding (half away from zero), four at a time: `f32::round` is a libm call in
+/// wasm, and activation quantization was a tenth of Gemma 3's prefill with it.
+#[inline(always)]
+fn round_away4(x: v128) -> v128 {
+    let t = f32x4_trunc(x);
+    let up = f32x4_ge(f32x4_abs(f32x4_sub(x, t)), f32x4_splat(0.5));
+    let one = v128_or(f32x4_splat(1.0), v128_and(x, u32x4_splat(0x8000_0000)));
+    f32x4_add(t, v128_and(up, one))
+}
+
+/// The largest |v| of a row of values (a multiple of 4 long).
+#[inline(always)]
+fn abs_max(x: &[f32]) -> f32 {
+    let m = (0..x.len())
+        .step_by(4)
+        .fold(f32x4_splat(0.0), |m, i| f32x4_max(m, f32x4_abs(load_f32(x, i))));
+    f32x4_extract_lane::<0>(m)
+        .max(f32x4_extract_lane::<1>(m))
+        .max(f32x4_extract_lane::<2>(m))
+        .max(f32x4_extract_lane::<3>(m))
+}
+
+/// `round(v · scale)` for sixteen values as bytes (at most `top`), and their sum.
+#[inline(always)]
+fn quantize16(x: &[f32], at: usize, scale: f32, top: i32) -> (v128, i32) {
+    let s = f32x4_splat(scale);
+    let q: [v128; 4] = std::array::from_fn(|i| {
+        i32x4_min(
+            i32x4_trunc_sat_f32x4(round_away4(f32x4_mul(load_f32(x, at + 4 * i), s))),
+            i32x4_splat(top),
+        )
+    });
+    let sum = hsum_i32(i32x4_add(i32x4_add(q[0], q[1]), i32x4_add(q[2], q[3])));
+    (
+        i8x16_narrow_i16x8(i16x8_narrow_i32x4(q[0], q[1]), i16x8_narrow_i32x4(q[2], q[3])),
+        sum,
+    )
+}
+
+/// [`super::q8::quantize_q8_ref`], four values at a time (same bits).
+pub fn quantize_q8(x: &[f32], out: &mut Vec<BlockQ8>) {
+    out.clear();
+    for chunk in x.chunks_exact(32) {
+        let d = abs_max(chunk) / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let (lo, s_lo) = quantize16(chunk, 0, id, 127);
+        let (hi, s_hi) = quantize16(chunk, 16, id, 127);
+        let mut b = BlockQ8::ZERO;
+        store_bytes(&mut b.qs, lo, hi);
+        b.sum = s_lo + s_hi;
+        b.d = half::f16::from_f32(d).to_f32();
+        b.s = half::f16::from_f32(b.sum as f32 * d).to_f32();
+        out.push(b);
+    }
+    super::q8::fill_fours(out);
+}
+
+/// [`super::q8::quantize_q8k_ref`], four values at a time (same bits).
+pub fn quantize_q8k(x: &[f32], out: &mut Vec<BlockQ8K>) {
+    out.clear();
+    for chunk in x.chunks_exact(256) {
+        let mut b = BlockQ8K {
+            qs: [0; 256],
+            bsums: [0; 16],
+            d: 0.0,
+        };
+        let amax = abs_max(chunk);
+        // The first value of the largest magnitude, as the reference's scan keeps it.
+        if let Some(&max) = chunk.iter().find(|v| v.abs() == amax).filter(|_| amax != 0.0) {
+            let iscale = -128.0 / max;
+            for g in 0..16 {
+                let (q, sum) = quantize16(chunk, 16 * g, iscale, 127);
+                // SAFETY: 16 bytes at 16g inside the 256-byte array; stores need no alignment.
+                unsafe { v128_store(b.qs.as_mut_ptr().add(16 * g) as *mut v128, q) };
+                b.bsums[g] = sum as i16;
+            }
+            b.d = 1.0 / iscale;
+        }
+        out.push(b);
+    }
+}
+
+fn store_bytes(qs: &mut [i8; 32], lo: v128, hi: v128) {
+    // SAFETY: two 16-byte stores inside the 32-byte array; stores need no alignment.
+    unsafe {
+        v128_store(qs.as_mut_ptr() as *mut v128, lo);
+        v128_store(qs.as_mut_ptr().add(16) as *mut v128, hi);
+    }
+}
