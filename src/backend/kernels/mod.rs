@@ -219,12 +219,33 @@ pub fn matmul(w: &Weights, x: &[f32], rows: usize, out: &mut [f32], simd: bool) 
     true
 }
 
-fn quantize_rows<B>(x: &[f32], in_dim: usize, rows: usize, q: fn(&[f32], &mut Vec<B>)) -> Vec<B> {
-    let mut all = Vec::new();
-    let mut one = Vec::new();
-    for r in x.chunks_exact(in_dim).take(rows) {
-        q(r, &mut one);
-        all.append(&mut one);
+/// Every activation row quantized; prefill's rows are shared out (each row by itself, so
+/// the split does not change any bit).
+fn quantize_rows<B: Copy + Send + Sync>(x: &[f32], in_dim: usize, rows: usize, q: fn(&[f32], &mut Vec<B>)) -> Vec<B> {
+    let mut first = Vec::new();
+    if rows == 0 {
+        return first;
+    }
+    q(&x[..in_dim], &mut first);
+    let (blocks, Some(&zero)) = (first.len(), first.first()) else {
+        return first;
+    };
+    let mut all = vec![zero; rows * blocks];
+    all[..blocks].copy_from_slice(&first);
+    let quantize = |r: usize, out: &mut [B]| {
+        let mut one = Vec::with_capacity(blocks);
+        q(&x[(r + 1) * in_dim..(r + 2) * in_dim], &mut one);
+        out.copy_from_slice(&one);
+    };
+    let rest = &mut all[blocks..];
+    if rows >= 8 && super::pool::threads() > 1 {
+        // About ten operations a value, in the pool's multiply-adds.
+        let grain = (rows - 1).div_ceil(super::pool::threads() * 2);
+        super::pool::for_each_piece(rest, blocks, grain, 10.0 * (rows * in_dim) as f64, quantize);
+    } else {
+        rest.chunks_exact_mut(blocks)
+            .enumerate()
+            .for_each(|(r, out)| quantize(r, out));
     }
     all
 }
