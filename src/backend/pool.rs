@@ -47,12 +47,20 @@ mod threaded {
 
     type Task<'a> = &'a (dyn Fn(usize) + Sync);
 
+    /// The cursor's fields: task index and task count (21 bits each), generation (22 bits).
+    const FIELD_BITS: u32 = 21;
+    const FIELD: u64 = (1 << FIELD_BITS) - 1;
+    const GEN_SHIFT: u32 = 2 * FIELD_BITS;
+
     struct Pool {
         helpers: usize,
-        /// `generation << 32 | next task`: claiming a task and checking that it belongs to the
-        /// job the claimer read are one compare-and-swap.
+        /// `generation << 42 | tasks << 21 | next task`: claiming a task and checking that it
+        /// belongs to the job the claimer read, and is one of that job's tasks, are one
+        /// compare-and-swap. (With the count in a field of its own, a helper could read the
+        /// next job's count while the cursor still showed the last job's generation, claim a
+        /// task that was not there and drive `pending` below zero: a submitter then waited
+        /// forever; the many-submitters test hung once in CI.)
         cursor: AtomicU64,
-        tasks: AtomicUsize,
         /// The job's task closure (a pointer to a `Task` on the submitter's stack, alive
         /// until `pending` reaches 0).
         job: AtomicPtr<()>,
@@ -104,7 +112,6 @@ mod threaded {
             Pool {
                 helpers,
                 cursor: AtomicU64::new(0),
-                tasks: AtomicUsize::new(0),
                 job: AtomicPtr::new(std::ptr::null_mut()),
                 pending: AtomicUsize::new(0),
                 panicked: AtomicUsize::new(0),
@@ -121,10 +128,10 @@ mod threaded {
     }
 
     fn help(pool: &'static Pool) {
-        let mut seen = pool.cursor.load(Acquire) >> 32;
+        let mut seen = pool.cursor.load(Acquire) >> GEN_SHIFT;
         loop {
             let mut spins = 0;
-            while pool.cursor.load(Acquire) >> 32 == seen {
+            while pool.cursor.load(Acquire) >> GEN_SHIFT == seen {
                 spins += 1;
                 if spins < SPINS {
                     std::hint::spin_loop();
@@ -135,13 +142,13 @@ mod threaded {
                 // other: no job is missed, and the notification comes under the lock.
                 let mut guard = pool.sleep.lock().unwrap_or_else(|e| e.into_inner());
                 pool.sleepers.fetch_add(1, SeqCst);
-                while pool.cursor.load(SeqCst) >> 32 == seen {
+                while pool.cursor.load(SeqCst) >> GEN_SHIFT == seen {
                     guard = pool.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
                 }
                 pool.sleepers.fetch_sub(1, SeqCst);
                 break;
             }
-            seen = pool.cursor.load(Acquire) >> 32;
+            seen = pool.cursor.load(Acquire) >> GEN_SHIFT;
             pool.work(seen);
         }
     }
@@ -151,8 +158,8 @@ mod threaded {
         fn work(&self, generation: u64) {
             loop {
                 let c = self.cursor.load(Acquire);
-                let i = (c & 0xffff_ffff) as usize;
-                if c >> 32 != generation || i >= self.tasks.load(Relaxed) {
+                let (i, tasks) = (c & FIELD, (c >> FIELD_BITS) & FIELD);
+                if c >> GEN_SHIFT != generation || i >= tasks {
                     return;
                 }
                 let job = self.job.load(Relaxed);
@@ -163,7 +170,7 @@ mod threaded {
                 // the job is not finished and its submitter is still waiting on `pending`;
                 // `job` was written before the generation was published and not since.
                 let task = unsafe { *(job as *const Task) };
-                let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task(i))).is_ok();
+                let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task(i as usize))).is_ok();
                 if !ok {
                     self.panicked.fetch_add(1, Relaxed);
                 }
@@ -175,7 +182,7 @@ mod threaded {
     /// Runs `task(0..tasks)`; `work` (multiply-adds, roughly) lets the probes compare jobs.
     pub fn run(tasks: usize, work: f64, task: Task) {
         let pool = pool();
-        let submit = if tasks > 1 && pool.helpers > 0 {
+        let submit = if tasks > 1 && tasks as u64 <= FIELD && pool.helpers > 0 {
             pool.submit.try_lock().ok()
         } else {
             None
@@ -229,10 +236,10 @@ mod threaded {
 
     fn share(pool: &Pool, tasks: usize, task: Task) {
         pool.job.store(&task as *const Task as *mut (), Relaxed);
-        pool.tasks.store(tasks, Relaxed);
         pool.pending.store(tasks, Relaxed);
-        let generation = ((pool.cursor.load(Relaxed) >> 32) + 1) & 0xffff_ffff;
-        pool.cursor.store(generation << 32, SeqCst);
+        let generation = ((pool.cursor.load(Relaxed) >> GEN_SHIFT) + 1) & ((1 << (64 - GEN_SHIFT)) - 1);
+        pool.cursor
+            .store(generation << GEN_SHIFT | (tasks as u64) << FIELD_BITS, SeqCst);
         if pool.sleepers.load(SeqCst) > 0 {
             let _guard = pool.sleep.lock().unwrap_or_else(|e| e.into_inner());
             pool.wake.notify_all();
