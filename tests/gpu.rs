@@ -77,6 +77,7 @@ fn scalar_matmul(w: &QTensor, x: &[f32], rows: usize) -> Option<Vec<f32>> {
         data: &data,
         out_dim,
         in_dim,
+        packed: false,
     };
     let mut y = vec![0f32; rows * out_dim];
     kernels::matmul(&weights, x, rows, &mut y, false).then_some(y)
@@ -129,7 +130,7 @@ fn every_kernel_matches_the_reference_on_random_blocks() {
         let table = g.table(w.clone()).unwrap();
         let ids = [0u32, 36, 5, 5];
         let got = g.read(g.embed(&table, &ids, Some(2.0)).unwrap()).unwrap();
-        let want = Cpu.embed(&w, &ids, Some(2.0)).unwrap();
+        let want = Cpu.embed(&Cpu.table(w.clone()).unwrap(), &ids, Some(2.0)).unwrap();
         let ge = rel_err(&got, &want);
         assert!(ge < 1e-6, "{dtype:?}: embedding rows differ by {ge:.2e}");
         println!("{dtype:?}: matmul error {e:.2e}, gather error {ge:.2e}");
@@ -367,7 +368,7 @@ impl Backend for Nudged {
     type Act = Vec<f32>;
     type Matrix = Linear;
     type Vector = Vec<f32>;
-    type Table = Arc<QTensor>;
+    type Table = <Cpu as Backend>::Table;
     type Kv = <Cpu as Backend>::Kv;
     fn matrix(&self, w: Arc<QTensor>, b: Option<Vec<f32>>) -> Result<Linear> {
         Cpu.matrix(w, b)
@@ -375,10 +376,10 @@ impl Backend for Nudged {
     fn vector(&self, v: Vec<f32>) -> Result<Vec<f32>> {
         Ok(v)
     }
-    fn table(&self, t: Arc<QTensor>) -> Result<Arc<QTensor>> {
-        Ok(t)
+    fn table(&self, t: Arc<QTensor>) -> Result<Self::Table> {
+        Cpu.table(t)
     }
-    fn tied_output(&self, t: &Arc<QTensor>) -> Result<Linear> {
+    fn tied_output(&self, t: &Self::Table) -> Result<Linear> {
         Cpu.tied_output(t)
     }
     fn new_kv(&self) -> Self::Kv {
@@ -390,7 +391,7 @@ impl Backend for Nudged {
     fn kv_bytes(&self, kv: &Self::Kv) -> usize {
         Cpu.kv_bytes(kv)
     }
-    fn embed(&self, t: &Arc<QTensor>, ids: &[u32], s: Option<f32>) -> Result<Vec<f32>> {
+    fn embed(&self, t: &Self::Table, ids: &[u32], s: Option<f32>) -> Result<Vec<f32>> {
         let mut v = Cpu.embed(t, ids, s)?;
         for (i, x) in v.iter_mut().enumerate() {
             if i % 7 == 0 {

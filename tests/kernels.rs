@@ -48,6 +48,7 @@ fn check(name: &str, t: &QTensor, x: &[f32]) {
         data: &data,
         out_dim,
         in_dim,
+        packed: false,
     };
     assert!(matmul(&weights, x, rows, &mut out, false));
     let mut worst = 0f64;
@@ -149,6 +150,7 @@ fn shared_products_equal_row_by_row_ones() {
                 data: &data,
                 out_dim: n,
                 in_dim: k,
+                packed: false,
             };
             let mut out = vec![0f32; rows * n];
             assert!(matmul(&all, &x, rows, &mut out, true), "{dtype:?}");
@@ -158,6 +160,7 @@ fn shared_products_equal_row_by_row_ones() {
                     data: &data[o * row_bytes..(o + 1) * row_bytes],
                     out_dim: 1,
                     in_dim: k,
+                    packed: false,
                 };
                 let mut alone = vec![0f32; rows];
                 assert!(matmul(&one, &x, rows, &mut alone, true));
@@ -181,6 +184,7 @@ fn shared_products_equal_row_by_row_ones() {
             data: &data,
             out_dim: n,
             in_dim: k,
+            packed: false,
         };
         let (x, mut out) = (vec![0.5f32; k], vec![0f32; n]);
         let t0 = std::time::Instant::now();

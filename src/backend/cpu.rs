@@ -3,7 +3,7 @@
 use super::Backend;
 use crate::error::Result;
 use crate::model::config::Activation;
-use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use half::f16;
 use std::sync::Arc;
@@ -11,10 +11,44 @@ use std::sync::Arc;
 /// A weight matrix `out × in`, kept in its GGUF block type.
 #[derive(Clone)]
 pub struct Linear {
-    w: QMatMul,
+    w: Store,
     bias: Option<Vec<f32>>,
     pub out_dim: usize,
     pub in_dim: usize,
+}
+
+#[derive(Clone)]
+enum Store {
+    /// As in the file, for our kernels or candle's.
+    File(QMatMul),
+    /// Rows rearranged for this build's kernels (see `kernels::packed`), same size.
+    Packed { dtype: GgmlDType, data: PackedBytes },
+}
+
+type KernelBytes<'a> = (GgmlDType, std::borrow::Cow<'a, [u8]>, bool);
+
+#[derive(Clone)]
+enum PackedBytes {
+    /// A matrix packed when the backend took it.
+    Own(Arc<Vec<u8>>),
+    /// The embedding table, packed in place by the loader (it doubles as the output).
+    Table(Arc<QTensor>),
+}
+
+impl PackedBytes {
+    fn bytes(&self) -> Result<std::borrow::Cow<'_, [u8]>> {
+        Ok(match self {
+            PackedBytes::Own(v) => std::borrow::Cow::Borrowed(&v[..]),
+            PackedBytes::Table(t) => t.data()?,
+        })
+    }
+}
+
+/// The embedding table, as the file has it or packed by the loader.
+#[derive(Clone)]
+pub struct Table {
+    t: Arc<QTensor>,
+    packed: bool,
 }
 
 impl Linear {
@@ -23,26 +57,63 @@ impl Linear {
         // QMatMul::from_arc would expand F16/BF16 matrices to f32 (twice the memory);
         // keep every block type as it is: candle's kernels multiply them directly.
         Ok(Linear {
-            w: QMatMul::QTensor(w),
+            w: Store::File(QMatMul::QTensor(w)),
             bias,
             out_dim,
             in_dim,
         })
     }
 
+    /// Like [`Linear::new`], with the rows packed for this build's kernels where that makes
+    /// them faster. The tensor's bytes move into the packed copy one matrix at a time (the
+    /// tensor is dropped), so loading stays near the file's size.
+    pub fn packed(w: Arc<QTensor>, bias: Option<Vec<f32>>) -> Result<Self> {
+        let (out_dim, in_dim) = w.shape().dims2()?;
+        let dtype = w.dtype();
+        if super::kernels::packable(dtype).is_none() {
+            return Self::new(w, bias);
+        }
+        let mut data = w.data()?.to_vec();
+        drop(w);
+        if !super::kernels::pack(dtype, &mut data, in_dim) {
+            return Err(crate::error::Error::Metadata(format!(
+                "a {dtype:?} matrix of {out_dim} × {in_dim} holds {} bytes",
+                data.len()
+            )));
+        }
+        Ok(Linear {
+            w: Store::Packed {
+                dtype,
+                data: PackedBytes::Own(Arc::new(data)),
+            },
+            bias,
+            out_dim,
+            in_dim,
+        })
+    }
+
+    /// The block type and bytes our kernels read (and whether they are packed); with
+    /// `preferred`, only where ours beat candle's on this target.
+    fn kernel_bytes(&self, preferred: bool) -> Result<Option<KernelBytes<'_>>> {
+        Ok(match &self.w {
+            Store::Packed { dtype, data } => Some((*dtype, data.bytes()?, true)),
+            Store::File(QMatMul::QTensor(w)) if !preferred || super::kernels::preferred(w.dtype()) => {
+                Some((w.dtype(), w.data()?, false))
+            }
+            Store::File(_) => None,
+        })
+    }
+
     /// `x` holds `rows` vectors of `in_dim`; returns `rows` vectors of `out_dim`.
     pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
-        if let QMatMul::QTensor(w) = &self.w {
-            if !super::kernels::preferred(w.dtype()) {
-                return self.forward_candle(x, rows);
-            }
+        if let Some((dtype, data, packed)) = self.kernel_bytes(true)? {
             let mut y = vec![0f32; rows * self.out_dim];
-            let data = w.data()?;
             let weights = super::kernels::Weights {
-                dtype: w.dtype(),
+                dtype,
                 data: &data,
                 out_dim: self.out_dim,
                 in_dim: self.in_dim,
+                packed,
             };
             if super::kernels::matmul(&weights, x, rows, &mut y, true) {
                 self.add_bias(&mut y);
@@ -53,24 +124,29 @@ impl Linear {
     }
 
     fn forward_candle(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        let Store::File(w) = &self.w else {
+            return Err(crate::error::Error::Metadata(
+                "packed weights without the kernels that read them".into(),
+            ));
+        };
         let t = Tensor::from_slice(x, (rows, self.in_dim), &Device::Cpu)?;
-        let mut y = self.w.forward(&t)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut y = w.forward(&t)?.flatten_all()?.to_vec1::<f32>()?;
         self.add_bias(&mut y);
         Ok(y)
     }
 
     /// The fast kernel against the scalar reference on this weight (see `kernels`).
     pub fn kernel_self_test(&self, x: &[f32], rows: usize) -> Option<(String, f64)> {
-        let QMatMul::QTensor(w) = &self.w else { return None };
-        let data = w.data().ok()?;
+        let (dtype, data, packed) = self.kernel_bytes(false).ok()??;
         let weights = super::kernels::Weights {
-            dtype: w.dtype(),
+            dtype,
             data: &data,
             out_dim: self.out_dim,
             in_dim: self.in_dim,
+            packed,
         };
         let err = super::kernels::compare_with_reference(&weights, x, rows)?;
-        Some((format!("{:?}", w.dtype()), err))
+        Some((format!("{dtype:?}{}", if packed { " packed" } else { "" }), err))
     }
 
     fn add_bias(&self, y: &mut [f32]) {
@@ -93,6 +169,30 @@ pub fn to_f32(t: &QTensor) -> Result<Vec<f32>> {
 pub fn embedding_rows(table: &QTensor, ids: &[u32]) -> Result<Vec<f32>> {
     let ids = Tensor::from_slice(ids, ids.len(), &Device::Cpu)?;
     Ok(table.embedding(&ids)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// [`embedding_rows`] from a packed table: the rows are put back in the file's layout and
+/// dequantized by candle, so the values are the same bits.
+fn packed_embedding_rows(table: &QTensor, ids: &[u32]) -> Result<Vec<f32>> {
+    let (rows, width) = table.shape().dims2()?;
+    let dtype = table.dtype();
+    let layout = super::kernels::packed::Layout::of(dtype)
+        .ok_or_else(|| crate::error::Error::Metadata(format!("a packed {dtype:?} table")))?;
+    let row_bytes = width / 32 * layout.block_bytes;
+    let data = table.data()?;
+    let mut file = vec![0u8; ids.len() * row_bytes];
+    for (&id, out) in ids.iter().zip(file.chunks_exact_mut(row_bytes)) {
+        let id = id as usize;
+        if id >= rows {
+            return Err(crate::error::Error::InvalidRequest(format!(
+                "token {id} is not in the vocabulary of {rows}"
+            )));
+        }
+        let quartet = &data[id / 4 * 4 * row_bytes..][..4 * row_bytes];
+        super::kernels::packed::file_row(layout, quartet, row_bytes, id % 4, out);
+    }
+    let storage = candle_core::quantized::QStorage::from_data(std::borrow::Cow::Owned(file), &Device::Cpu, dtype)?;
+    to_f32(&QTensor::new(storage, (ids.len(), width))?)
 }
 
 /// RMSNorm of every `w.len()`-wide row of `x`, in place.
@@ -370,22 +470,37 @@ impl Backend for Cpu {
     type Act = Vec<f32>;
     type Matrix = Linear;
     type Vector = Vec<f32>;
-    type Table = Arc<QTensor>;
+    type Table = Table;
     /// Keys and values as `[position][kv head][head_dim]` in f16, like llama.cpp's default
     /// cache: half the memory, and the same rounding as the reference we test against.
     type Kv = (Vec<f16>, Vec<f16>);
 
     fn matrix(&self, w: Arc<QTensor>, bias: Option<Vec<f32>>) -> Result<Linear> {
-        Linear::new(w, bias)
+        Linear::packed(w, bias)
     }
     fn vector(&self, v: Vec<f32>) -> Result<Vec<f32>> {
         Ok(v)
     }
-    fn table(&self, t: Arc<QTensor>) -> Result<Arc<QTensor>> {
-        Ok(t)
+    fn table(&self, t: Arc<QTensor>) -> Result<Table> {
+        Ok(Table { t, packed: false })
     }
-    fn tied_output(&self, t: &Arc<QTensor>) -> Result<Linear> {
-        Linear::new(t.clone(), None)
+    fn packed_table(&self, t: Arc<QTensor>) -> Result<Table> {
+        Ok(Table { t, packed: true })
+    }
+    fn tied_output(&self, t: &Table) -> Result<Linear> {
+        if !t.packed {
+            return Linear::new(t.t.clone(), None);
+        }
+        let (out_dim, in_dim) = t.t.shape().dims2()?;
+        Ok(Linear {
+            w: Store::Packed {
+                dtype: t.t.dtype(),
+                data: PackedBytes::Table(t.t.clone()),
+            },
+            bias: None,
+            out_dim,
+            in_dim,
+        })
     }
     fn new_kv(&self) -> Self::Kv {
         (Vec::new(), Vec::new())
@@ -397,8 +512,12 @@ impl Backend for Cpu {
     fn kv_bytes(&self, kv: &Self::Kv) -> usize {
         (kv.0.capacity() + kv.1.capacity()) * 2
     }
-    fn embed(&self, t: &Arc<QTensor>, ids: &[u32], scale: Option<f32>) -> Result<Vec<f32>> {
-        let mut h = embedding_rows(t, ids)?;
+    fn embed(&self, t: &Table, ids: &[u32], scale: Option<f32>) -> Result<Vec<f32>> {
+        let mut h = if t.packed {
+            packed_embedding_rows(&t.t, ids)?
+        } else {
+            embedding_rows(&t.t, ids)?
+        };
         if let Some(s) = scale {
             h.iter_mut().for_each(|v| *v *= s);
         }

@@ -31,6 +31,12 @@ pub trait Backend {
     fn matrix(&self, w: Arc<QTensor>, bias: Option<Vec<f32>>) -> Result<Self::Matrix>;
     fn vector(&self, v: Vec<f32>) -> Result<Self::Vector>;
     fn table(&self, t: Arc<QTensor>) -> Result<Self::Table>;
+    /// A table whose rows the loader packed for the CPU kernels (see `kernels::packed`).
+    fn packed_table(&self, _t: Arc<QTensor>) -> Result<Self::Table> {
+        Err(crate::error::Error::InvalidRequest(
+            "this backend cannot read a table packed for the CPU".into(),
+        ))
+    }
     /// The embedding table used as the output projection (tied weights: one copy).
     fn tied_output(&self, t: &Self::Table) -> Result<Self::Matrix>;
     /// A matrix the backend took while the file was still streaming in (the GPU uploads

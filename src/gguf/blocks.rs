@@ -89,6 +89,13 @@ impl BlockBuffer {
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.bytes.add(at), src.len()) }
     }
 
+    /// The tensor's bytes, to rearrange in place before candle owns them.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: `bytes` and `len` describe the heap buffer owned by `storage` (see `alloc`),
+        // borrowed mutably through `&mut self`; every bit pattern is a valid block.
+        unsafe { std::slice::from_raw_parts_mut(self.bytes, self.len) }
+    }
+
     pub fn into_storage(self) -> Box<dyn QuantizedType> {
         self.storage
     }

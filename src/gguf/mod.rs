@@ -21,6 +21,9 @@ pub struct Gguf {
     pub metadata: Metadata,
     pub infos: Vec<TensorInfo>,
     pub tensors: HashMap<String, QTensor>,
+    /// Tensors whose bytes were rearranged for this build's CPU kernels at load (see
+    /// [`Loader::finish_for_cpu`]): only our kernels may read them.
+    pub packed: Vec<String>,
 }
 
 impl Gguf {
@@ -189,6 +192,17 @@ impl Loader {
 
     /// Ends the stream: every tensor must be complete.
     pub fn finish(self) -> Result<Gguf> {
+        self.finish_packing(false)
+    }
+
+    /// [`Loader::finish`] for the CPU backend: a tied embedding table (the output projection
+    /// too) is packed in place for this build's decode kernels (see `kernels::packed`), as
+    /// the other matrices are when the backend takes them; it is too large to copy.
+    pub fn finish_for_cpu(self) -> Result<Gguf> {
+        self.finish_packing(true)
+    }
+
+    fn finish_packing(self, pack_tied_table: bool) -> Result<Gguf> {
         let pos = self.pos;
         if let Some(len) = self.file_len {
             if pos != len {
@@ -227,12 +241,23 @@ impl Loader {
             )));
         }
         let mut tensors = HashMap::with_capacity(d.header.tensors.len());
+        let tied = !d.header.tensors.iter().any(|t| t.name == "output.weight");
+        let mut packed = vec![];
         for ((info, buf), to_sink) in d.header.tensors.iter().zip(d.buffers).zip(d.to_sink) {
             if to_sink {
                 continue;
             }
             let storage = match buf {
-                Some(b) => b.into_storage(),
+                Some(mut b) => {
+                    if pack_tied_table
+                        && tied
+                        && info.name == "token_embd.weight"
+                        && crate::backend::kernels::pack(info.dtype, b.bytes_mut(), info.dims[0])
+                    {
+                        packed.push(info.name.clone());
+                    }
+                    b.into_storage()
+                }
                 // Zero-sized tensors are rejected by the header, so every tensor got bytes.
                 None => return Err(Error::Truncated(format!("tensor `{}` received no bytes", info.name))),
             };
@@ -244,6 +269,7 @@ impl Loader {
             metadata: d.header.metadata,
             infos: d.header.tensors,
             tensors,
+            packed,
         })
     }
 

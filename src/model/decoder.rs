@@ -162,9 +162,14 @@ impl<B: Backend> Decoder<B> {
                 t
             }
             None => {
+                let packed = ld.0.packed.iter().any(|n| n == "token_embd.weight");
                 let t = ld.qt("token_embd.weight")?;
                 check_dims("token_embd.weight", t.shape().dims(), [cfg.vocab_size, d])?;
-                backend.table(Arc::new(t))?
+                if packed {
+                    backend.packed_table(Arc::new(t))?
+                } else {
+                    backend.table(Arc::new(t))?
+                }
             }
         };
         let mut layers = Vec::with_capacity(cfg.n_layer);

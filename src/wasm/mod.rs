@@ -76,6 +76,9 @@ pub fn bench_matmul(n: usize, k: usize, rows: usize, iters: usize, dtype: Option
         return -1.0;
     };
     let Ok(data) = q.data() else { return -1.0 };
+    // Laid out as the engine keeps a weight matrix.
+    let mut data = data.to_vec();
+    let packed = crate::backend::kernels::pack(dtype, &mut data, k);
     let x: Vec<f32> = (0..rows * k).map(|i| (i % 13) as f32 / 7.0 - 1.0).collect();
     let mut out = vec![0f32; rows * n];
     let weights = Weights {
@@ -83,6 +86,7 @@ pub fn bench_matmul(n: usize, k: usize, rows: usize, iters: usize, dtype: Option
         data: &data,
         out_dim: n,
         in_dim: k,
+        packed,
     };
     let t0 = crate::engine::clock::now_ms();
     for _ in 0..iters {
@@ -168,7 +172,7 @@ impl WasmLoader {
             .inner
             .take()
             .ok_or_else(|| js_error(Error::InvalidRequest("the loader is finished".into())))?;
-        let gguf = l.finish().map_err(js_error)?;
+        let gguf = l.finish_for_cpu().map_err(js_error)?;
         Ok(WasmEngine {
             inner: Engine::new(gguf, context_size).map_err(js_error)?,
         })

@@ -6,6 +6,7 @@
 //! used for most types and these scalar references, which the SIMD kernels equal bit for
 //! bit, are tested against candle's dequantization.
 
+pub mod packed;
 pub mod q8;
 pub mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -153,13 +154,38 @@ fn four_q8k(_: GgmlDType) -> Option<Four<BlockQ8K>> {
     None
 }
 
-/// A weight matrix as it sits in the GGUF file: `out_dim` rows of `in_dim` values in blocks.
+/// A weight matrix: `out_dim` rows of `in_dim` values in blocks, as they sit in the GGUF
+/// file or, where `packed`, rearranged at load by [`pack`].
 #[derive(Clone, Copy)]
 pub struct Weights<'a> {
     pub dtype: GgmlDType,
     pub data: &'a [u8],
     pub out_dim: usize,
     pub in_dim: usize,
+    pub packed: bool,
+}
+
+/// Whether this build multiplies `dtype` faster with its rows packed at load (see `packed`):
+/// the relaxed-SIMD build, for the types whose quads it multiplies.
+pub fn packable(dtype: GgmlDType) -> Option<packed::Layout> {
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    if simd128::quad_weights(dtype).is_some() {
+        return packed::Layout::of(dtype);
+    }
+    let _ = dtype;
+    None
+}
+
+/// Packs a matrix's rows in place for this build's kernels; false (and nothing changed)
+/// where it gains nothing or the data does not fit its shape (rows come in fours).
+pub fn pack(dtype: GgmlDType, data: &mut [u8], in_dim: usize) -> bool {
+    let Some(layout) = packable(dtype) else { return false };
+    let row_bytes = in_dim / 32 * layout.block_bytes;
+    if !in_dim.is_multiple_of(32) || row_bytes == 0 || !data.len().is_multiple_of(4 * row_bytes) {
+        return false;
+    }
+    packed::pack(layout, data, row_bytes);
+    true
 }
 
 /// `out[r][o] = W[o] · x[r]` for `rows` activation rows of `in_dim`. Returns false when the
@@ -168,13 +194,19 @@ pub fn matmul(w: &Weights, x: &[f32], rows: usize, out: &mut [f32], simd: bool) 
     let Some((dot, block_bytes, block_elems)) = kernel(w.dtype, simd) else {
         return false;
     };
+    // Packed rows only the relaxed build's quad kernels read.
+    if w.packed && !(simd && packable(w.dtype).is_some()) {
+        return false;
+    }
     if !w.in_dim.is_multiple_of(block_elems) || w.data.len() != w.out_dim * w.in_dim / block_elems * block_bytes {
         return false;
     }
     let row_bytes = w.in_dim / block_elems * block_bytes;
     let work = (w.out_dim * w.in_dim * rows) as f64;
+    // Packed rows are split between threads by whole quartets.
+    let unit = if w.packed { 4 } else { 1 };
     let mut by_rows =
-        |f: &(dyn Fn(&[u8], &mut [f32]) + Sync)| multiply(w.data, row_bytes, rows, w.out_dim, work, out, f);
+        |f: &(dyn Fn(&[u8], &mut [f32]) + Sync)| multiply(w.data, row_bytes, rows, w.out_dim, unit, work, out, f);
     match dot {
         Dot::Q8(f) => {
             let acts = quantize_rows(
@@ -184,13 +216,17 @@ pub fn matmul(w: &Weights, x: &[f32], rows: usize, out: &mut [f32], simd: bool) 
                 if simd { q8::quantize_q8 } else { q8::quantize_q8_ref },
             );
             #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-            if let (true, true, Some(kind)) = (simd, rows >= 4, simd128::quad_weights(w.dtype)) {
+            if let (true, true, Some(kind)) = (simd, rows >= 4 || w.packed, simd128::quad_weights(w.dtype)) {
                 let groups = (w.in_dim / 32).div_ceil(4);
                 let mut quads = Vec::with_capacity(rows * groups);
                 for row in acts.chunks_exact(w.in_dim / 32) {
                     simd128::quad_acts(row, &mut quads);
                 }
-                by_rows(&|part, res| simd128::quad_rows(kind, part, row_bytes, &quads, groups, res));
+                if rows >= 4 {
+                    by_rows(&|part, res| simd128::quad_rows(kind, w.packed, part, row_bytes, &quads, groups, res));
+                } else {
+                    by_rows(&|part, res| (kind.decode)(kind, part, row_bytes, &quads, groups, res));
+                }
                 return true;
             }
             by_rows(&|part, res| dot_rows(part, row_bytes, &acts, w.in_dim / 32, f, res));
@@ -253,11 +289,13 @@ fn quantize_rows<B: Copy + Send + Sync>(x: &[f32], in_dim: usize, rows: usize, q
 /// `out[r][o]` for `rows` activation rows: `dot(weight rows, res)` fills `res[weight row *
 /// rows + activation row]` for a range of weight rows. `work`: multiply-adds, for the pool's
 /// measurements.
+#[allow(clippy::too_many_arguments)]
 fn multiply(
     w: &[u8],
     row_bytes: usize,
     rows: usize,
     out_dim: usize,
+    unit: usize,
     work: f64,
     out: &mut [f32],
     dot: &(dyn Fn(&[u8], &mut [f32]) + Sync),
@@ -271,6 +309,7 @@ fn multiply(
             .div_ceil(threads * 4)
             .max((16 << 10) / (row_bytes * rows).max(1))
             .max(1)
+            .next_multiple_of(unit)
     } else {
         out_dim
     };
@@ -333,14 +372,35 @@ fn transpose_into(by_weight: &[f32], rows: usize, out_dim: usize, out: &mut [f32
 /// Runs the fast kernel and the scalar reference on the same data and returns the worst
 /// difference, relative to the typical output size. Used to test the SIMD kernels where
 /// they run (in the browser), on random and real blocks.
+/// Both `rows` rows (prefill's kernels) and the first row alone (decode's) are checked.
+/// Packed weights are unpacked for the reference.
 pub fn compare_with_reference(w: &Weights, x: &[f32], rows: usize) -> Option<f64> {
-    let mut fast_out = vec![0f32; rows * w.out_dim];
-    let mut ref_out = vec![0f32; rows * w.out_dim];
-    if !matmul(w, x, rows, &mut fast_out, true) {
-        return None;
+    let file_layout;
+    let reference = match (w.packed, packed::Layout::of(w.dtype)) {
+        (true, Some(layout)) => {
+            let mut data = w.data.to_vec();
+            packed::unpack(layout, &mut data, w.in_dim / 32 * layout.block_bytes);
+            file_layout = data;
+            Weights {
+                data: &file_layout,
+                packed: false,
+                ..*w
+            }
+        }
+        (true, None) => return None,
+        (false, _) => *w,
+    };
+    let mut worst: Option<f64> = None;
+    for n in [rows, 1] {
+        let mut fast_out = vec![0f32; n * w.out_dim];
+        let mut ref_out = vec![0f32; n * w.out_dim];
+        if !matmul(w, x, n, &mut fast_out, true) {
+            return None;
+        }
+        matmul(&reference, x, n, &mut ref_out, false);
+        worst = Some(worst.unwrap_or(0.0).max(worst_difference(&fast_out, &ref_out)));
     }
-    matmul(w, x, rows, &mut ref_out, false);
-    Some(worst_difference(&fast_out, &ref_out))
+    worst
 }
 
 /// The largest |fast − reference|, relative to the reference's mean magnitude.
@@ -364,7 +424,7 @@ fn sign_moved_error(w: &Weights, x: &[f32], rows: usize) -> f64 {
         four: None,
     };
     let dot = |part: &[u8], res: &mut [f32]| dot_rows(part, row_bytes, &acts, w.in_dim / 32, kern, res);
-    multiply(w.data, row_bytes, rows, w.out_dim, 0.0, &mut fast_out, &dot);
+    multiply(w.data, row_bytes, rows, w.out_dim, 1, 0.0, &mut fast_out, &dot);
     matmul(w, x, rows, &mut ref_out, false);
     worst_difference(&fast_out, &ref_out)
 }
@@ -380,10 +440,10 @@ pub fn self_test_random(seed: u64) -> Vec<(String, f64)> {
         (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
     };
     let (n, k, rows) = (40, 768, 5);
-    let w: Vec<f32> = (0..n * k).map(|_| next()).collect();
-    let x: Vec<f32> = (0..rows * k).map(|_| next() * 4.0).collect();
+    let w_values: Vec<f32> = (0..n * 800).map(|_| next()).collect();
+    let x: Vec<f32> = (0..rows * 800).map(|_| next() * 4.0).collect();
     let mut out = vec![];
-    let Ok(wt) = Tensor::from_vec(w, (n, k), &Device::Cpu) else {
+    let Ok(wt) = Tensor::from_vec(w_values[..n * k].to_vec(), (n, k), &Device::Cpu) else {
         return out;
     };
     for dtype in SUPPORTED {
@@ -394,9 +454,34 @@ pub fn self_test_random(seed: u64) -> Vec<(String, f64)> {
                     data: &data,
                     out_dim: n,
                     in_dim: k,
+                    packed: false,
                 };
                 if let Some(err) = compare_with_reference(&w, &x, rows) {
                     out.push((format!("{dtype:?}"), err));
+                }
+                // 25 blocks a row as well: packed groups and a tail of one block.
+                for k in [k, 800] {
+                    let Ok(wt) = Tensor::from_vec(w_values[..n * k].to_vec(), (n, k), &Device::Cpu) else {
+                        continue;
+                    };
+                    let Some(mut data) = candle_core::quantized::QTensor::quantize(&wt, dtype)
+                        .and_then(|q| q.data().map(|d| d.to_vec()))
+                        .ok()
+                    else {
+                        continue;
+                    };
+                    if pack(dtype, &mut data, k) {
+                        let w = Weights {
+                            dtype,
+                            data: &data,
+                            out_dim: n,
+                            in_dim: k,
+                            packed: true,
+                        };
+                        if let Some(err) = compare_with_reference(&w, &x[..rows * k], rows) {
+                            out.push((format!("{dtype:?} packed, {} blocks a row", k / 32), err));
+                        }
+                    }
                 }
                 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
                 if dtype == GgmlDType::Q8_0 {

@@ -859,23 +859,68 @@ pub struct QuadWeights {
     has_min: bool,
     off: i32,
     unpack: Unpack,
+    /// A group of four blocks packed at load (see `packed`) as a quad.
+    packed: fn(&[u8]) -> Quad,
+    /// [`packed_rows`] for this block type.
+    pub decode: Decode,
+    layout: super::packed::Layout,
 }
+
+/// Packed weight rows times a few activation rows (see [`packed_rows`]).
+#[cfg(target_feature = "relaxed-simd")]
+pub type Decode = fn(QuadWeights, &[u8], usize, &[Quad], usize, &mut [f32]);
 
 /// The block types prefill multiplies as quads (Q8_0 only where its weights can be biased to
 /// unsigned codes, see [`block_signed`]; elsewhere its signs would move per activation row).
 #[cfg(target_feature = "relaxed-simd")]
 pub fn quad_weights(dtype: candle_core::quantized::GgmlDType) -> Option<QuadWeights> {
     use candle_core::quantized::GgmlDType as T;
-    let (block_bytes, has_min, off, unpack): (usize, bool, i32, Unpack) = match dtype {
-        T::Q4_0 => (18, false, 8, |w| nibbles(load(w, 2))),
-        T::Q4_1 => (20, true, 0, |w| nibbles(load(w, 4))),
-        T::Q5_0 => (22, false, 16, |w| q5_unpack(w, false)),
-        T::Q5_1 => (24, true, 0, |w| q5_unpack(w, true)),
+    type Kinds = (usize, bool, i32, Unpack, fn(&[u8]) -> Quad, Decode);
+    let (block_bytes, has_min, off, unpack, packed, decode): Kinds = match dtype {
+        T::Q4_0 => (
+            18,
+            false,
+            8,
+            |w| nibbles(load(w, 2)),
+            packed_quad::<false, false, false>,
+            packed_rows::<false, false, false, 8>,
+        ),
+        T::Q4_1 => (
+            20,
+            true,
+            0,
+            |w| nibbles(load(w, 4)),
+            packed_quad::<true, false, false>,
+            packed_rows::<true, false, false, 0>,
+        ),
+        T::Q5_0 => (
+            22,
+            false,
+            16,
+            |w| q5_unpack(w, false),
+            packed_quad::<false, true, false>,
+            packed_rows::<false, true, false, 16>,
+        ),
+        T::Q5_1 => (
+            24,
+            true,
+            0,
+            |w| q5_unpack(w, true),
+            packed_quad::<true, true, false>,
+            packed_rows::<true, true, false, 0>,
+        ),
         // Biased to unsigned codes, where the dot product takes them as unsigned.
-        T::Q8_0 if unsigned_dot_exact() => (34, false, 128, |w| {
-            let bias = u8x16_splat(0x80);
-            (v128_xor(load(w, 2), bias), v128_xor(load(w, 18), bias))
-        }),
+        T::Q8_0 if unsigned_dot_exact() => (
+            34,
+            false,
+            128,
+            |w| {
+                let bias = u8x16_splat(0x80);
+                (v128_xor(load(w, 2), bias), v128_xor(load(w, 18), bias))
+            },
+            packed_quad::<false, false, true>,
+            packed_rows::<false, false, true, 128>,
+        ),
         _ => return None,
     };
     Some(QuadWeights {
@@ -883,7 +928,166 @@ pub fn quad_weights(dtype: candle_core::quantized::GgmlDType) -> Option<QuadWeig
         has_min,
         off,
         unpack,
+        packed,
+        decode,
+        layout: super::packed::Layout::of(dtype)?,
     })
+}
+
+/// A group of four blocks packed at load (layout in `packed`) as a weight quad: the scales
+/// (and minimums) in one load, the codes with no shuffles. Q8_0's codes are biased to
+/// unsigned, as [`quad_weights`] does.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn packed_quad<const MIN: bool, const FIFTH: bool, const Q8: bool>(g: &[u8]) -> Quad {
+    let (d, m) = f16x8_to_f32(load(g, 0));
+    let qh_at = 8 + 8 * MIN as usize;
+    let qs_at = qh_at + 16 * FIFTH as usize;
+    let mut qs = [i32x4_splat(0); 8];
+    if Q8 {
+        let bias = u8x16_splat(0x80);
+        for (v, q) in qs.iter_mut().enumerate() {
+            *q = v128_xor(load(g, qs_at + 16 * v), bias);
+        }
+    } else {
+        for p in 0..4 {
+            let (lo, hi) = nibbles(load(g, qs_at + 16 * p));
+            (qs[p], qs[p + 4]) = if FIFTH {
+                let at = qh_at + 4 * p;
+                let (h0, h1) = high_bits(u32::from_le_bytes([g[at], g[at + 1], g[at + 2], g[at + 3]]));
+                (v128_or(lo, h0), v128_or(hi, h1))
+            } else {
+                (lo, hi)
+            };
+        }
+    }
+    Quad {
+        qs,
+        d,
+        s: if MIN { m } else { f32x4_splat(0.0) },
+        sum: i32x4_splat(0),
+    }
+}
+
+/// One weight quad times one activation quad: the four blocks' scaled results (lane k =
+/// block k), each formed exactly as the scalar reference forms it.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn quad_result<const MIN: bool, const OFF: i32>(w: &Quad, a: &Quad) -> v128 {
+    // Two chains of dot products, which the integer sums may split any way.
+    let mut acc = [i32x4_mul(a.sum, i32x4_splat(-OFF)), i32x4_splat(0)];
+    for c in 0..8 {
+        acc[c % 2] = i32x4_relaxed_dot_i8x16_i7x16_add(a.qs[c], w.qs[c], acc[c % 2]);
+    }
+    let t = f32x4_mul(f32x4_convert_i32x4(i32x4_add(acc[0], acc[1])), f32x4_mul(w.d, a.d));
+    if MIN {
+        f32x4_add(t, f32x4_mul(w.s, a.s))
+    } else {
+        t
+    }
+}
+
+/// Packed weight rows (`w`: quartets of rows of `row_bytes`, see `packed`) times each
+/// activation row of `acts` (`groups` quads a row), written as `res[weight row * rows +
+/// activation row]`: the decode product. A quartet's four rows go together, their running
+/// sums in the lanes of one vector: each group's four block results per row are transposed
+/// so that one vector addition adds every row's next block, in block order as the scalar
+/// reference does (lane m does exactly row m's additions). The left-over blocks' groups
+/// already hold one block of each row per lane; they meet the activation's block repeated
+/// in all four lanes.
+#[cfg(target_feature = "relaxed-simd")]
+fn packed_rows<const MIN: bool, const FIFTH: bool, const Q8: bool, const OFF: i32>(
+    kind: QuadWeights,
+    w: &[u8],
+    row_bytes: usize,
+    acts: &[Quad],
+    groups: usize,
+    res: &mut [f32],
+) {
+    let (bb, rows) = (kind.block_bytes, acts.len() / groups.max(1));
+    let gb = 4 * bb;
+    let (full, left) = (row_bytes / gb, row_bytes % gb / bb);
+    if rows == 0 || full + (left > 0) as usize != groups {
+        return;
+    }
+    let repeated: Vec<[Quad; 3]> = (0..rows)
+        .map(|r| std::array::from_fn(|k| repeat_lane(&acts[(r + 1) * groups - 1], k)))
+        .collect();
+    let group = |quartet: &[u8], i: usize| packed_quad::<MIN, FIFTH, Q8>(&quartet[i * gb..(i + 1) * gb]);
+    for (qi, quartet) in w.chunks_exact(4 * row_bytes).enumerate() {
+        for (r, repeated) in repeated.iter().enumerate() {
+            let a = &acts[r * groups..(r + 1) * groups];
+            let mut sum = f32x4_splat(0.0);
+            for (g, a) in a[..full].iter().enumerate() {
+                let t = std::array::from_fn(|m| quad_result::<MIN, OFF>(&group(quartet, 4 * g + m), a));
+                for block in transpose4(t) {
+                    sum = f32x4_add(sum, block);
+                }
+            }
+            for (k, a) in repeated.iter().enumerate().take(left) {
+                sum = f32x4_add(sum, quad_result::<MIN, OFF>(&group(quartet, 4 * full + k), a));
+            }
+            let lanes = [
+                f32x4_extract_lane::<0>(sum),
+                f32x4_extract_lane::<1>(sum),
+                f32x4_extract_lane::<2>(sum),
+                f32x4_extract_lane::<3>(sum),
+            ];
+            for (m, v) in lanes.into_iter().enumerate() {
+                res[(4 * qi + m) * rows + r] = v;
+            }
+        }
+    }
+}
+
+/// Block `k` of an activation quad in all four lanes.
+#[cfg(target_feature = "relaxed-simd")]
+fn repeat_lane(a: &Quad, k: usize) -> Quad {
+    let b = 4 * k as u8;
+    let pick = u8x16(
+        b,
+        b + 1,
+        b + 2,
+        b + 3,
+        b,
+        b + 1,
+        b + 2,
+        b + 3,
+        b,
+        b + 1,
+        b + 2,
+        b + 3,
+        b,
+        b + 1,
+        b + 2,
+        b + 3,
+    );
+    let splat = |v: v128| i8x16_swizzle(v, pick);
+    // Block k's values 4c..4c+3 sit in lane k of vector c: repeated, every lane holds them.
+    Quad {
+        qs: a.qs.map(splat),
+        d: splat(a.d),
+        s: splat(a.s),
+        sum: splat(a.sum),
+    }
+}
+
+/// Up to four blocks in the file's layout (zero blocks after the last) as a weight quad.
+#[cfg(target_feature = "relaxed-simd")]
+fn file_quad(kind: QuadWeights, blocks: &[u8]) -> Quad {
+    let bb = kind.block_bytes;
+    let mut padded = [0u8; 4 * 34];
+    let n = blocks.len().min(4 * bb);
+    padded[..n].copy_from_slice(&blocks[..n]);
+    let four = &padded[..4 * bb];
+    let codes = [0, 1, 2, 3].map(|j| (kind.unpack)(&four[j * bb..(j + 1) * bb]));
+    let min = if kind.has_min {
+        scales4(four, 2, bb)
+    } else {
+        f32x4_splat(0.0)
+    };
+    let (lo, hi) = (codes.map(|c| c.0), codes.map(|c| c.1));
+    interleave(lo, hi, scales4(four, 0, bb), min, i32x4_splat(0))
 }
 
 /// Each weight row of `w` (rows of `row_bytes`) times every activation row (`acts`: `groups`
@@ -894,13 +1098,27 @@ pub fn quad_weights(dtype: candle_core::quantized::GgmlDType) -> Option<QuadWeig
 /// added in block order to one running sum, as the scalar reference does: the same bits as
 /// the one-row kernels.
 #[cfg(target_feature = "relaxed-simd")]
-pub fn quad_rows(kind: QuadWeights, w: &[u8], row_bytes: usize, acts: &[Quad], groups: usize, res: &mut [f32]) {
+pub fn quad_rows(
+    kind: QuadWeights,
+    packed: bool,
+    w: &[u8],
+    row_bytes: usize,
+    acts: &[Quad],
+    groups: usize,
+    res: &mut [f32],
+) {
     let rows = acts.len() / groups;
     let mut quads = [Vec::with_capacity(groups), Vec::with_capacity(groups)];
     let row = |r: usize| &acts[r * groups..(r + 1) * groups];
-    for (wr, res) in w.chunks(2 * row_bytes).zip(res.chunks_mut(2 * rows)) {
-        for (q, wr) in quads.iter_mut().zip(wr.chunks_exact(row_bytes)) {
-            unpack_row(kind, wr, groups, q);
+    for (pair, (wr, res)) in w.chunks(2 * row_bytes).zip(res.chunks_mut(2 * rows)).enumerate() {
+        for (m, q) in quads.iter_mut().enumerate().take(wr.len() / row_bytes) {
+            let i = 2 * pair + m;
+            if packed {
+                let quartet = &w[i / 4 * 4 * row_bytes..][..4 * row_bytes];
+                unpack_packed_row(kind, quartet, i % 4, row_bytes, groups, q);
+            } else {
+                unpack_row(kind, &w[i * row_bytes..(i + 1) * row_bytes], groups, q);
+            }
         }
         let full = rows / 4 * 4;
         for r in (0..full).step_by(4) {
@@ -924,26 +1142,39 @@ pub fn quad_rows(kind: QuadWeights, w: &[u8], row_bytes: usize, acts: &[Quad], g
 /// One weight row as quads (the last padded with zero blocks).
 #[cfg(target_feature = "relaxed-simd")]
 fn unpack_row(kind: QuadWeights, wr: &[u8], groups: usize, quads: &mut Vec<Quad>) {
-    let bb = kind.block_bytes;
-    let mut padded = [0u8; 4 * 34];
+    let gb = 4 * kind.block_bytes;
     quads.clear();
     for g in 0..groups {
-        let blocks = &wr[(4 * g * bb).min(wr.len())..((4 * g + 4) * bb).min(wr.len())];
-        let four = if blocks.len() == 4 * bb {
-            blocks
-        } else {
-            padded.fill(0);
-            padded[..blocks.len()].copy_from_slice(blocks);
-            &padded[..4 * bb]
-        };
-        let codes = [0, 1, 2, 3].map(|j| (kind.unpack)(&four[j * bb..(j + 1) * bb]));
-        let min = if kind.has_min {
-            scales4(four, 2, bb)
-        } else {
-            f32x4_splat(0.0)
-        };
-        let (lo, hi) = (codes.map(|c| c.0), codes.map(|c| c.1));
-        quads.push(interleave(lo, hi, scales4(four, 0, bb), min, i32x4_splat(0)));
+        quads.push(file_quad(
+            kind,
+            &wr[(g * gb).min(wr.len())..((g + 1) * gb).min(wr.len())],
+        ));
+    }
+}
+
+/// Row `m` of a packed quartet (see `packed`) as quads, its left-over blocks gathered into
+/// the last (padded with zero blocks).
+#[cfg(target_feature = "relaxed-simd")]
+fn unpack_packed_row(
+    kind: QuadWeights,
+    quartet: &[u8],
+    m: usize,
+    row_bytes: usize,
+    groups: usize,
+    quads: &mut Vec<Quad>,
+) {
+    let (bb, gb) = (kind.block_bytes, 4 * kind.block_bytes);
+    let (full, left) = (row_bytes / gb, row_bytes % gb / bb);
+    quads.clear();
+    for g in 0..full.min(groups) {
+        quads.push((kind.packed)(&quartet[(4 * g + m) * gb..(4 * g + m + 1) * gb]));
+    }
+    if left > 0 {
+        let mut blocks = [0u8; 4 * 34];
+        for k in 0..left {
+            super::packed::left_over_block(kind.layout, quartet, row_bytes, m, k, &mut blocks[k * bb..]);
+        }
+        quads.push(file_quad(kind, &blocks[..left * bb]));
     }
 }
 
