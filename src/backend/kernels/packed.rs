@@ -127,15 +127,6 @@ pub fn file_row(layout: Layout, quartet: &[u8], row_bytes: usize, m: usize, out:
     }
 }
 
-/// Block `k` of the left-over blocks of row `m` of a packed quartet, in the file's layout.
-pub fn left_over_block(layout: Layout, quartet: &[u8], row_bytes: usize, m: usize, k: usize, out: &mut [u8]) {
-    let (bb, gb) = (layout.block_bytes, layout.group_bytes());
-    let at = (4 * (row_bytes / gb) + k) * gb;
-    let mut four = [0u8; 4 * 34];
-    unpack_group(layout, &quartet[at..at + gb], &mut four[..gb]);
-    out[..bb].copy_from_slice(&four[m * bb..(m + 1) * bb]);
-}
-
 /// The packed groups of a quartet in order: `(Some(row), its four blocks)` for a row's
 /// group, `(None, [b; 4])` for left-over block b, taken from rows 0, 1, 2, 3.
 fn group_blocks(layout: Layout, row_bytes: usize) -> impl Iterator<Item = (Option<usize>, [usize; 4])> {
@@ -252,16 +243,6 @@ mod tests {
                     let mut row = vec![0u8; row_bytes];
                     file_row(l, q, row_bytes, m, &mut row);
                     assert!(row == f[m * row_bytes..(m + 1) * row_bytes], "{dtype:?}: row {m}");
-                }
-                for (m, k) in [(0, 0), (3, 1), (2, 1)] {
-                    let mut block = vec![0u8; l.block_bytes];
-                    left_over_block(l, q, row_bytes, m, k, &mut block);
-                    let at = m * row_bytes + (16 + k) * l.block_bytes;
-                    assert_eq!(
-                        block,
-                        f[at..at + l.block_bytes],
-                        "{dtype:?}: row {m}'s left-over block {k}"
-                    );
                 }
             }
             unpack(l, &mut data, row_bytes);
