@@ -874,52 +874,30 @@ pub type Decode = fn(QuadWeights, &[u8], usize, &[Quad], usize, &mut [f32]);
 #[cfg(target_feature = "relaxed-simd")]
 pub fn quad_weights(dtype: candle_core::quantized::GgmlDType) -> Option<QuadWeights> {
     use candle_core::quantized::GgmlDType as T;
-    type Kinds = (usize, bool, i32, Unpack, fn(&[u8]) -> Quad, Decode);
-    let (block_bytes, has_min, off, unpack, packed, decode): Kinds = match dtype {
-        T::Q4_0 => (
-            18,
-            false,
-            8,
-            |w| nibbles(load(w, 2)),
-            packed_quad::<false, false, false>,
-            packed_rows::<false, false, false, 8>,
-        ),
-        T::Q4_1 => (
-            20,
-            true,
-            0,
-            |w| nibbles(load(w, 4)),
-            packed_quad::<true, false, false>,
-            packed_rows::<true, false, false, 0>,
-        ),
-        T::Q5_0 => (
-            22,
-            false,
-            16,
-            |w| q5_unpack(w, false),
-            packed_quad::<false, true, false>,
-            packed_rows::<false, true, false, 16>,
-        ),
-        T::Q5_1 => (
-            24,
-            true,
-            0,
-            |w| q5_unpack(w, true),
-            packed_quad::<true, true, false>,
-            packed_rows::<true, true, false, 0>,
-        ),
+    // One row per type: block bytes, minimum, fifth bits, Q8_0, the codes' offset, and the
+    // unpacking of a block in the file's layout; the packed kernels take the same constants.
+    macro_rules! kind {
+        ($bb:expr, $min:literal, $fifth:literal, $q8:literal, $off:literal, $unpack:expr) => {
+            (
+                $bb,
+                $min,
+                $off,
+                $unpack as Unpack,
+                packed_quad::<$min, $fifth, $q8> as fn(&[u8]) -> Quad,
+                packed_rows::<$min, $fifth, $q8, $off> as Decode,
+            )
+        };
+    }
+    let (block_bytes, has_min, off, unpack, packed, decode) = match dtype {
+        T::Q4_0 => kind!(18, false, false, false, 8, |w| nibbles(load(w, 2))),
+        T::Q4_1 => kind!(20, true, false, false, 0, |w| nibbles(load(w, 4))),
+        T::Q5_0 => kind!(22, false, true, false, 16, |w| q5_unpack(w, false)),
+        T::Q5_1 => kind!(24, true, true, false, 0, |w| q5_unpack(w, true)),
         // Biased to unsigned codes, where the dot product takes them as unsigned.
-        T::Q8_0 if unsigned_dot_exact() => (
-            34,
-            false,
-            128,
-            |w| {
-                let bias = u8x16_splat(0x80);
-                (v128_xor(load(w, 2), bias), v128_xor(load(w, 18), bias))
-            },
-            packed_quad::<false, false, true>,
-            packed_rows::<false, false, true, 128>,
-        ),
+        T::Q8_0 if unsigned_dot_exact() => kind!(34, false, false, true, 128, |w| {
+            let bias = u8x16_splat(0x80);
+            (v128_xor(load(w, 2), bias), v128_xor(load(w, 18), bias))
+        }),
         _ => return None,
     };
     Some(QuadWeights {
