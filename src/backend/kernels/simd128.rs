@@ -1021,25 +1021,9 @@ fn packed_rows<const MIN: bool, const FIFTH: bool, const Q8: bool, const OFF: i3
 /// Block `k` of an activation quad in all four lanes.
 #[cfg(target_feature = "relaxed-simd")]
 fn repeat_lane(a: &Quad, k: usize) -> Quad {
+    // Byte indices 4k..4k+3, in every lane.
     let b = 4 * k as u8;
-    let pick = u8x16(
-        b,
-        b + 1,
-        b + 2,
-        b + 3,
-        b,
-        b + 1,
-        b + 2,
-        b + 3,
-        b,
-        b + 1,
-        b + 2,
-        b + 3,
-        b,
-        b + 1,
-        b + 2,
-        b + 3,
-    );
+    let pick = u32x4_splat(u32::from_le_bytes([b, b + 1, b + 2, b + 3]));
     let splat = |v: v128| i8x16_swizzle(v, pick);
     // Block k's values 4c..4c+3 sit in lane k of vector c: repeated, every lane holds them.
     Quad {
