@@ -176,9 +176,7 @@ pub fn embedding_rows(table: &QTensor, ids: &[u32]) -> Result<Vec<f32>> {
 fn packed_embedding_rows(table: &QTensor, ids: &[u32]) -> Result<Vec<f32>> {
     let (rows, width) = table.shape().dims2()?;
     let dtype = table.dtype();
-    let layout = super::kernels::packed::Layout::of(dtype)
-        .ok_or_else(|| crate::error::Error::Metadata(format!("a packed {dtype:?} table")))?;
-    let row_bytes = width / 32 * layout.block_bytes;
+    let row_bytes = width / dtype.block_size() * dtype.type_size();
     let data = table.data()?;
     let mut file = vec![0u8; ids.len() * row_bytes];
     for (&id, out) in ids.iter().zip(file.chunks_exact_mut(row_bytes)) {
@@ -188,8 +186,11 @@ fn packed_embedding_rows(table: &QTensor, ids: &[u32]) -> Result<Vec<f32>> {
                 "token {id} is not in the vocabulary of {rows}"
             )));
         }
-        let quartet = &data[id / 4 * 4 * row_bytes..][..4 * row_bytes];
-        super::kernels::packed::file_row(layout, quartet, row_bytes, id % 4, out);
+        if !super::kernels::file_row(dtype, &data, width, id, out) {
+            return Err(crate::error::Error::Metadata(format!(
+                "row {id} of a packed {dtype:?} table of {rows} × {width}"
+            )));
+        }
     }
     let storage = candle_core::quantized::QStorage::from_data(std::borrow::Cow::Owned(file), &Device::Cpu, dtype)?;
     to_f32(&QTensor::new(storage, (ids.len(), width))?)

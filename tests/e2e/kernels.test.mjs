@@ -32,6 +32,13 @@ for (const model of ['smollm2-135m-instruct-q4_1.gguf', 'gemma-3-270m-q4_k_m.ggu
       const types = new Set(r.random.map(([t]) => t));
       const all = ['F16', 'BF16', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q8_0', 'Q8_0 (signs moved)', 'Q2K', 'Q3K', 'Q4K', 'Q5K', 'Q6K', 'attention in groups of 4', 'attention in groups of 3', 'attention in groups of 2', 'attention in groups of 1'];
       for (const t of all) assert.ok(types.has(t), `no random test for ${t}`);
+      // The relaxed build packs weights at load (quartets of rows for the 32-value types,
+      // block by block for the k-quants): its kernels on packed rows must be tested too.
+      if (simd === 'relaxed') {
+        for (const t of ['Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q4K', 'Q5K', 'Q6K']) {
+          assert.ok([...types].some((x) => x.startsWith(`${t} packed`)), `no packed test for ${t}`);
+        }
+      }
       // The quantized kernels add exact integer sums per block and scale and add them in the
       // scalar references' order, and the attention sums add in the scalar loops' order:
       // equal bit for bit. The 16-bit float kernels keep eight f32 partial sums per row:

@@ -7,6 +7,7 @@
 //! bit, are tested against candle's dequantization.
 
 pub mod packed;
+pub mod packed_k;
 pub mod q8;
 pub mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -165,27 +166,94 @@ pub struct Weights<'a> {
     pub packed: bool,
 }
 
-/// Whether this build multiplies `dtype` faster with its rows packed at load (see `packed`):
-/// the relaxed-SIMD build, for the types whose quads it multiplies.
-pub fn packable(dtype: GgmlDType) -> Option<packed::Layout> {
+/// How this build packs a block type at load, where its kernels read it faster so: the
+/// 32-value types by quartets of rows (`packed`), the k-quants block by block (`packed_k`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Packing {
+    Quartets(packed::Layout),
+    Blocks,
+}
+
+/// Whether this build multiplies `dtype` faster with its rows packed at load: the
+/// relaxed-SIMD build, for the types whose quads it multiplies.
+pub fn packable(dtype: GgmlDType) -> Option<Packing> {
     #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-    if simd128::quad_weights(dtype).is_some() {
-        return packed::Layout::of(dtype);
+    {
+        if simd128::quad_weights(dtype).is_some() {
+            return packed::Layout::of(dtype).map(Packing::Quartets);
+        }
+        if simd128::kquad_sub(dtype).is_some() && packed_k::block_bytes(dtype).is_some() {
+            return Some(Packing::Blocks);
+        }
     }
     let _ = dtype;
     None
 }
 
+/// Bytes of one row of `in_dim` values, if `in_dim` is a whole number of blocks.
+fn row_bytes(dtype: GgmlDType, in_dim: usize) -> Option<usize> {
+    let elems = dtype.block_size();
+    (in_dim.is_multiple_of(elems) && in_dim > 0).then(|| in_dim / elems * dtype.type_size())
+}
+
 /// Packs a matrix's rows in place for this build's kernels; false (and nothing changed)
-/// where it gains nothing or the data does not fit its shape (rows come in fours).
+/// where it gains nothing or the data does not fit its shape (quartets need rows in fours).
 pub fn pack(dtype: GgmlDType, data: &mut [u8], in_dim: usize) -> bool {
-    let Some(layout) = packable(dtype) else { return false };
-    let row_bytes = in_dim / 32 * layout.block_bytes;
-    if !in_dim.is_multiple_of(32) || row_bytes == 0 || !data.len().is_multiple_of(4 * row_bytes) {
+    let Some(row_bytes) = row_bytes(dtype, in_dim) else {
+        return false;
+    };
+    if !data.len().is_multiple_of(row_bytes) {
         return false;
     }
-    packed::pack(layout, data, row_bytes);
-    true
+    match packable(dtype) {
+        Some(Packing::Quartets(layout)) if data.len().is_multiple_of(4 * row_bytes) => {
+            packed::pack(layout, data, row_bytes);
+            true
+        }
+        Some(Packing::Blocks) => packed_k::pack(dtype, data),
+        _ => false,
+    }
+}
+
+/// The file's layout again for a matrix [`pack`] packed.
+pub fn unpack(dtype: GgmlDType, data: &mut [u8], in_dim: usize) -> bool {
+    let Some(row_bytes) = row_bytes(dtype, in_dim) else {
+        return false;
+    };
+    match packed::Layout::of(dtype) {
+        Some(layout) if data.len().is_multiple_of(4 * row_bytes) => {
+            packed::unpack(layout, data, row_bytes);
+            true
+        }
+        Some(_) => false,
+        None => packed_k::unpack(dtype, data),
+    }
+}
+
+/// Row `r` of a matrix [`pack`] packed, in the file's layout (`out`: one row's bytes).
+pub fn file_row(dtype: GgmlDType, data: &[u8], in_dim: usize, r: usize, out: &mut [u8]) -> bool {
+    let Some(row_bytes) = row_bytes(dtype, in_dim) else {
+        return false;
+    };
+    if out.len() != row_bytes {
+        return false;
+    }
+    match packed::Layout::of(dtype) {
+        Some(layout) => {
+            let Some(quartet) = data.get(r / 4 * 4 * row_bytes..(r / 4 + 1) * 4 * row_bytes) else {
+                return false;
+            };
+            packed::file_row(layout, quartet, row_bytes, r % 4, out);
+            true
+        }
+        None => {
+            let Some(row) = data.get(r * row_bytes..(r + 1) * row_bytes) else {
+                return false;
+            };
+            out.copy_from_slice(row);
+            packed_k::unpack(dtype, out)
+        }
+    }
 }
 
 /// `out[r][o] = W[o] · x[r]` for `rows` activation rows of `in_dim`. Returns false when the
@@ -203,8 +271,11 @@ pub fn matmul(w: &Weights, x: &[f32], rows: usize, out: &mut [f32], simd: bool) 
     }
     let row_bytes = w.in_dim / block_elems * block_bytes;
     let work = (w.out_dim * w.in_dim * rows) as f64;
-    // Packed rows are split between threads by whole quartets.
-    let unit = if w.packed { 4 } else { 1 };
+    // Rows packed by quartets are split between threads by whole quartets.
+    let unit = match packable(w.dtype) {
+        Some(Packing::Quartets(_)) if w.packed => 4,
+        _ => 1,
+    };
     let mut by_rows =
         |f: &(dyn Fn(&[u8], &mut [f32]) + Sync)| multiply(w.data, row_bytes, rows, w.out_dim, unit, work, out, f);
     match dot {
@@ -220,7 +291,7 @@ pub fn matmul(w: &Weights, x: &[f32], rows: usize, out: &mut [f32], simd: bool) 
                 let groups = (w.in_dim / 32).div_ceil(4);
                 let mut quads = Vec::with_capacity(rows * groups);
                 for row in acts.chunks_exact(w.in_dim / 32) {
-                    simd128::quad_acts(row, &mut quads);
+                    simd128::quad_acts(row, kind, &mut quads);
                 }
                 if rows >= 4 {
                     by_rows(&|part, res| simd128::quad_rows(kind, w.packed, part, row_bytes, &quads, groups, res));
@@ -239,13 +310,17 @@ pub fn matmul(w: &Weights, x: &[f32], rows: usize, out: &mut [f32], simd: bool) 
                 if simd { q8::quantize_q8k } else { q8::quantize_q8k_ref },
             );
             #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-            if let (true, true, Some(sub)) = (simd, rows >= 4, simd128::kquad_sub(w.dtype)) {
+            if let (true, true, Some(sub)) = (simd, w.packed, simd128::kquad_sub(w.dtype)) {
                 let mut quads = Vec::with_capacity(acts.len());
                 for row in acts.chunks_exact(w.in_dim / 256) {
                     simd128::kquad_acts(row, sub, &mut quads);
                 }
                 let blocks = w.in_dim / 256;
-                by_rows(&|part, res| simd128::kquad_rows(w.dtype, part, row_bytes, &quads, blocks, res));
+                if rows >= 4 {
+                    by_rows(&|part, res| simd128::kquad_rows(w.dtype, part, row_bytes, &quads, blocks, res));
+                } else {
+                    by_rows(&|part, res| simd128::kquad_decode(w.dtype, part, row_bytes, &quads, blocks, res));
+                }
                 return true;
             }
             by_rows(&|part, res| dot_rows(part, row_bytes, &acts, w.in_dim / 256, f, res));
@@ -375,20 +450,19 @@ fn transpose_into(by_weight: &[f32], rows: usize, out_dim: usize, out: &mut [f32
 /// Both `rows` rows (prefill's kernels) and the first row alone (decode's) are checked.
 /// Packed weights are unpacked for the reference.
 pub fn compare_with_reference(w: &Weights, x: &[f32], rows: usize) -> Option<f64> {
-    let file_layout;
-    let reference = match (w.packed, packed::Layout::of(w.dtype)) {
-        (true, Some(layout)) => {
-            let mut data = w.data.to_vec();
-            packed::unpack(layout, &mut data, w.in_dim / 32 * layout.block_bytes);
-            file_layout = data;
-            Weights {
-                data: &file_layout,
-                packed: false,
-                ..*w
-            }
+    let mut file_layout = vec![];
+    let reference = if w.packed {
+        file_layout.extend_from_slice(w.data);
+        if !unpack(w.dtype, &mut file_layout, w.in_dim) {
+            return None;
         }
-        (true, None) => return None,
-        (false, _) => *w,
+        Weights {
+            data: &file_layout,
+            packed: false,
+            ..*w
+        }
+    } else {
+        *w
     };
     let mut worst: Option<f64> = None;
     for n in [rows, 1] {
@@ -459,7 +533,8 @@ pub fn self_test_random(seed: u64) -> Vec<(String, f64)> {
                 if let Some(err) = compare_with_reference(&w, &x, rows) {
                     out.push((format!("{dtype:?}"), err));
                 }
-                // 25 blocks a row as well: packed groups and a tail of one block.
+                // 800 wide as well: 25 blocks a row for the quartets (packed groups and a tail
+                // of one block); not a whole number of k-quant blocks, so those are skipped.
                 for k in [k, 800] {
                     let Ok(wt) = Tensor::from_vec(w_values[..n * k].to_vec(), (n, k), &Device::Cpu) else {
                         continue;
@@ -479,7 +554,7 @@ pub fn self_test_random(seed: u64) -> Vec<(String, f64)> {
                             packed: true,
                         };
                         if let Some(err) = compare_with_reference(&w, &x[..rows * k], rows) {
-                            out.push((format!("{dtype:?} packed, {} blocks a row", k / 32), err));
+                            out.push((format!("{dtype:?} packed, {k} wide"), err));
                         }
                     }
                 }
@@ -536,4 +611,47 @@ fn attention_differences(next: &mut impl FnMut() -> f32) -> Vec<(String, f64)> {
         out.push((format!("attention in groups of {group}"), err));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(n: usize) -> Vec<u8> {
+        let mut s = 0x2545_F491_4F6C_DD1Du64;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 32) as u8
+            })
+            .collect()
+    }
+
+    /// Embedding lookups read single rows back out of packed tables of either packing.
+    #[test]
+    fn file_row_and_unpack_give_back_the_files_rows() {
+        for (dtype, in_dim) in [(GgmlDType::Q4_1, 160), (GgmlDType::Q8_0, 96), (GgmlDType::Q6K, 512)] {
+            let row = row_bytes(dtype, in_dim).unwrap();
+            let file = bytes(8 * row);
+            let mut data = file.clone();
+            match packed::Layout::of(dtype) {
+                Some(layout) => packed::pack(layout, &mut data, row),
+                None => assert!(packed_k::pack(dtype, &mut data)),
+            }
+            assert_ne!(data, file, "{dtype:?}");
+            let mut out = vec![0u8; row];
+            for r in 0..8 {
+                assert!(file_row(dtype, &data, in_dim, r, &mut out), "{dtype:?} row {r}");
+                assert!(out == file[r * row..(r + 1) * row], "{dtype:?} row {r}");
+            }
+            assert!(
+                !file_row(dtype, &data, in_dim, 8, &mut out),
+                "{dtype:?}: a row past the end"
+            );
+            assert!(unpack(dtype, &mut data, in_dim));
+            assert!(data == file, "{dtype:?}");
+        }
+    }
 }

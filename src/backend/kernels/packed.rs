@@ -18,7 +18,10 @@
 //! - Q5_0, Q5_1: four u32 `h_p` (p = 0..4) of fifth bits: bit 4j+t of `h_p` is the fifth bit of
 //!   value 4p+t of block j, bit 16+4j+t that of value 16+4p+t;
 //! - the code bytes in vectors of 16: byte 4j+t of vector v is byte 4v+t of block j's codes
-//!   (4 vectors for the nibble types, whose byte i holds values i and i+16; 8 for Q8_0).
+//!   (4 vectors for the nibble types, whose byte i holds values i and i+16; 8 for Q8_0,
+//!   stored biased to unsigned, xor 0x80, as the kernels multiply them: Q8_0 is packed only
+//!   where the dot product takes unsigned bytes exactly, and the xor was a sixth of the
+//!   work per group of Gemma 3's output matrix).
 
 use candle_core::quantized::GgmlDType;
 
@@ -70,6 +73,15 @@ impl Layout {
     /// Offset of the codes in a packed group.
     pub fn group_qs_at(&self) -> usize {
         self.group_qh_at() + 16 * self.fifth_bits as usize
+    }
+
+    /// What a code byte is xored with once packed: Q8_0's signed codes become unsigned.
+    fn code_bias(&self) -> u8 {
+        if self.code_bytes == 32 {
+            0x80
+        } else {
+            0
+        }
     }
 
     pub fn group_bytes(&self) -> usize {
@@ -163,7 +175,7 @@ fn pack_group(l: Layout, file: &[u8], out: &mut [u8]) {
     for v in 0..l.code_bytes / 4 {
         for j in 0..4 {
             for t in 0..4 {
-                out[qs + 16 * v + 4 * j + t] = block(j)[l.qs_at() + 4 * v + t];
+                out[qs + 16 * v + 4 * j + t] = block(j)[l.qs_at() + 4 * v + t] ^ l.code_bias();
             }
         }
     }
@@ -194,7 +206,7 @@ fn unpack_group(l: Layout, packed: &[u8], out: &mut [u8]) {
         let qs = l.group_qs_at();
         for v in 0..l.code_bytes / 4 {
             for t in 0..4 {
-                block[l.qs_at() + 4 * v + t] = packed[qs + 16 * v + 4 * j + t];
+                block[l.qs_at() + 4 * v + t] = packed[qs + 16 * v + 4 * j + t] ^ l.code_bias();
             }
         }
     }
@@ -232,8 +244,9 @@ mod tests {
                 v
             };
             for (q, f) in data.chunks(4 * row_bytes).zip(file.chunks(4 * row_bytes)) {
-                // The fifth bits move one by one; every other byte moves whole.
-                if !l.fifth_bits {
+                // The fifth bits move one by one and Q8_0's codes are biased; every other
+                // byte moves whole.
+                if !l.fifth_bits && l.code_bias() == 0 {
                     assert!(
                         sorted(q) == sorted(f),
                         "{dtype:?}: packing must only move bytes within four rows"
@@ -247,6 +260,29 @@ mod tests {
             }
             unpack(l, &mut data, row_bytes);
             assert_eq!(data, file, "{dtype:?}");
+        }
+    }
+
+    #[test]
+    fn a_packed_q8_0_group_holds_its_codes_biased_to_unsigned() {
+        let l = Layout::of(GgmlDType::Q8_0).unwrap();
+        let row_bytes = 4 * l.block_bytes;
+        let file = bytes(4 * row_bytes, 11);
+        let mut packed = file.clone();
+        pack(l, &mut packed, row_bytes);
+        // Row 2's only group is group 2; value 4v + t of block j is byte 4j + t of vector v.
+        let g = &packed[2 * l.group_bytes()..3 * l.group_bytes()];
+        for j in 0..4 {
+            let block = &file[2 * row_bytes + j * 34..][..34];
+            assert_eq!(g[2 * j..2 * j + 2], block[..2], "scale of block {j}");
+            for value in 0..32 {
+                let (v, t) = (value / 4, value % 4);
+                assert_eq!(
+                    g[8 + 16 * v + 4 * j + t],
+                    block[2 + value] ^ 0x80,
+                    "block {j} value {value}"
+                );
+            }
         }
     }
 

@@ -770,6 +770,43 @@ pub fn sum_exp(x: &[f32], max: f32) -> f32 {
             .sum::<f32>()
 }
 
+/// The largest value of `x`, NaNs skipped as `f32::max` skips them: four independent
+/// chains of `f32x4.pmax` (`a < b ? b : a`, so a NaN in `x` never replaces the maximum).
+pub fn max_value(x: &[f32]) -> f32 {
+    let mut acc = [f32x4_splat(f32::NEG_INFINITY); 4];
+    let mut chunks = x.chunks_exact(16);
+    for c in &mut chunks {
+        for (k, a) in acc.iter_mut().enumerate() {
+            *a = f32x4_pmax(*a, load_f32(c, 4 * k));
+        }
+    }
+    let v = f32x4_pmax(f32x4_pmax(acc[0], acc[1]), f32x4_pmax(acc[2], acc[3]));
+    [
+        f32x4_extract_lane::<0>(v),
+        f32x4_extract_lane::<1>(v),
+        f32x4_extract_lane::<2>(v),
+        f32x4_extract_lane::<3>(v),
+    ]
+    .into_iter()
+    .chain(chunks.remainder().iter().copied())
+    .fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// The first index of `x` holding `value`, sixteen values compared at a time.
+pub fn first_index_of(x: &[f32], value: f32) -> Option<usize> {
+    let v = f32x4_splat(value);
+    let mut chunks = x.chunks_exact(16);
+    let mut at = 0;
+    for c in &mut chunks {
+        let hit = |k: usize| f32x4_eq(load_f32(c, 4 * k), v);
+        if v128_any_true(v128_or(v128_or(hit(0), hit(1)), v128_or(hit(2), hit(3)))) {
+            return c.iter().position(|&y| y == value).map(|i| at + i);
+        }
+        at += 16;
+    }
+    chunks.remainder().iter().position(|&y| y == value).map(|i| at + i)
+}
+
 /// Softmax of `scores` (their maximum given), each weight rounded to f16.
 pub fn exp_normalize_f16(scores: &mut [f32], max: f32) {
     let m = f32x4_splat(max);
@@ -811,39 +848,41 @@ fn store_f32(a: &mut [f32], v: v128) {
 /// 4c..4c+3 of block 0, then of blocks 1, 2, 3; c = 0..8), for prefill's products in the
 /// relaxed build: one `i32x4.relaxed_dot_i8x16_i7x16_add` then adds each block's four values
 /// into that block's own lane, so the four block sums come out gathered with no shuffles.
-/// Activations: `d` and `s` are the blocks' scales and scaled sums, `sum` their exact sums;
-/// weights: `d` the scales, `s` the minimums (Q4_1, Q5_1), codes unsigned.
+/// Activations: `d` and `s` are the blocks' scales and scaled sums, `start` −off · their
+/// exact sums (the weights' code offset taken off once per block, where the dot products
+/// start); weights: `d` the scales, `s` the minimums (Q4_1, Q5_1), codes unsigned, `start` 0.
 #[cfg(target_feature = "relaxed-simd")]
 #[derive(Clone, Copy)]
 pub struct Quad {
     qs: [v128; 8],
     d: v128,
     s: v128,
-    sum: v128,
+    start: v128,
 }
 
 /// Vectors `lo` (values 0..16) and `hi` (16..32) of four blocks, interleaved into a quad.
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-fn interleave(lo: [v128; 4], hi: [v128; 4], d: v128, s: v128, sum: v128) -> Quad {
+fn interleave(lo: [v128; 4], hi: [v128; 4], d: v128, s: v128, start: v128) -> Quad {
     let (l, h) = (transpose4(lo), transpose4(hi));
     Quad {
         qs: [l[0], l[1], l[2], l[3], h[0], h[1], h[2], h[3]],
         d,
         s,
-        sum,
+        start,
     }
 }
 
-/// An activation row (blocks from `quantize_q8`) as quads; the last is padded with zero blocks.
+/// An activation row (blocks from `quantize_q8`) as quads for weights of `kind`; the last is
+/// padded with zero blocks.
 #[cfg(target_feature = "relaxed-simd")]
-pub fn quad_acts(row: &[BlockQ8], out: &mut Vec<Quad>) {
+pub fn quad_acts(row: &[BlockQ8], kind: QuadWeights, out: &mut Vec<Quad>) {
     for g in (0..row.len()).step_by(4) {
         let b = |j: usize| row.get(g + j).unwrap_or(&BlockQ8::ZERO);
         let lo = [0, 1, 2, 3].map(|j| load_i8(&b(j).qs, 0));
         let hi = [0, 1, 2, 3].map(|j| load_i8(&b(j).qs, 16));
-        let sum = i32x4(b(0).sum, b(1).sum, b(2).sum, b(3).sum);
-        out.push(interleave(lo, hi, load_f32(&b(0).d4, 0), load_f32(&b(0).s4, 0), sum));
+        let start = i32x4_mul(i32x4(b(0).sum, b(1).sum, b(2).sum, b(3).sum), i32x4_splat(-kind.off));
+        out.push(interleave(lo, hi, load_f32(&b(0).d4, 0), load_f32(&b(0).s4, 0), start));
     }
 }
 
@@ -884,7 +923,7 @@ pub fn quad_weights(dtype: candle_core::quantized::GgmlDType) -> Option<QuadWeig
                 $off,
                 $unpack as Unpack,
                 packed_quad::<$min, $fifth, $q8> as fn(&[u8]) -> Quad,
-                packed_rows::<$min, $fifth, $q8, $off> as Decode,
+                packed_rows::<$min, $fifth, $q8> as Decode,
             )
         };
     }
@@ -911,8 +950,8 @@ pub fn quad_weights(dtype: candle_core::quantized::GgmlDType) -> Option<QuadWeig
 }
 
 /// A group of four blocks packed at load (layout in `packed`) as a weight quad: the scales
-/// (and minimums) in one load, the codes with no shuffles. Q8_0's codes are biased to
-/// unsigned, as [`quad_weights`] does.
+/// (and minimums) in one load, the codes with no shuffles. Q8_0's codes come biased to
+/// unsigned from the packing, as [`quad_weights`] biases them.
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
 fn packed_quad<const MIN: bool, const FIFTH: bool, const Q8: bool>(g: &[u8]) -> Quad {
@@ -921,9 +960,9 @@ fn packed_quad<const MIN: bool, const FIFTH: bool, const Q8: bool>(g: &[u8]) -> 
     let qs_at = qh_at + 16 * FIFTH as usize;
     let mut qs = [i32x4_splat(0); 8];
     if Q8 {
-        let bias = u8x16_splat(0x80);
+        // Stored biased to unsigned by the packing.
         for (v, q) in qs.iter_mut().enumerate() {
-            *q = v128_xor(load(g, qs_at + 16 * v), bias);
+            *q = load(g, qs_at + 16 * v);
         }
     } else {
         // The fifth bits by table lookups: spreading them with a swizzle and a compare per
@@ -943,7 +982,7 @@ fn packed_quad<const MIN: bool, const FIFTH: bool, const Q8: bool>(g: &[u8]) -> 
         qs,
         d,
         s: if MIN { m } else { f32x4_splat(0.0) },
-        sum: i32x4_splat(0),
+        start: i32x4_splat(0),
     }
 }
 
@@ -951,9 +990,9 @@ fn packed_quad<const MIN: bool, const FIFTH: bool, const Q8: bool>(g: &[u8]) -> 
 /// block k), each formed exactly as the scalar reference forms it.
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-fn quad_result<const MIN: bool, const OFF: i32>(w: &Quad, a: &Quad) -> v128 {
+fn quad_result<const MIN: bool>(w: &Quad, a: &Quad) -> v128 {
     // Two chains of dot products, which the integer sums may split any way.
-    let mut acc = [i32x4_mul(a.sum, i32x4_splat(-OFF)), i32x4_splat(0)];
+    let mut acc = [a.start, i32x4_splat(0)];
     for c in 0..8 {
         acc[c % 2] = i32x4_relaxed_dot_i8x16_i7x16_add(a.qs[c], w.qs[c], acc[c % 2]);
     }
@@ -974,7 +1013,7 @@ fn quad_result<const MIN: bool, const OFF: i32>(w: &Quad, a: &Quad) -> v128 {
 /// already hold one block of each row per lane; they meet the activation's block repeated
 /// in all four lanes.
 #[cfg(target_feature = "relaxed-simd")]
-fn packed_rows<const MIN: bool, const FIFTH: bool, const Q8: bool, const OFF: i32>(
+fn packed_rows<const MIN: bool, const FIFTH: bool, const Q8: bool>(
     kind: QuadWeights,
     w: &[u8],
     row_bytes: usize,
@@ -997,13 +1036,13 @@ fn packed_rows<const MIN: bool, const FIFTH: bool, const Q8: bool, const OFF: i3
             let a = &acts[r * groups..(r + 1) * groups];
             let mut sum = f32x4_splat(0.0);
             for (g, a) in a[..full].iter().enumerate() {
-                let t = std::array::from_fn(|m| quad_result::<MIN, OFF>(&group(quartet, 4 * g + m), a));
+                let t = std::array::from_fn(|m| quad_result::<MIN>(&group(quartet, 4 * g + m), a));
                 for block in transpose4(t) {
                     sum = f32x4_add(sum, block);
                 }
             }
             for (k, a) in repeated.iter().enumerate().take(left) {
-                sum = f32x4_add(sum, quad_result::<MIN, OFF>(&group(quartet, 4 * full + k), a));
+                sum = f32x4_add(sum, quad_result::<MIN>(&group(quartet, 4 * full + k), a));
             }
             let lanes = [
                 f32x4_extract_lane::<0>(sum),
@@ -1030,7 +1069,7 @@ fn repeat_lane(a: &Quad, k: usize) -> Quad {
         qs: a.qs.map(splat),
         d: splat(a.d),
         s: splat(a.s),
-        sum: splat(a.sum),
+        start: splat(a.start),
     }
 }
 
@@ -1143,7 +1182,7 @@ fn unpack_packed_row(
                     qs: [zero; 8],
                     d: zero,
                     s: zero,
-                    sum: zero,
+                    start: zero,
                 }
             }
         });
@@ -1152,7 +1191,7 @@ fn unpack_packed_row(
             qs: std::array::from_fn(|c| lane_m([g[0].qs[c], g[1].qs[c], g[2].qs[c], g[3].qs[c]])),
             d: lane_m([g[0].d, g[1].d, g[2].d, g[3].d]),
             s: lane_m([g[0].s, g[1].s, g[2].s, g[3].s]),
-            sum: zero,
+            start: zero,
         });
     }
 }
@@ -1161,8 +1200,8 @@ fn unpack_packed_row(
 #[inline(always)]
 fn quad_dots<const M: usize, const N: usize>(kind: QuadWeights, w: [&[Quad]; M], act: [&[Quad]; N]) -> [[f32; N]; M] {
     match kind.has_min {
-        true => quad_sums::<M, N, true>(w, act, kind.off),
-        false => quad_sums::<M, N, false>(w, act, kind.off),
+        true => quad_sums::<M, N, true>(w, act),
+        false => quad_sums::<M, N, false>(w, act),
     }
 }
 
@@ -1172,14 +1211,9 @@ fn quad_dots<const M: usize, const N: usize>(kind: QuadWeights, w: [&[Quad]; M],
 /// every row's next block (lane n does exactly the scalar additions of row n).
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-fn quad_sums<const M: usize, const N: usize, const MIN: bool>(
-    w: [&[Quad]; M],
-    act: [&[Quad]; N],
-    off: i32,
-) -> [[f32; N]; M] {
+fn quad_sums<const M: usize, const N: usize, const MIN: bool>(w: [&[Quad]; M], act: [&[Quad]; N]) -> [[f32; N]; M] {
     const { assert!(N <= 4) };
     let mut sum = [f32x4_splat(0.0); M];
-    let neg_off = i32x4_splat(-off);
     let groups = w[0].len();
     assert!(w.iter().all(|w| w.len() == groups) && act.iter().all(|a| a.len() == groups));
     for g in 0..groups {
@@ -1190,7 +1224,7 @@ fn quad_sums<const M: usize, const N: usize, const MIN: bool>(
                 std::array::from_fn(|n| act[n].get_unchecked(g)),
             )
         };
-        let mut acc: [[v128; N]; M] = [std::array::from_fn(|n| i32x4_mul(ag[n].sum, neg_off)); M];
+        let mut acc: [[v128; N]; M] = [std::array::from_fn(|n| ag[n].start); M];
         for c in 0..8 {
             let wc: [v128; M] = std::array::from_fn(|m| wg[m].qs[c]);
             for (n, a) in ag.iter().enumerate() {
@@ -1226,28 +1260,29 @@ fn quad_sums<const M: usize, const N: usize, const MIN: bool>(
     })
 }
 
-/// A k-quant super-block (256 values) for prefill's products in the relaxed build, its values
-/// interleaved like [`Quad`]'s but by sub-block: lane j of each dot product collects
-/// sub-block j of a run of four (sub-blocks of 32 values for Q4_K/Q5_K, whose 16 vectors
-/// form two runs; of 16 for Q6_K, four runs). Activations: `d`; `start`, each run's
-/// starting sums (−32 · its sub-blocks' sums for Q6_K, whose codes are value + 32; else 0);
-/// `b32`, the sums per 32 values for Q4_K/Q5_K's minimums.
+/// A k-quant super-block (256 values) as the relaxed build multiplies it, its values
+/// interleaved by sub-block (see `packed_k`): lane j of each dot product collects sub-block
+/// j of a run of four (sub-blocks of 32 values for Q4_K/Q5_K, whose 16 vectors form two
+/// runs; of 16 for Q6_K, four runs). Activations: `d`; `start`, each run's starting sums
+/// (−32 · its sub-blocks' sums for Q6_K, whose codes are value + 32; else 0); `b16`, the
+/// sums per 32 values as i16 lanes, for Q4_K/Q5_K's minimums.
 #[cfg(target_feature = "relaxed-simd")]
 #[derive(Clone, Copy)]
 pub struct KQuad {
     qs: [v128; 16],
     start: [v128; 4],
-    b32: [v128; 2],
+    b16: v128,
     d: f32,
 }
 
-/// A weight super-block as a [`KQuad`]: codes, each run's scales (and minimums) as i32 lanes.
+/// A weight super-block as a [`KQuad`]: codes, each run's scales as i32 lanes, the eight
+/// minimums (Q4_K/Q5_K) as i16 lanes.
 #[cfg(target_feature = "relaxed-simd")]
 #[derive(Clone, Copy)]
 struct KQuadW {
     qs: [v128; 16],
     sc: [v128; 4],
-    mn: [v128; 2],
+    mn: v128,
     d: f32,
     dmin: f32,
 }
@@ -1270,7 +1305,8 @@ fn interleave_k(v: [v128; 16], sub: usize) -> [v128; 16] {
     out
 }
 
-/// The k-quant types prefill multiplies as [`KQuad`]s, with their sub-block size.
+/// The k-quant types multiplied as [`KQuad`]s (their weights packed at load), with their
+/// sub-block size.
 #[cfg(target_feature = "relaxed-simd")]
 pub fn kquad_sub(dtype: candle_core::quantized::GgmlDType) -> Option<usize> {
     use candle_core::quantized::GgmlDType as T;
@@ -1286,104 +1322,235 @@ pub fn kquad_sub(dtype: candle_core::quantized::GgmlDType) -> Option<usize> {
 pub fn kquad_acts(row: &[BlockQ8K], sub: usize, out: &mut Vec<KQuad>) {
     for b in row {
         let qs = interleave_k(std::array::from_fn(|i| load_i8(&b.qs, 16 * i)), sub);
-        let s = |i: usize| b.bsums[i] as i32;
-        let pair = |j: usize| s(2 * j) + s(2 * j + 1);
-        let (start, b32) = if sub == 16 {
+        let s = |i: usize| b.bsums[i];
+        let zero = i32x4_splat(0);
+        let (start, b16) = if sub == 16 {
             let run = |k: usize| {
-                i32x4(
-                    -32 * s(4 * k),
-                    -32 * s(4 * k + 1),
-                    -32 * s(4 * k + 2),
-                    -32 * s(4 * k + 3),
-                )
+                let s = |j: usize| -32 * s(4 * k + j) as i32;
+                i32x4(s(0), s(1), s(2), s(3))
             };
-            ([run(0), run(1), run(2), run(3)], [i32x4_splat(0); 2])
+            ([run(0), run(1), run(2), run(3)], zero)
         } else {
-            let run = |k: usize| i32x4(pair(4 * k), pair(4 * k + 1), pair(4 * k + 2), pair(4 * k + 3));
-            ([i32x4_splat(0); 4], [run(0), run(1)])
+            // |Σ| over 32 activations ≤ 32 · 127: an i16 holds it.
+            let pair = |j: usize| s(2 * j) + s(2 * j + 1);
+            let b16 = i16x8(pair(0), pair(1), pair(2), pair(3), pair(4), pair(5), pair(6), pair(7));
+            ([zero; 4], b16)
         };
-        out.push(KQuad { qs, start, b32, d: b.d });
+        out.push(KQuad { qs, start, b16, d: b.d });
     }
 }
 
-/// One k-quant super-block unpacked (see the scalar kernels for the layouts).
+/// Q4_K/Q5_K's eight 6-bit scales (two runs of i32 lanes) and minimums (i16 lanes), from the
+/// 12 bytes after `d` and `dmin` (see `scale_min_k4`): scale j < 4 is byte j's low six bits,
+/// scale j ≥ 4 byte j + 4's low nibble and byte j − 4's top two bits; the minimums likewise
+/// from bytes 4..8 and the high nibbles.
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-fn unpack_k(dtype: candle_core::quantized::GgmlDType, w: &[u8]) -> KQuadW {
-    use candle_core::quantized::GgmlDType as T;
+fn k_scales_mins(w: &[u8]) -> ([v128; 2], v128) {
+    let q = load(w, 4);
+    // Lanes 0..8: the scales' low bits, lanes 8..16 the minimums'.
+    let low = i8x16_shuffle::<0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 24, 25, 26, 27>(q, u8x16_shr(q, 4));
+    let low = v128_and(
+        low,
+        u8x16(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15),
+    );
+    let top = i8x16_shuffle::<16, 16, 16, 16, 0, 1, 2, 3, 16, 16, 16, 16, 4, 5, 6, 7>(u8x16_shr(q, 6), u8x16_splat(0));
+    let x = v128_or(low, i8x16_shl(top, 4));
+    let sc = u16x8_extend_low_u8x16(x);
+    (
+        [u32x4_extend_low_u16x8(sc), u32x4_extend_high_u16x8(sc)],
+        u16x8_extend_high_u8x16(x),
+    )
+}
+
+/// Q6_K's sixteen signed scales as four runs of i32 lanes.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn q6_k_scales(w: &[u8]) -> [v128; 4] {
+    let s = load(w, 192);
+    let (lo, hi) = (i16x8_extend_low_i8x16(s), i16x8_extend_high_i8x16(s));
+    [
+        i32x4_extend_low_i16x8(lo),
+        i32x4_extend_high_i16x8(lo),
+        i32x4_extend_low_i16x8(hi),
+        i32x4_extend_high_i16x8(hi),
+    ]
+}
+
+/// Bits `at..at + width` of every byte of `h`, moved to bit 4 up: a code's high bits.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn high_bits_at(h: v128, at: u32, mask: u8) -> v128 {
+    let moved = if at <= 4 {
+        i8x16_shl(h, 4 - at)
+    } else {
+        u8x16_shr(h, at - 4)
+    };
+    v128_and(moved, u8x16_splat(mask))
+}
+
+/// The high-bit vectors of a packed block: Q5_K's two, Q6_K's four.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn packed_k_high<const KIND: u8>(w: &[u8]) -> [v128; 4] {
     let zero = i32x4_splat(0);
-    if dtype == T::Q6K {
-        let three = u8x16_splat(3);
-        let mut v = [zero; 16];
-        for half in 0..2 {
-            let (ql, qh) = (64 * half, 128 + 32 * half);
-            for g in 0..2 {
-                let l0 = 16 * g;
-                let ((a_lo, a_hi), (b_lo, b_hi)) = (nibbles(load(w, ql + l0)), nibbles(load(w, ql + 32 + l0)));
-                let h = load(w, qh + l0);
-                let bits = |shift: u32| i8x16_shl(v128_and(u8x16_shr(h, shift), three), 4);
-                // Values 128·half + 16g + 32k, k = 0..4: sub-block 8·half + g + 2k.
-                let at = 8 * half + g;
-                v[at] = v128_or(a_lo, bits(0));
-                v[at + 2] = v128_or(b_lo, bits(2));
-                v[at + 4] = v128_or(a_hi, bits(4));
-                v[at + 6] = v128_or(b_hi, bits(6));
-            }
-        }
-        let sc = |k: usize| {
-            let s = |j: usize| w[192 + 4 * k + j] as i8 as i32;
-            i32x4(s(0), s(1), s(2), s(3))
-        };
+    match KIND {
+        5 => [load(w, 16), load(w, 32), zero, zero],
+        6 => [load(w, 128), load(w, 144), load(w, 160), load(w, 176)],
+        _ => [zero; 4],
+    }
+}
+
+/// Code vectors P and P + 8 of a packed super-block (`KIND` 4, 5, 6: Q4_K, Q5_K, Q6_K; see
+/// `packed_k`): one load, the nibbles, and the high bits from `h` ([`packed_k_high`]).
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn packed_k_pair<const KIND: u8, const P: usize>(w: &[u8], h: &[v128; 4]) -> (v128, v128) {
+    let p = P;
+    let at = match KIND {
+        4 => 16,
+        5 => 48,
+        _ => 0,
+    };
+    let (lo, hi) = nibbles(load(w, at + 16 * p));
+    match KIND {
+        5 => (
+            v128_or(lo, high_bits_at(h[0], p as u32, 0x10)),
+            v128_or(hi, high_bits_at(h[1], p as u32, 0x10)),
+        ),
+        // Vector u = 4k + c takes bits 2k, 2k + 1 of high vector c.
+        6 => (
+            v128_or(lo, high_bits_at(h[p % 4], 2 * (p / 4) as u32, 0x30)),
+            v128_or(hi, high_bits_at(h[p % 4], 2 * (2 + p / 4) as u32, 0x30)),
+        ),
+        _ => (lo, hi),
+    }
+}
+
+/// A packed super-block as a [`KQuadW`], for prefill.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn packed_kquad<const KIND: u8>(w: &[u8]) -> KQuadW {
+    let h = packed_k_high::<KIND>(w);
+    let mut qs = [i32x4_splat(0); 16];
+    (qs[0], qs[8]) = packed_k_pair::<KIND, 0>(w, &h);
+    (qs[1], qs[9]) = packed_k_pair::<KIND, 1>(w, &h);
+    (qs[2], qs[10]) = packed_k_pair::<KIND, 2>(w, &h);
+    (qs[3], qs[11]) = packed_k_pair::<KIND, 3>(w, &h);
+    (qs[4], qs[12]) = packed_k_pair::<KIND, 4>(w, &h);
+    (qs[5], qs[13]) = packed_k_pair::<KIND, 5>(w, &h);
+    (qs[6], qs[14]) = packed_k_pair::<KIND, 6>(w, &h);
+    (qs[7], qs[15]) = packed_k_pair::<KIND, 7>(w, &h);
+    if KIND == 6 {
         return KQuadW {
-            qs: interleave_k(v, 16),
-            sc: [sc(0), sc(1), sc(2), sc(3)],
-            mn: [zero; 2],
+            qs,
+            sc: q6_k_scales(w),
+            mn: i32x4_splat(0),
             d: f16_at(w, 208),
             dmin: 0.0,
         };
     }
-    let fifth = dtype == T::Q5K;
-    let qs_at = if fifth { 48 } else { 16 };
-    let one = u8x16_splat(1);
-    let (h0, h1) = if fifth {
-        (load(w, 16), load(w, 32))
-    } else {
-        (zero, zero)
-    };
-    let bit = |h: v128, s: u32| {
-        if fifth {
-            i8x16_shl(v128_and(u8x16_shr(h, s), one), 4)
-        } else {
-            zero
-        }
-    };
-    let mut v = [zero; 16];
-    for c in 0..4 {
-        // Sub-blocks 2c (low nibbles) and 2c + 1 (high nibbles), 32 values each.
-        let ((l0, u0), (l1, u1)) = (nibbles(load(w, qs_at + 32 * c)), nibbles(load(w, qs_at + 16 + 32 * c)));
-        let s = 2 * c as u32;
-        v[4 * c] = v128_or(l0, bit(h0, s));
-        v[4 * c + 1] = v128_or(l1, bit(h1, s));
-        v[4 * c + 2] = v128_or(u0, bit(h0, s + 1));
-        v[4 * c + 3] = v128_or(u1, bit(h1, s + 1));
-    }
-    let sm: [(u8, u8); 8] = std::array::from_fn(|j| scale_min_k4(j, &w[4..16]));
-    let lanes = |k: usize, f: fn((u8, u8)) -> u8| {
-        let x = |j: usize| f(sm[4 * k + j]) as i32;
-        i32x4(x(0), x(1), x(2), x(3))
-    };
+    let ([s0, s1], mn) = k_scales_mins(w);
+    let zero = i32x4_splat(0);
     KQuadW {
-        qs: interleave_k(v, 32),
-        sc: [lanes(0, |p| p.0), lanes(1, |p| p.0), zero, zero],
-        mn: [lanes(0, |p| p.1), lanes(1, |p| p.1)],
+        qs,
+        sc: [s0, s1, zero, zero],
+        mn,
         d: f16_at(w, 0),
         dmin: f16_at(w, 2),
     }
 }
 
-/// [`quad_rows`] for the k-quants: each weight row unpacked once, then four activation rows
-/// at a time. The integer sums are exact, so the lanes may split them any way; the float
-/// steps per super-block are the scalar reference's.
+/// Code vectors P and P + 8 of a packed super-block times an activation block, added to
+/// their runs' partial sums. P is a constant so that every index and shift is one: as a
+/// loop counter, V8 ran Q6_K decode at 0.75x the file layout's speed.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn packed_k_step<const KIND: u8, const P: usize>(w: &[u8], h: &[v128; 4], a: &KQuad, part: &mut [v128; 4]) {
+    let (lo, hi) = packed_k_pair::<KIND, P>(w, h);
+    let (i, j) = if KIND == 6 {
+        (P / 4, 2 + P / 4)
+    } else {
+        (P % 2, 2 + P % 2)
+    };
+    part[i] = i32x4_relaxed_dot_i8x16_i7x16_add(a.qs[P], lo, part[i]);
+    part[j] = i32x4_relaxed_dot_i8x16_i7x16_add(a.qs[P + 8], hi, part[j]);
+}
+
+/// One packed weight row (see `packed_k`) times one activation row: decode's product. Each
+/// run's dot products go straight into the lanes of its sub-blocks (two chains a run for
+/// Q4_K/Q5_K, one per run for Q6_K), and one multiply per run applies four sub-blocks'
+/// scales. The integer sums are exact; the float steps per super-block are the scalar
+/// reference's.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn packed_k_row<const KIND: u8>(row: &[u8], act: &[KQuad]) -> f32 {
+    let bb = match KIND {
+        4 => 144,
+        5 => 176,
+        _ => 210,
+    };
+    let mut sum = 0f32;
+    let zero = i32x4_splat(0);
+    for (w, a) in row.chunks_exact(bb).zip(act) {
+        let h = packed_k_high::<KIND>(w);
+        let mut part = if KIND == 6 { a.start } else { [zero; 4] };
+        packed_k_step::<KIND, 0>(w, &h, a, &mut part);
+        packed_k_step::<KIND, 1>(w, &h, a, &mut part);
+        packed_k_step::<KIND, 2>(w, &h, a, &mut part);
+        packed_k_step::<KIND, 3>(w, &h, a, &mut part);
+        packed_k_step::<KIND, 4>(w, &h, a, &mut part);
+        packed_k_step::<KIND, 5>(w, &h, a, &mut part);
+        packed_k_step::<KIND, 6>(w, &h, a, &mut part);
+        packed_k_step::<KIND, 7>(w, &h, a, &mut part);
+        if KIND == 6 {
+            let sc = q6_k_scales(w);
+            let total = i32x4_add(
+                i32x4_add(i32x4_mul(part[0], sc[0]), i32x4_mul(part[1], sc[1])),
+                i32x4_add(i32x4_mul(part[2], sc[2]), i32x4_mul(part[3], sc[3])),
+            );
+            sum += a.d * f16_at(w, 208) * hsum_i32(total) as f32;
+        } else {
+            let (sc, mn) = k_scales_mins(w);
+            let sumi = hsum_i32(i32x4_add(
+                i32x4_mul(i32x4_add(part[0], part[1]), sc[0]),
+                i32x4_mul(i32x4_add(part[2], part[3]), sc[1]),
+            ));
+            let summ = hsum_i32(i32x4_dot_i16x8(mn, a.b16));
+            sum += a.d * (f16_at(w, 0) * sumi as f32 - f16_at(w, 2) * summ as f32);
+        }
+    }
+    sum
+}
+
+/// Packed k-quant weight rows of `row_bytes` times each activation row of `acts` (`blocks`
+/// super-blocks a row), written as `res[weight row * rows + activation row]`.
+#[cfg(target_feature = "relaxed-simd")]
+pub fn kquad_decode(
+    dtype: candle_core::quantized::GgmlDType,
+    w: &[u8],
+    row_bytes: usize,
+    acts: &[KQuad],
+    blocks: usize,
+    res: &mut [f32],
+) {
+    use candle_core::quantized::GgmlDType as T;
+    let one: fn(&[u8], &[KQuad]) -> f32 = match dtype {
+        T::Q4K => packed_k_row::<4>,
+        T::Q5K => packed_k_row::<5>,
+        _ => packed_k_row::<6>,
+    };
+    let rows = acts.len() / blocks.max(1);
+    for (wr, res) in w.chunks_exact(row_bytes).zip(res.chunks_exact_mut(rows.max(1))) {
+        for (r, v) in res.iter_mut().enumerate() {
+            *v = one(wr, &acts[r * blocks..(r + 1) * blocks]);
+        }
+    }
+}
+
+/// [`quad_rows`] for the packed k-quants: each weight row unpacked once, then four activation
+/// rows at a time. The integer sums are exact, so the lanes may split them any way; the
+/// float steps per super-block are the scalar reference's.
 #[cfg(target_feature = "relaxed-simd")]
 pub fn kquad_rows(
     dtype: candle_core::quantized::GgmlDType,
@@ -1393,14 +1560,20 @@ pub fn kquad_rows(
     blocks: usize,
     res: &mut [f32],
 ) {
+    use candle_core::quantized::GgmlDType as T;
     let rows = acts.len() / blocks;
     let bb = row_bytes / blocks;
+    let unpack: fn(&[u8]) -> KQuadW = match dtype {
+        T::Q4K => packed_kquad::<4>,
+        T::Q5K => packed_kquad::<5>,
+        _ => packed_kquad::<6>,
+    };
     let mut unpacked = Vec::with_capacity(blocks);
     let row = |r: usize| &acts[r * blocks..(r + 1) * blocks];
-    let six = dtype == candle_core::quantized::GgmlDType::Q6K;
+    let six = dtype == T::Q6K;
     for (wr, res) in w.chunks_exact(row_bytes).zip(res.chunks_exact_mut(rows)) {
         unpacked.clear();
-        unpacked.extend(wr.chunks_exact(bb).map(|b| unpack_k(dtype, b)));
+        unpacked.extend(wr.chunks_exact(bb).map(unpack));
         let full = rows / 4 * 4;
         for r in (0..full).step_by(4) {
             let four = [row(r), row(r + 1), row(r + 2), row(r + 3)];
@@ -1447,7 +1620,7 @@ fn kquad_sums<const N: usize, const SUB: usize>(w: &[KQuadW], act: [&[KQuad]; N]
             sum[n] += if SUB == 16 {
                 a.d * wb.d * sumi as f32
             } else {
-                let summ = hsum_i32(i32x4_add(i32x4_mul(a.b32[0], wb.mn[0]), i32x4_mul(a.b32[1], wb.mn[1])));
+                let summ = hsum_i32(i32x4_dot_i16x8(a.b16, wb.mn));
                 a.d * (wb.d * sumi as f32 - wb.dmin * summ as f32)
             };
         }
