@@ -548,19 +548,49 @@ pub fn dot_q2_k(row: &[u8], act: &[BlockQ8K]) -> f32 {
     sum
 }
 
-/// Eight f16 values (one v128) to two f32x4. The exponent is rebased by a multiply, which
-/// also turns f16 subnormals into the right f32 values; inf/NaN (never in weights) are not kept.
+/// f16 magnitudes (`(h & 0x7FFF) << 13` in i32 lanes) as f32, exactly: the exponent rebased
+/// by an integer addition, and subnormals (exponent 0) as 2^-14 · (1.m) − 2^-14, so that no
+/// subnormal f32 is ever an operand. Rebasing by a multiply with 2^112 made the subnormals
+/// f32 subnormals on the way, each a microcode assist on x86: Gemma 3's Q6_K `ffn_down`
+/// scales are almost all f16 subnormals, and that product ran 3x slower than its Q4_K twin.
+/// inf/NaN (never in weights) are not kept.
+#[inline(always)]
+fn f16_body_to_f32(body: v128) -> v128 {
+    let normal = i32x4_add(body, i32x4_splat(112 << 23));
+    let lifted = i32x4_add(body, i32x4_splat(113 << 23));
+    let subnormal = f32x4_sub(lifted, f32x4_splat(f32::from_bits(113 << 23)));
+    v128_bitselect(subnormal, normal, i32x4_lt(body, i32x4_splat(1 << 23)))
+}
+
+/// Eight f16 values (one v128) to two f32x4, exactly (see `f16_body_to_f32`): for 16-bit
+/// float weights, where values below 2^-14 are common.
 #[inline(always)]
 fn f16x8_to_f32(h: v128) -> (v128, v128) {
+    // Sign-extended, each value's sign is bit 31 and its body lands in bits 13..28 shifted.
+    let widen = |x: v128| {
+        let body = v128_and(i32x4_shl(x, 13), u32x4_splat(0x0FFF_E000));
+        v128_or(f16_body_to_f32(body), v128_and(x, u32x4_splat(0x8000_0000)))
+    };
+    (widen(i32x4_extend_low_i16x8(h)), widen(i32x4_extend_high_i16x8(h)))
+}
+
+/// [`f16x8_to_f32`] by a multiply with 2^112, which passes f16 subnormals through f32
+/// subnormals (exact, but a microcode assist each on x86). For the KV cache, whose values
+/// are activations, below 2^-14 about once in 20000, and for the packed groups' scales:
+/// there the exact form cost 4–10% of each product, and a test per group for subnormal
+/// scales cost more than it saved (Gemma 3's 32-value types have none; its Q6_K scales,
+/// mostly subnormal, are read by `f16_at`, which is exact).
+#[inline(always)]
+fn f16x8_to_f32_by_multiply(h: v128) -> (v128, v128) {
     // Sign-extending each value puts its sign in bit 31 and copies of it in bits 28..=30,
-    // where the f32 exponent lands; clearing those leaves sign and body: four operations per
-    // four values instead of six.
+    // where the f32 exponent lands; clearing those leaves sign and body.
     let magic = f32x4_splat(f32::from_bits(0x7780_0000)); // 2^112
     let widen = |x: v128| f32x4_mul(v128_and(i32x4_shl(x, 13), u32x4_splat(0x8FFF_E000)), magic);
     (widen(i32x4_extend_low_i16x8(h)), widen(i32x4_extend_high_i16x8(h)))
 }
 
-/// Four f16 values (in the low halves of u32 lanes) to f32x4, as `f16x8_to_f32`.
+/// Four f16 scales (in the low halves of u32 lanes) to f32x4, by the multiply of
+/// [`f16x8_to_f32_by_multiply`].
 #[inline(always)]
 fn f16x4_to_f32(v: v128) -> v128 {
     let magic = f32x4_splat(f32::from_bits(0x7780_0000)); // 2^112
@@ -610,12 +640,12 @@ pub fn dot_bf16(row: &[u8], act: &[f32]) -> f32 {
     })
 }
 
-/// Eight f16 values at `at` as two f32x4.
+/// Eight f16 values of the KV cache at `at` as two f32x4.
 #[inline(always)]
 fn load_f16x8(h: &[half::f16], at: usize) -> (v128, v128) {
     assert!(at + 8 <= h.len());
     // SAFETY: bounds checked above; f16 is two bytes, wasm loads need no alignment.
-    f16x8_to_f32(unsafe { v128_load(h.as_ptr().add(at) as *const v128) })
+    f16x8_to_f32_by_multiply(unsafe { v128_load(h.as_ptr().add(at) as *const v128) })
 }
 
 /// Lane j of result k = lane k of input j.
@@ -955,7 +985,7 @@ pub fn quad_weights(dtype: candle_core::quantized::GgmlDType) -> Option<QuadWeig
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
 fn packed_quad<const MIN: bool, const FIFTH: bool, const Q8: bool>(g: &[u8]) -> Quad {
-    let (d, m) = f16x8_to_f32(load(g, 0));
+    let (d, m) = f16x8_to_f32_by_multiply(load(g, 0));
     let qh_at = 8 + 8 * MIN as usize;
     let qs_at = qh_at + 16 * FIFTH as usize;
     let mut qs = [i32x4_splat(0); 8];
