@@ -173,9 +173,9 @@ impl WasmLoader {
             .take()
             .ok_or_else(|| js_error(Error::InvalidRequest("the loader is finished".into())))?;
         let gguf = l.finish_for_cpu().map_err(js_error)?;
-        Ok(WasmEngine {
-            inner: Engine::new(gguf, context_size).map_err(js_error)?,
-        })
+        let mut inner = Engine::new(gguf, context_size).map_err(js_error)?;
+        inner.warm_up().map_err(js_error)?;
+        Ok(WasmEngine { inner })
     }
 }
 
