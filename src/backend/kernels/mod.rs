@@ -617,24 +617,12 @@ fn attention_differences(next: &mut impl FnMut() -> f32) -> Vec<(String, f64)> {
 mod tests {
     use super::*;
 
-    fn bytes(n: usize) -> Vec<u8> {
-        let mut s = 0x2545_F491_4F6C_DD1Du64;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 32) as u8
-            })
-            .collect()
-    }
-
     /// Embedding lookups read single rows back out of packed tables of either packing.
     #[test]
     fn file_row_and_unpack_give_back_the_files_rows() {
         for (dtype, in_dim) in [(GgmlDType::Q4_1, 160), (GgmlDType::Q8_0, 96), (GgmlDType::Q6K, 512)] {
             let row = row_bytes(dtype, in_dim).unwrap();
-            let file = bytes(8 * row);
+            let file = packed::random_bytes(8 * row, 0x2545_F491_4F6C_DD1D);
             let mut data = file.clone();
             match packed::Layout::of(dtype) {
                 Some(layout) => packed::pack(layout, &mut data, row),

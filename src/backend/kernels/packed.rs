@@ -212,20 +212,23 @@ fn unpack_group(l: Layout, packed: &[u8], out: &mut [u8]) {
     }
 }
 
+/// Pseudo-random bytes (xorshift) for the packing tests here and in `packed_k` and `kernels`.
+#[cfg(test)]
+pub(crate) fn random_bytes(n: usize, mut s: u64) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 32) as u8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    use super::random_bytes as bytes;
     use super::*;
-
-    fn bytes(n: usize, mut s: u64) -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 32) as u8
-            })
-            .collect()
-    }
 
     #[test]
     fn packing_moves_every_byte_and_unpacking_restores_the_file() {

@@ -144,16 +144,7 @@ fn each_block(
 mod tests {
     use super::*;
 
-    fn bytes(n: usize, mut s: u64) -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 32) as u8
-            })
-            .collect()
-    }
+    use crate::backend::kernels::packed::random_bytes as bytes;
 
     #[test]
     fn packing_a_k_quant_block_keeps_its_factors_and_unpacking_restores_it() {
