@@ -176,7 +176,8 @@ pub fn embedding_rows(table: &QTensor, ids: &[u32]) -> Result<Vec<f32>> {
 fn packed_embedding_rows(table: &QTensor, ids: &[u32]) -> Result<Vec<f32>> {
     let (rows, width) = table.shape().dims2()?;
     let dtype = table.dtype();
-    let row_bytes = width / dtype.block_size() * dtype.type_size();
+    let row_bytes = super::kernels::row_bytes(dtype, width)
+        .ok_or_else(|| crate::error::Error::Metadata(format!("a {dtype:?} table {width} wide")))?;
     let data = table.data()?;
     let mut file = vec![0u8; ids.len() * row_bytes];
     for (&id, out) in ids.iter().zip(file.chunks_exact_mut(row_bytes)) {

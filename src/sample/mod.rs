@@ -93,7 +93,8 @@ impl Sampler {
     /// Picks the next token. `history` is every token so far (for the penalties).
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> Sampled {
         let p = &self.params;
-        let log_z = log_sum_exp(logits);
+        let max = max_value(logits);
+        let log_z = log_sum_exp_from(logits, max);
         let top = if p.top_logprobs > 0 {
             top_n(logits, p.top_logprobs)
                 .into_iter()
@@ -104,21 +105,25 @@ impl Sampler {
         };
 
         // The logits as the rules change them; untouched (no copy of Gemma 3's 262144 values
-        // a token) when no bias or penalty applies.
-        let changed = !p.logit_bias.is_empty() || penalties_apply(p);
-        let mut copy = vec![];
-        if changed {
-            copy = logits.to_vec();
+        // a token) when no bias or penalty applies, and then their maximum is known already.
+        let l: std::borrow::Cow<[f32]> = if p.logit_bias.is_empty() && !penalties_apply(p) {
+            std::borrow::Cow::Borrowed(logits)
+        } else {
+            let mut copy = logits.to_vec();
             for &(id, bias) in &p.logit_bias {
                 if let Some(v) = copy.get_mut(id as usize) {
                     *v += bias;
                 }
             }
             apply_penalties(&mut copy, history, p);
-        }
-        let l = if changed { &copy[..] } else { logits };
+            std::borrow::Cow::Owned(copy)
+        };
 
-        let token = if p.temperature <= 0.0 { argmax(l) } else { self.draw(l) };
+        let token = match (&l, p.temperature <= 0.0) {
+            (std::borrow::Cow::Borrowed(_), true) => argmax_given(&l, max),
+            (_, true) => argmax(&l),
+            (_, false) => self.draw(&l),
+        };
         Sampled {
             token,
             logprob: logits[token as usize] - log_z,
@@ -209,15 +214,23 @@ fn apply_penalties(l: &mut [f32], history: &[u32], p: &SamplingParams) {
 
 /// The first index of the largest value (NaNs never win; a NaN first gives 0).
 pub fn argmax(x: &[f32]) -> u32 {
+    argmax_given(x, max_value(x))
+}
+
+/// [`argmax`] where `max` is already known to be `max_value(x)`.
+fn argmax_given(x: &[f32], max: f32) -> u32 {
     if x.first().is_none_or(|v| v.is_nan()) {
         return 0;
     }
-    let max = max_value(x);
     first_index_of(x, max).unwrap_or(0) as u32
 }
 
 pub fn log_sum_exp(x: &[f32]) -> f32 {
-    let max = max_value(x);
+    log_sum_exp_from(x, max_value(x))
+}
+
+/// [`log_sum_exp`] where `max` is already known to be `max_value(x)`.
+fn log_sum_exp_from(x: &[f32], max: f32) -> f32 {
     if !max.is_finite() {
         return max;
     }

@@ -191,7 +191,7 @@ pub fn packable(dtype: GgmlDType) -> Option<Packing> {
 }
 
 /// Bytes of one row of `in_dim` values, if `in_dim` is a whole number of blocks.
-fn row_bytes(dtype: GgmlDType, in_dim: usize) -> Option<usize> {
+pub fn row_bytes(dtype: GgmlDType, in_dim: usize) -> Option<usize> {
     let elems = dtype.block_size();
     (in_dim.is_multiple_of(elems) && in_dim > 0).then(|| in_dim / elems * dtype.type_size())
 }
