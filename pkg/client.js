@@ -43,6 +43,18 @@ function constraintOf(format) {
   }
 }
 
+/**
+ * A page may only start workers from its own origin, but a widget's script often comes from
+ * a CDN: then a same-origin blob module imports the worker, whose relative imports (the
+ * wasm builds) still resolve against the CDN. The CDN must send CORS headers.
+ */
+function startWorker(url) {
+  const href = new URL(url, globalThis.location?.href).href;
+  if (!globalThis.location || new URL(href).origin === globalThis.location.origin) return new Worker(href, { type: 'module' });
+  const shim = new Blob([`import ${JSON.stringify(href)};`], { type: 'text/javascript' });
+  return new Worker(URL.createObjectURL(shim), { type: 'module' });
+}
+
 export class CandlelitEngine {
   #worker = null;
   #pending = new Map();
@@ -71,7 +83,7 @@ export class CandlelitEngine {
 
   #ensureWorker() {
     if (this.#worker) return this.#worker;
-    const w = new Worker(this.#workerUrl, { type: 'module' });
+    const w = startWorker(this.#workerUrl);
     w.onmessage = (e) => {
       const msg = e.data;
       const p = this.#pending.get(msg.id);

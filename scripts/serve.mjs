@@ -9,6 +9,7 @@
 // With CANDLELIT_TEST_HOOKS=1 the browser tests can also ask it to cut the next model
 // download after N bytes (POST /__test/cut?after=N), read the request log (GET /__test/log)
 // and fetch files from CANDLELIT_TEST_FILES under /test-files/.
+// With CANDLELIT_CORS=1 it serves as another site's CDN would (see baseHeaders).
 
 import { createServer } from 'node:http';
 import { createReadStream, promises as fs } from 'node:fs';
@@ -51,14 +52,23 @@ function resolve(urlPath) {
   return null;
 }
 
+// CANDLELIT_CORS=1 serves like a CDN for other sites (the widget's tests): any origin may
+// fetch the package and the models, Range and If-Range allowed, the download's headers visible.
+const cors = process.env.CANDLELIT_CORS === '1';
+
 function baseHeaders(extra = {}) {
-  return {
-    'Cross-Origin-Opener-Policy': 'same-origin',
-    'Cross-Origin-Embedder-Policy': 'require-corp',
-    'Cross-Origin-Resource-Policy': 'same-origin',
-    'Cache-Control': 'no-cache',
-    ...extra,
-  };
+  const isolation = cors
+    ? {
+        'Access-Control-Allow-Origin': '*',
+        'Access-Control-Expose-Headers': 'Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified',
+        'Cross-Origin-Resource-Policy': 'cross-origin',
+      }
+    : {
+        'Cross-Origin-Opener-Policy': 'same-origin',
+        'Cross-Origin-Embedder-Policy': 'require-corp',
+        'Cross-Origin-Resource-Policy': 'same-origin',
+      };
+  return { ...isolation, 'Cache-Control': 'no-cache', ...extra };
 }
 
 async function handle(req, res) {
@@ -70,12 +80,21 @@ async function handle(req, res) {
     res.end(JSON.stringify(url.pathname === '/__test/log' ? log : { ok: true }));
     return;
   }
+  if (cors && req.method === 'OPTIONS') {
+    res.writeHead(204, baseHeaders({
+      'Access-Control-Allow-Methods': 'GET, HEAD',
+      'Access-Control-Allow-Headers': 'Range, If-Range',
+      'Access-Control-Max-Age': '600',
+    }));
+    res.end();
+    return;
+  }
   const file = resolve(url.pathname);
   let stat = file && (await fs.stat(file).catch(() => null));
   if (stat?.isDirectory()) {
     stat = null;
   }
-  const entry = { path: url.pathname, range: req.headers.range ?? null, status: 404 };
+  const entry = { path: url.pathname, method: req.method, range: req.headers.range ?? null, status: 404 };
   log.push(entry);
   if (!stat) {
     res.writeHead(404, baseHeaders({ 'Content-Type': 'text/plain' }));

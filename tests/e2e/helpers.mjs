@@ -21,10 +21,11 @@ async function freePort() {
   });
 }
 
-export async function startServer({ testFiles } = {}) {
+/** `cors`: serve as a CDN would for other sites (no isolation headers, CORS allowed). */
+export async function startServer({ testFiles, cors = false } = {}) {
   const port = await freePort();
   const proc = spawn(process.execPath, [path.join(root, 'scripts/serve.mjs')], {
-    env: { ...process.env, PORT: String(port), CANDLELIT_TEST_HOOKS: '1', ...(testFiles ? { CANDLELIT_TEST_FILES: testFiles } : {}) },
+    env: { ...process.env, PORT: String(port), CANDLELIT_TEST_HOOKS: '1', ...(cors ? { CANDLELIT_CORS: '1' } : {}), ...(testFiles ? { CANDLELIT_TEST_FILES: testFiles } : {}) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise((resolve, reject) => {
