@@ -316,6 +316,10 @@ export class CandlelitEngine {
       ignore_eos: !!params.ignore_eos,
       constraint: constraintOf(params.response_format),
     };
+    if (params.truncation !== undefined) {
+      if (params.truncation !== 'auto' && params.truncation !== 'disabled') throw new TypeError(`truncation: 'auto' or 'disabled', not ${params.truncation}`);
+      request.truncation = params.truncation;
+    }
     const enginePrompt = messages ? { chat: messages.map(({ role, content }) => ({ role, content: String(content) })) } : { text: prompt };
     const completionId = `chatcmpl-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
     const created = Math.floor(Date.now() / 1000);
@@ -358,6 +362,7 @@ export class CandlelitEngine {
         decode_tokens_per_s: stats.decode_tokens_per_s,
         prefill_ms: stats.prefill_ms,
         decode_ms: stats.decode_ms,
+        dropped_messages: stats.dropped_messages ?? 0,
       },
     });
     const finishReason = (r) => ({ stop: 'stop', length: 'length', context_full: 'length', cancelled: 'abort' })[r] ?? r;

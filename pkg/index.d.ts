@@ -91,6 +91,12 @@ export interface CompletionParams {
   top_logprobs?: number;
   /** Constrained decoding: the reply always matches (JSON Schema, regex, choices, Lark grammar). */
   response_format?: ResponseFormat;
+  /**
+   * A conversation too long for the context: 'disabled' (default) fails with
+   * ContextOverflow; 'auto' leaves out the oldest turns (never the system messages or the
+   * last message), keeping room for `max_tokens` of reply (at most a quarter of the context).
+   */
+  truncation?: 'auto' | 'disabled';
   signal?: AbortSignal;
 }
 
@@ -142,6 +148,8 @@ export interface Usage {
     decode_tokens_per_s: number;
     prefill_ms: number;
     decode_ms: number;
+    /** Oldest messages left out to fit the context (`truncation: 'auto'`). */
+    dropped_messages: number;
   };
 }
 

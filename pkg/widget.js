@@ -312,6 +312,8 @@ export class CandlelitChat extends HTMLElement {
         temperature: this.#number('temperature', DEFAULTS.temperature),
         top_p: this.#number('top-p', DEFAULTS.topP),
         max_tokens: this.#number('max-tokens', DEFAULTS.maxTokens),
+        // A long chat goes on: the oldest turns are left out of the model's view.
+        truncation: 'auto',
         signal: this.#aborter.signal,
       });
       let last = null;

@@ -2,7 +2,7 @@
 //! stop strings, cancellation and context limits.
 
 mod common;
-use candlelit::engine::{Engine, FinishReason, Prompt, Request, Step};
+use candlelit::engine::{Engine, FinishReason, Prompt, Request, Step, Truncation};
 use candlelit::gguf::Loader;
 use candlelit::sample::SamplingParams;
 use candlelit::tokenizer::Message;
@@ -20,6 +20,7 @@ fn greedy(max_tokens: usize) -> Request {
         stop: vec![],
         ignore_eos: false,
         constraint: None,
+        truncation: Truncation::Disabled,
     }
 }
 
@@ -68,6 +69,7 @@ fn gemma3_completes_with_paris() {
         stop: vec![],
         ignore_eos: false,
         constraint: None,
+        truncation: Truncation::Disabled,
     };
     e.start(&Prompt::Text("The capital of France is".into()), &req).unwrap();
     let top = loop {
@@ -137,6 +139,7 @@ fn same_seed_same_text_and_different_seeds_differ() {
         stop: vec![],
         ignore_eos: false,
         constraint: None,
+        truncation: Truncation::Disabled,
     };
     let p = Prompt::Text("Once upon a time".into());
     let a = e.generate(&p, &req(42)).unwrap();
@@ -175,6 +178,7 @@ fn max_tokens_and_logprobs() {
         stop: vec![],
         ignore_eos: false,
         constraint: None,
+        truncation: Truncation::Disabled,
     };
     e.start(&Prompt::Text("One, two, three,".into()), &req).unwrap();
     let mut n = 0;
@@ -267,4 +271,60 @@ fn gemma_sliding_window_past_512_positions_stays_coherent() {
         g.stats.prompt_tokens
     );
     assert!(g.text.contains("Paris"), "{:?}", g.text);
+}
+
+#[test]
+fn a_chat_longer_than_the_context_leaves_out_its_oldest_turns() {
+    for name in [SMOLLM2, GEMMA3] {
+        let mut e = Engine::new(Loader::load_file(model_path(name)).unwrap(), Some(256)).unwrap();
+        let mut msgs = vec![Message::new("system", "You are a helpful assistant.")];
+        for i in 0..10 {
+            msgs.push(Message::new(
+                "user",
+                &format!("Tell me fact number {i} about the weather in spring."),
+            ));
+            msgs.push(Message::new(
+                "assistant",
+                &format!("Fact {i}: spring brings rain showers, mild winds and longer days."),
+            ));
+        }
+        msgs.push(Message::new("user", "What is the capital of France?"));
+        let max_tokens = 24;
+        match e.start(&Prompt::Chat(msgs.clone()), &greedy(max_tokens)) {
+            Err(Error::ContextOverflow { needed, limit }) => assert!(needed > limit && limit == 256),
+            other => panic!("{name}: without truncation: {other:?}"),
+        }
+        let auto = Request {
+            truncation: Truncation::Auto,
+            ..greedy(max_tokens)
+        };
+        let first = e.generate(&Prompt::Chat(msgs.clone()), &auto).unwrap();
+        let s = &first.stats;
+        println!("{name}: {s:?} -> {:?}", first.text);
+        assert!(s.dropped_messages >= 2 && s.dropped_messages.is_multiple_of(2), "{s:?}");
+        assert!(s.prompt_tokens + max_tokens <= 256, "{s:?}");
+        if name == SMOLLM2 {
+            assert!(first.text.contains("Paris"), "{:?}", first.text);
+        }
+        // Exactly a conversation without the left-out turns.
+        let kept: Vec<Message> = msgs[..1]
+            .iter()
+            .chain(&msgs[1 + s.dropped_messages..])
+            .cloned()
+            .collect();
+        let mut fresh = Engine::new(Loader::load_file(model_path(name)).unwrap(), Some(256)).unwrap();
+        let again = fresh.generate(&Prompt::Chat(kept), &greedy(max_tokens)).unwrap();
+        assert_eq!(
+            (again.stats.prompt_tokens, &again.tokens),
+            (s.prompt_tokens, &first.tokens)
+        );
+
+        // The next turn keeps the same cut, so the cache still holds its prompt.
+        msgs.push(Message::new("assistant", &first.text));
+        msgs.push(Message::new("user", "And the capital of Germany?"));
+        let second = e.generate(&Prompt::Chat(msgs.clone()), &auto).unwrap();
+        println!("{name}: {:?} -> {:?}", second.stats, second.text);
+        assert_eq!(second.stats.dropped_messages, s.dropped_messages);
+        assert!(second.stats.cached_tokens >= s.prompt_tokens, "{:?}", second.stats);
+    }
 }

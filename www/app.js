@@ -67,7 +67,8 @@ function renderMarkdown(el, text) {
 function meta(stats) {
   if (!stats) return '';
   const s = stats;
-  return `${s.completion_tokens} tokens · ${s.extra.decode_tokens_per_s.toFixed(1)} tok/s · prompt ${s.prompt_tokens} tokens (${s.extra.prefill_tokens} prefilled, ${s.prompt_tokens_details.cached_tokens} from cache)`;
+  const dropped = s.extra.dropped_messages ? ` · ${s.extra.dropped_messages} oldest messages left out to fit the context` : '';
+  return `${s.completion_tokens} tokens · ${s.extra.decode_tokens_per_s.toFixed(1)} tok/s · prompt ${s.prompt_tokens} tokens (${s.extra.prefill_tokens} prefilled, ${s.prompt_tokens_details.cached_tokens} from cache)${dropped}`;
 }
 
 function addBubble(role, text, stats) {
@@ -245,6 +246,8 @@ async function send() {
       temperature: Number(s.temperature),
       top_p: Number(s.topP),
       max_tokens: Number(s.maxTokens),
+      // A long chat goes on: the oldest turns are left out of the model's view.
+      truncation: 'auto',
       signal: aborter.signal,
     });
     for await (const chunk of stream) {

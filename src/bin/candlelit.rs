@@ -162,7 +162,7 @@ mod cli {
     use candlelit::backend::gpu::Gpu;
     use candlelit::backend::Backend;
     use candlelit::constrain::Constraint;
-    use candlelit::engine::{clock, Engine, Prompt, Request, Step};
+    use candlelit::engine::{clock, Engine, Prompt, Request, Step, Truncation};
     use candlelit::gguf::Loader;
     use candlelit::sample::{argmax, SamplingParams};
     use candlelit::tokenizer::Message;
@@ -267,6 +267,8 @@ mod cli {
                 stop: self.stop.clone(),
                 ignore_eos: self.ignore_eos,
                 constraint: self.constraint()?,
+                // `chat` goes on past the context by leaving out its oldest turns.
+                truncation: Truncation::Auto,
             })
         }
     }
@@ -431,8 +433,12 @@ mod cli {
                     messages.push(Message::new("user", line.trim_end()));
                     let reply = engine.generate(&Prompt::Chat(messages.clone()), &sample.request()?)?;
                     writeln!(out, "{}", reply.text)?;
+                    let dropped = match reply.stats.dropped_messages {
+                        0 => String::new(),
+                        n => format!("; {n} oldest messages left out to fit the context"),
+                    };
                     eprintln!(
-                        "[{} prompt tokens, {} from cache; {:.1} tok/s]",
+                        "[{} prompt tokens, {} from cache; {:.1} tok/s{dropped}]",
                         reply.stats.prompt_tokens, reply.stats.cached_tokens, reply.stats.decode_tokens_per_s
                     );
                     messages.push(Message::new("assistant", &reply.text));

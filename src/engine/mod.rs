@@ -4,9 +4,11 @@
 //! prefix is reused.
 
 pub mod clock;
+mod fit;
 mod score;
 mod stop;
 
+pub use fit::Truncation;
 pub use score::Scored;
 pub use stop::{StopMatcher, StopResult};
 
@@ -41,6 +43,8 @@ pub struct Request {
     /// Output must match this (JSON Schema, regex, choices, grammar); the reply ends as
     /// soon as the output is complete and nothing else may follow.
     pub constraint: Option<Constraint>,
+    /// A chat too long for the context: an error, or its oldest turns left out.
+    pub truncation: Truncation,
 }
 
 impl Default for Request {
@@ -51,6 +55,7 @@ impl Default for Request {
             stop: Vec::new(),
             ignore_eos: false,
             constraint: None,
+            truncation: Truncation::Disabled,
         }
     }
 }
@@ -75,6 +80,8 @@ pub struct Stats {
     /// Prompt tokens that had to be run.
     pub prefill_tokens: usize,
     pub generated_tokens: usize,
+    /// Oldest messages left out of the prompt to fit the context (`Truncation::Auto`).
+    pub dropped_messages: usize,
     pub prefill_ms: f64,
     pub decode_ms: f64,
     pub prefill_tokens_per_s: f64,
@@ -140,6 +147,8 @@ pub struct Engine<B: Backend = Cpu> {
     active: Option<Active>,
     /// Built on the first constrained request (indexing a large vocabulary takes a moment).
     grammar: Option<GrammarIndex>,
+    /// Messages the last truncated chat left out: the cut the KV cache holds.
+    last_dropped: usize,
 }
 
 impl Engine<Cpu> {
@@ -167,6 +176,7 @@ impl<B: Backend> Engine<B> {
             prefill_chunk: 128,
             active: None,
             grammar: None,
+            last_dropped: 0,
         })
     }
 
@@ -202,15 +212,41 @@ impl<B: Backend> Engine<B> {
     pub fn tokenize_prompt(&self, prompt: &Prompt) -> Result<Vec<u32>> {
         match prompt {
             Prompt::Text(t) => self.tokenizer.encode(t, true, true),
-            Prompt::Chat(messages) => {
-                let text = self.template.render(messages, true)?;
-                // Templates write BOS themselves when the model wants it; llama.cpp likewise
-                // does not add a second one to rendered chat text.
-                let ids = self.tokenizer.encode(&text, true, true)?;
-                Ok(self.drop_double_bos(ids))
-            }
+            Prompt::Chat(messages) => self.tokenize_chat(messages),
             Prompt::Tokens(ids) => Ok(ids.clone()),
         }
+    }
+
+    fn tokenize_chat(&self, messages: &[Message]) -> Result<Vec<u32>> {
+        let text = self.template.render(messages, true)?;
+        // Templates write BOS themselves when the model wants it; llama.cpp likewise
+        // does not add a second one to rendered chat text.
+        let ids = self.tokenizer.encode(&text, true, true)?;
+        Ok(self.drop_double_bos(ids))
+    }
+
+    /// The prompt's tokens and how many messages were left out to fit the context: with
+    /// `Truncation::Auto` a chat keeps room for `max_tokens` of reply (at most a quarter
+    /// of the context).
+    fn fit_prompt(&mut self, prompt: &Prompt, req: &Request) -> Result<(Vec<u32>, usize)> {
+        let Prompt::Chat(messages) = prompt else {
+            return Ok((self.tokenize_prompt(prompt)?, 0));
+        };
+        if req.truncation == Truncation::Disabled {
+            return Ok((self.tokenize_chat(messages)?, 0));
+        }
+        let reserve = req.max_tokens.clamp(1, (self.context_size / 4).max(1));
+        let budget = self.context_size.saturating_sub(reserve).max(1);
+        let fitted = fit::fit_chat(messages, budget, self.last_dropped, |m| self.tokenize_chat(m));
+        let (ids, dropped) = fitted.map_err(|e| match e {
+            Error::ContextOverflow { needed, .. } => Error::ContextOverflow {
+                needed: needed + reserve,
+                limit: self.context_size,
+            },
+            e => e,
+        })?;
+        self.last_dropped = dropped;
+        Ok((ids, dropped))
     }
 
     fn drop_double_bos(&self, mut ids: Vec<u32>) -> Vec<u32> {
@@ -240,7 +276,7 @@ impl<B: Backend> Engine<B> {
             Some(c) => Some(self.grammar_index()?.guide(c)?),
             None => None,
         };
-        let ids = self.tokenize_prompt(prompt)?;
+        let (ids, dropped) = self.fit_prompt(prompt, req)?;
         if ids.is_empty() {
             return Err(Error::InvalidRequest("the prompt is empty".into()));
         }
@@ -263,6 +299,7 @@ impl<B: Backend> Engine<B> {
             prompt_tokens: ids.len(),
             cached_tokens: reuse,
             prefill_tokens: ids.len() - reuse,
+            dropped_messages: dropped,
             ..Default::default()
         };
         self.active = Some(Active {

@@ -3,7 +3,7 @@
 //! on the answer, and the answer's probability under the model.
 
 use crate::constrain::Constraint;
-use crate::engine::{Engine, FinishReason, Prompt, Request, Step};
+use crate::engine::{Engine, FinishReason, Prompt, Request, Step, Truncation};
 use crate::error::Result;
 use crate::sample::SamplingParams;
 use crate::tokenizer::Message;
@@ -122,6 +122,8 @@ fn generate(
         },
         ignore_eos: false,
         constraint,
+        // A task's input is never shortened behind the caller's back.
+        truncation: Truncation::Disabled,
     };
     engine.start(prompt, &req)?;
     let mut text = String::new();

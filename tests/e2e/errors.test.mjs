@@ -130,3 +130,33 @@ test('a crashed engine is reported, and the page starts a new worker and chats a
   assert.equal(r.noModel, 'NoModel');
   assert.match(r.reply, /Paris/);
 });
+
+test('a chat longer than the context: a clear error, or with truncation its oldest turns left out', async () => {
+  const r = await ui.page.evaluate(async () => {
+    const { CandlelitEngine } = await import('/pkg/client.js');
+    const e = new CandlelitEngine();
+    await e.load({ url: '/models/smollm2-135m-instruct-q4_1.gguf' }, { contextSize: 256 });
+    const messages = [{ role: 'system', content: 'You are a helpful assistant.' }];
+    for (let i = 0; i < 10; i++) {
+      messages.push({ role: 'user', content: `Tell me fact number ${i} about the weather in spring.` });
+      messages.push({ role: 'assistant', content: `Fact ${i}: spring brings rain showers, mild winds and longer days.` });
+    }
+    messages.push({ role: 'user', content: 'What is the capital of France?' });
+    const params = { messages, temperature: 0, max_tokens: 24 };
+    let overflow = null;
+    try {
+      await e.chat.completions.create(params);
+    } catch (err) {
+      overflow = { name: err.name, message: err.message };
+    }
+    const out = await e.chat.completions.create({ ...params, truncation: 'auto' });
+    e.terminate();
+    return { overflow, reply: out.choices[0].message.content, usage: out.usage };
+  });
+  console.log(JSON.stringify(r));
+  assert.equal(r.overflow?.name, 'ContextOverflow');
+  assert.match(r.overflow.message, /the context holds 256/);
+  assert.match(r.reply, /Paris/);
+  assert.ok(r.usage.extra.dropped_messages >= 2, JSON.stringify(r.usage));
+  assert.ok(r.usage.prompt_tokens + 24 <= 256, JSON.stringify(r.usage));
+});
