@@ -286,7 +286,7 @@ pub fn matmul(w: &Weights, x: &[f32], rows: usize, out: &mut [f32], simd: bool) 
                 rows,
                 if simd { q8::quantize_q8 } else { q8::quantize_q8_ref },
             );
-            #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             if let (true, true, Some(kind)) = (simd, rows >= 4 || w.packed, simd128::quad_weights(w.dtype)) {
                 let groups = (w.in_dim / 32).div_ceil(4);
                 let mut quads = Vec::with_capacity(rows * groups);

@@ -33,6 +33,27 @@ fn dot16(a: v128, b: v128) -> v128 {
     )
 }
 
+/// Each lane plus the four products of its four bytes, `a` signed and `w` in 0..=127: the
+/// quads' dot product. Relaxed SIMD has it as one instruction; the SIMD128 build forms the
+/// same sums from widened products and two shuffles (exact: every product and sum fits).
+/// Either way a block's integer sum is the same, so both builds give the same bits.
+#[inline(always)]
+fn dot_quads(a: v128, w: v128, acc: v128) -> v128 {
+    #[cfg(target_feature = "relaxed-simd")]
+    {
+        i32x4_relaxed_dot_i8x16_i7x16_add(a, w, acc)
+    }
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    {
+        let l = i32x4_extadd_pairwise_i16x8(i16x8_extmul_low_i8x16(a, w));
+        let h = i32x4_extadd_pairwise_i16x8(i16x8_extmul_high_i8x16(a, w));
+        i32x4_add(
+            acc,
+            i32x4_add(i32x4_shuffle::<0, 2, 4, 6>(l, h), i32x4_shuffle::<1, 3, 5, 7>(l, h)),
+        )
+    }
+}
+
 /// Σ (w[i] − OFF)·a[i] over a 32-value block (codes `lo`, `hi`) as four i32 partial sums,
 /// for the unsigned codes (0..=31) every quantization but Q8_0 stores. The lanes may split the
 /// sum any way (the caller adds them as integers): with relaxed SIMD, one
@@ -875,13 +896,15 @@ fn store_f32(a: &mut [f32], v: v128) {
 }
 
 /// Four 32-value blocks with their values interleaved four at a time (vector c holds values
-/// 4c..4c+3 of block 0, then of blocks 1, 2, 3; c = 0..8), for prefill's products in the
-/// relaxed build: one `i32x4.relaxed_dot_i8x16_i7x16_add` then adds each block's four values
-/// into that block's own lane, so the four block sums come out gathered with no shuffles.
+/// 4c..4c+3 of block 0, then of blocks 1, 2, 3; c = 0..8), for prefill's products (both
+/// builds) and the relaxed build's decode of packed rows: one [`dot_quads`] adds each block's
+/// four values into that block's own lane, so the four block sums come out gathered (with
+/// relaxed SIMD, with no shuffles at all). The SIMD128 build does not pack: its decode reads
+/// the file's layout, where quads bought nothing without relaxed SIMD's dot product
+/// (SmolLM2 decode 61 → 58 tok/s with packed quads; prefill 106 → 128).
 /// Activations: `d` and `s` are the blocks' scales and scaled sums, `start` −off · their
 /// exact sums (the weights' code offset taken off once per block, where the dot products
 /// start); weights: `d` the scales, `s` the minimums (Q4_1, Q5_1), codes unsigned, `start` 0.
-#[cfg(target_feature = "relaxed-simd")]
 #[derive(Clone, Copy)]
 pub struct Quad {
     qs: [v128; 8],
@@ -891,7 +914,6 @@ pub struct Quad {
 }
 
 /// Vectors `lo` (values 0..16) and `hi` (16..32) of four blocks, interleaved into a quad.
-#[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
 fn interleave(lo: [v128; 4], hi: [v128; 4], d: v128, s: v128, start: v128) -> Quad {
     let (l, h) = (transpose4(lo), transpose4(hi));
@@ -905,7 +927,6 @@ fn interleave(lo: [v128; 4], hi: [v128; 4], d: v128, s: v128, start: v128) -> Qu
 
 /// An activation row (blocks from `quantize_q8`) as quads for weights of `kind`; the last is
 /// padded with zero blocks.
-#[cfg(target_feature = "relaxed-simd")]
 pub fn quad_acts(row: &[BlockQ8], kind: QuadWeights, out: &mut Vec<Quad>) {
     for g in (0..row.len()).step_by(4) {
         let b = |j: usize| row.get(g + j).unwrap_or(&BlockQ8::ZERO);
@@ -918,10 +939,8 @@ pub fn quad_acts(row: &[BlockQ8], kind: QuadWeights, out: &mut Vec<Quad>) {
 
 /// How a block type's weights become quads: block size, minimum or not, the offset taken off
 /// every code, and the unpacking of one block into its 32 codes.
-#[cfg(target_feature = "relaxed-simd")]
 type Unpack = fn(&[u8]) -> (v128, v128);
 
-#[cfg(target_feature = "relaxed-simd")]
 #[derive(Clone, Copy)]
 pub struct QuadWeights {
     pub block_bytes: usize,
@@ -935,12 +954,10 @@ pub struct QuadWeights {
 }
 
 /// Packed weight rows times a few activation rows (see [`packed_rows`]).
-#[cfg(target_feature = "relaxed-simd")]
 pub type Decode = fn(QuadWeights, &[u8], usize, &[Quad], usize, &mut [f32]);
 
 /// The block types prefill multiplies as quads (Q8_0 only where its weights can be biased to
 /// unsigned codes, see [`block_signed`]; elsewhere its signs would move per activation row).
-#[cfg(target_feature = "relaxed-simd")]
 pub fn quad_weights(dtype: candle_core::quantized::GgmlDType) -> Option<QuadWeights> {
     use candle_core::quantized::GgmlDType as T;
     // One row per type: block bytes, minimum, fifth bits, Q8_0, the codes' offset, and the
@@ -982,7 +999,6 @@ pub fn quad_weights(dtype: candle_core::quantized::GgmlDType) -> Option<QuadWeig
 /// A group of four blocks packed at load (layout in `packed`) as a weight quad: the scales
 /// (and minimums) in one load, the codes with no shuffles. Q8_0's codes come biased to
 /// unsigned from the packing, as [`quad_weights`] biases them.
-#[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
 fn packed_quad<const MIN: bool, const FIFTH: bool, const Q8: bool>(g: &[u8]) -> Quad {
     let (d, m) = f16x8_to_f32_by_multiply(load(g, 0));
@@ -1018,13 +1034,12 @@ fn packed_quad<const MIN: bool, const FIFTH: bool, const Q8: bool>(g: &[u8]) -> 
 
 /// One weight quad times one activation quad: the four blocks' scaled results (lane k =
 /// block k), each formed exactly as the scalar reference forms it.
-#[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
 fn quad_result<const MIN: bool>(w: &Quad, a: &Quad) -> v128 {
     // Two chains of dot products, which the integer sums may split any way.
     let mut acc = [a.start, i32x4_splat(0)];
     for c in 0..8 {
-        acc[c % 2] = i32x4_relaxed_dot_i8x16_i7x16_add(a.qs[c], w.qs[c], acc[c % 2]);
+        acc[c % 2] = dot_quads(a.qs[c], w.qs[c], acc[c % 2]);
     }
     let t = f32x4_mul(f32x4_convert_i32x4(i32x4_add(acc[0], acc[1])), f32x4_mul(w.d, a.d));
     if MIN {
@@ -1042,7 +1057,6 @@ fn quad_result<const MIN: bool>(w: &Quad, a: &Quad) -> v128 {
 /// reference does (lane m does exactly row m's additions). The left-over blocks' groups
 /// already hold one block of each row per lane; they meet the activation's block repeated
 /// in all four lanes.
-#[cfg(target_feature = "relaxed-simd")]
 fn packed_rows<const MIN: bool, const FIFTH: bool, const Q8: bool>(
     kind: QuadWeights,
     w: &[u8],
@@ -1088,7 +1102,6 @@ fn packed_rows<const MIN: bool, const FIFTH: bool, const Q8: bool>(
 }
 
 /// Block `k` of an activation quad in all four lanes.
-#[cfg(target_feature = "relaxed-simd")]
 fn repeat_lane(a: &Quad, k: usize) -> Quad {
     // Byte indices 4k..4k+3, in every lane.
     let b = 4 * k as u8;
@@ -1104,7 +1117,6 @@ fn repeat_lane(a: &Quad, k: usize) -> Quad {
 }
 
 /// Up to four blocks in the file's layout (zero blocks after the last) as a weight quad.
-#[cfg(target_feature = "relaxed-simd")]
 fn file_quad(kind: QuadWeights, blocks: &[u8]) -> Quad {
     let bb = kind.block_bytes;
     let mut padded = [0u8; 4 * 34];
@@ -1128,7 +1140,6 @@ fn file_quad(kind: QuadWeights, blocks: &[u8]) -> Quad {
 /// of dot products and additions). Every block's integer sum is exact and is scaled and
 /// added in block order to one running sum, as the scalar reference does: the same bits as
 /// the one-row kernels.
-#[cfg(target_feature = "relaxed-simd")]
 pub fn quad_rows(
     kind: QuadWeights,
     packed: bool,
@@ -1171,7 +1182,6 @@ pub fn quad_rows(
 }
 
 /// One weight row as quads (the last padded with zero blocks).
-#[cfg(target_feature = "relaxed-simd")]
 fn unpack_row(kind: QuadWeights, wr: &[u8], groups: usize, quads: &mut Vec<Quad>) {
     let gb = 4 * kind.block_bytes;
     quads.clear();
@@ -1185,7 +1195,6 @@ fn unpack_row(kind: QuadWeights, wr: &[u8], groups: usize, quads: &mut Vec<Quad>
 
 /// Row `m` of a packed quartet (see `packed`) as quads, its left-over blocks gathered into
 /// the last (padded with zero blocks).
-#[cfg(target_feature = "relaxed-simd")]
 fn unpack_packed_row(
     kind: QuadWeights,
     quartet: &[u8],
@@ -1226,7 +1235,6 @@ fn unpack_packed_row(
     }
 }
 
-#[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
 fn quad_dots<const M: usize, const N: usize>(kind: QuadWeights, w: [&[Quad]; M], act: [&[Quad]; N]) -> [[f32; N]; M] {
     match kind.has_min {
@@ -1239,7 +1247,6 @@ fn quad_dots<const M: usize, const N: usize>(kind: QuadWeights, w: [&[Quad]; M],
 /// block order; the four activation rows' sums sit in the lanes of one vector, and each
 /// group's four block results are transposed so that one vector addition per block adds
 /// every row's next block (lane n does exactly the scalar additions of row n).
-#[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
 fn quad_sums<const M: usize, const N: usize, const MIN: bool>(w: [&[Quad]; M], act: [&[Quad]; N]) -> [[f32; N]; M] {
     const { assert!(N <= 4) };
@@ -1260,7 +1267,7 @@ fn quad_sums<const M: usize, const N: usize, const MIN: bool>(w: [&[Quad]; M], a
             for (n, a) in ag.iter().enumerate() {
                 let ac = a.qs[c];
                 for m in 0..M {
-                    acc[m][n] = i32x4_relaxed_dot_i8x16_i7x16_add(ac, wc[m], acc[m][n]);
+                    acc[m][n] = dot_quads(ac, wc[m], acc[m][n]);
                 }
             }
         }
