@@ -79,6 +79,9 @@ export class CandlelitChat extends HTMLElement {
   #loading = null;
   #aborter = null;
   #busy = false;
+  // Counts conversations, so that a reply still streaming when New is pressed stays out of
+  // the new one.
+  #epoch = 0;
 
   constructor() {
     super();
@@ -122,6 +125,12 @@ export class CandlelitChat extends HTMLElement {
       e.preventDefault();
       const text = ui.message.value.trim();
       if (text) this.send(text).catch(() => {});
+    };
+    ui.panel.onkeydown = (e) => {
+      if (e.key === 'Escape' && !this.hasAttribute('inline')) {
+        this.close();
+        ui.launcher.focus();
+      }
     };
     ui.message.onkeydown = (e) => {
       if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
@@ -296,6 +305,7 @@ export class CandlelitChat extends HTMLElement {
     this.#bubble('user', text);
     const reply = { role: 'assistant', content: '' };
     const body = this.#bubble('assistant', '');
+    const epoch = this.#epoch;
     this.#aborter = new AbortController();
     this.#setBusy(true);
     let painted = true;
@@ -326,21 +336,26 @@ export class CandlelitChat extends HTMLElement {
         }
       }
       paint();
-      this.#messages.push(reply);
-      this.#save();
+      if (epoch === this.#epoch) {
+        this.#messages.push(reply);
+        this.#save();
+      }
       this.dispatchEvent(new CustomEvent('candlelit-reply', {
         detail: { content: reply.content, finish_reason: last?.choices[0]?.finish_reason ?? null, usage: last?.usage ?? null },
       }));
       return reply.content;
     } catch (e) {
       // The question stays out of the history when it got no answer, so a retry is clean.
-      this.#messages.pop();
-      body.parentElement.remove();
+      if (epoch === this.#epoch) this.#messages.pop();
+      body.previousElementSibling?.remove();
+      body.remove();
+      if (!ui.message.value) ui.message.value = text;
       this.#showError(e);
-      if (e.fatal) {
-        // The worker is gone with the model in it: offer to load again.
+      if (e.fatal || e.name === 'NoModel') {
+        // The model is gone (a crashed worker, or unloaded through `engine`): offer to load again.
         this.#state = 'failed';
         this.#loading = null;
+        this.#setStatus('The model is no longer loaded.');
         this.#ui.start.textContent = 'Load again';
         this.#ui.consentText.textContent = '';
         this.#ui.consent.hidden = false;
@@ -354,6 +369,7 @@ export class CandlelitChat extends HTMLElement {
 
   /** Starts a new conversation. */
   reset() {
+    this.#epoch++;
     this.#aborter?.abort();
     this.#messages = [];
     this.#save();

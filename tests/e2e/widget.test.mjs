@@ -130,6 +130,25 @@ test('Stop ends a reply mid-way and the widget chats on', async () => {
   assert.match(await ask('What is the capital of Italy?'), /Rome/);
 });
 
+test('a reply that fails keeps the conversation and the question, and offers to load again', async () => {
+  const w = widget();
+  const turns = await w.locator('.msg').count();
+  // The model goes away under the widget (as after a crash): the next reply cannot start.
+  await page.evaluate(() => document.querySelector('candlelit-chat').engine.unload());
+  await w.getByRole('textbox', { name: 'Message' }).fill('What is the capital of Portugal?');
+  await w.getByRole('button', { name: 'Send' }).click();
+  await w.getByRole('alert').waitFor();
+  assert.match(await w.getByRole('alert').innerText(), /No model is loaded/);
+  assert.equal(await w.locator('.msg').count(), turns, 'the failed turn stayed on screen');
+  assert.equal(await w.locator('.log').isVisible(), true);
+  assert.equal(await w.getByRole('textbox', { name: 'Message' }).inputValue(), 'What is the capital of Portugal?');
+  await w.getByRole('button', { name: 'Load again' }).click();
+  await waitReady();
+  await w.getByRole('textbox', { name: 'Message' }).fill('');
+  assert.match(await ask('What is the capital of Portugal?'), /Lisbon/);
+  assert.equal(await w.locator('.msg').count(), turns + 2);
+});
+
 test('the next visit loads the model from the site\'s storage and keeps the conversation', async () => {
   const before = (await ggufRequests()).length;
   const turns = await widget().locator('.msg').count();
@@ -144,9 +163,21 @@ test('the next visit loads the model from the site\'s storage and keeps the conv
   const reply = await ask('And the capital of Germany?');
   console.log(`after reload: ${JSON.stringify(reply)}`);
   assert.match(reply, /Berlin/);
-  // New chat forgets the conversation, on screen and after a reload.
+  // New chat forgets the conversation, a reply still streaming included, on screen and
+  // after a reload.
+  await page.evaluate(() => document.querySelector('candlelit-chat').setAttribute('max-tokens', '300'));
+  await widget().getByRole('textbox', { name: 'Message' }).fill('Write a long story about a lighthouse.');
+  await widget().getByRole('button', { name: 'Send' }).click();
+  await page.waitForFunction(() => (document.querySelector('candlelit-chat').shadowRoot.querySelector('.msg.assistant:last-child')?.textContent.length ?? 0) > 20);
   await widget().getByRole('button', { name: 'New chat' }).click();
+  await page.waitForFunction(() => !document.querySelector('candlelit-chat').shadowRoot.querySelector('.send').disabled);
+  await page.evaluate(() => document.querySelector('candlelit-chat').setAttribute('max-tokens', '40'));
   assert.equal(await widget().locator('.msg').count(), 0);
+  await page.reload();
+  await widget().getByRole('button', { name: 'Open chat' }).click();
+  await waitReady();
+  assert.equal(await widget().locator('.msg').count(), 0);
+  assert.deepEqual(await page.evaluate(() => document.querySelector('candlelit-chat').messages), []);
 });
 
 test('HTML in replies is inert in the widget', async () => {
