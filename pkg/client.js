@@ -151,13 +151,14 @@ export class CandlelitEngine {
   /**
    * Loads a model. `source` is `{ url }`, `{ file }` (a File or Blob) or `{ stored: name }`.
    * `onProgress({ phase, loaded, total, bytesPerSecond, secondsLeft })` follows the bytes.
+   * `integrity` pins the file's SHA-256 (`sha256-<base64>` or hex): another file is refused.
    */
-  async load(source, { onProgress, contextSize, backend, gpuMatmul } = {}) {
+  async load(source, { onProgress, contextSize, backend, gpuMatmul, integrity } = {}) {
     if (source instanceof Blob) source = { file: source };
     if (typeof source === 'string') source = { url: source };
     if (source.url) source = { url: new URL(source.url, globalThis.location?.href).href };
     this.model = null;
-    const { info } = await this.#call({ type: 'load', source, options: { contextSize, backend, gpuMatmul } }, (m) => {
+    const { info } = await this.#call({ type: 'load', source, options: { contextSize, backend, gpuMatmul, integrity } }, (m) => {
       if (m.type === 'progress') onProgress?.(m);
     }).done;
     this.model = info;

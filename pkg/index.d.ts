@@ -36,6 +36,8 @@ export interface ModelInfo {
   gpuWeightBytes?: number;
   /** The WebGPU matrix product kernel: 'subgroup' (hardware adapters with subgroups) or 'thread'. */
   gpuMatmul?: 'subgroup' | 'thread';
+  /** True when the load pinned an `integrity` hash and the bytes matched it. */
+  verified?: boolean;
 }
 
 export type Backend = 'auto' | 'webgpu' | 'cpu';
@@ -198,7 +200,12 @@ export class CandlelitEngine {
    *  'webgpu' (fails with the reason when unavailable) or 'cpu'. Scoring, classification and
    *  the text recipes need the CPU backend. */
   /** `gpuMatmul` (WebGPU): 'auto' (the subgroup kernel on hardware adapters with subgroups), 'subgroup' or 'thread'. */
-  load(source: ModelSource, options?: { onProgress?: (p: LoadProgress) => void; contextSize?: number; backend?: Backend; gpuMatmul?: 'auto' | 'subgroup' | 'thread' }): Promise<ModelInfo>;
+  /**
+   * `integrity`: the file's SHA-256 as Subresource Integrity's `sha256-<base64>` or 64 hex
+   * digits; the bytes are hashed as they stream in (also from storage) and a mismatch fails
+   * with IntegrityError (and deletes the stored copy) instead of loading another file.
+   */
+  load(source: ModelSource, options?: { onProgress?: (p: LoadProgress) => void; contextSize?: number; backend?: Backend; gpuMatmul?: 'auto' | 'subgroup' | 'thread'; integrity?: string }): Promise<ModelInfo>;
   unload(): Promise<void>;
   resetChat(): Promise<void>;
   score(prompt: { messages?: ChatMessage[]; prompt?: string }, continuations: string[]): Promise<{ logprob: number; token_logprobs: number[] }[]>;

@@ -1,7 +1,8 @@
 // Types for `candlelit/widget.js`: importing it defines the <candlelit-chat> element.
 //
 // Attributes: `model` (URL of a .gguf file, required), `heading`, `system` (system prompt),
-// `temperature`, `top-p`, `max-tokens`, `backend` ('auto' | 'webgpu' | 'cpu'), `worker`
+// `temperature`, `top-p`, `max-tokens`, `backend` ('auto' | 'webgpu' | 'cpu'), `integrity`
+// (the model's SHA-256, `sha256-<base64>` or hex: another file is refused), `worker`
 // (URL of worker.js when it is not next to widget.js), `open` (start open), `inline`
 // (a panel in the page's flow instead of a floating button), `autoload` (download without
 // asking first). CSS: `--candlelit-accent`; parts `panel` and `launcher`.

@@ -262,7 +262,8 @@ export class CandlelitChat extends HTMLElement {
       try {
         navigator.storage?.persist?.().catch(() => {});
         const backend = this.getAttribute('backend') || undefined;
-        const info = await this.engine.load({ url: this.#modelUrl() }, { onProgress, backend });
+        const integrity = this.getAttribute('integrity') || undefined;
+        const info = await this.engine.load({ url: this.#modelUrl() }, { onProgress, backend, integrity });
         this.#state = 'ready';
         const from = info.fromStorage ? 'from this browser' : 'downloaded';
         this.#setStatus(`Ready (${from}). Runs on this device; nothing you type leaves it.`);

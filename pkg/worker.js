@@ -148,8 +148,21 @@ async function load(id, source, options = {}) {
   }
 }
 
+/**
+ * The SHA-256 a load pins, as hex: Subresource Integrity's `sha256-<base64>` or 64 hex digits.
+ */
+function pinnedSha256(integrity) {
+  const s = String(integrity).trim();
+  const sri = /^sha256-([A-Za-z0-9+/]{43}=)$/.exec(s);
+  if (sri) return [...atob(sri[1])].map((c) => c.charCodeAt(0).toString(16).padStart(2, '0')).join('');
+  if (/^[0-9a-fA-F]{64}$/.test(s)) return s.toLowerCase();
+  throw Object.assign(new Error(`integrity: expected "sha256-<base64>" or 64 hex digits, got "${s.slice(0, 80)}"`), { name: 'InvalidRequest' });
+}
+
 async function loadOn(id, source, options, chosen) {
   let loader = null;
+  let hasher = null;
+  const expected = options.integrity ? pinnedSha256(options.integrity) : null;
   const t0 = performance.now();
   // On WebGPU the device opens first, so that the weights go to the GPU chunk by chunk as
   // they arrive (wasm memory never holds the file).
@@ -166,10 +179,17 @@ async function loadOn(id, source, options, chosen) {
       throw Object.assign(new Error(`The subgroup matrix kernel is unavailable: ${why}.`), { name: 'Gpu' });
     }
     const onProgress = (p) => post({ type: 'progress', id, ...p });
+    // A new sink per (re)started stream, each with its own hash of exactly the bytes loaded.
     const makeSink = (total) => {
       loader = new wasm.WasmLoader(total);
       if (gpu) loader.streamTo(gpu);
-      return (chunk) => loader.push(chunk);
+      if (!expected) return (chunk) => loader.push(chunk);
+      hasher?.free();
+      hasher = new wasm.Sha256Stream();
+      return (chunk) => {
+        hasher.update(chunk);
+        loader.push(chunk);
+      };
     };
     let origin;
     if (source.url) {
@@ -186,6 +206,21 @@ async function loadOn(id, source, options, chosen) {
     } else {
       throw new Error('load: give a url, a file or a stored model name');
     }
+    if (expected) {
+      const got = hasher.finishHex();
+      hasher = null;
+      if (got !== expected) {
+        loader.free();
+        loader = null;
+        // A URL's copy in storage is the wrong file too: the next load fetches it again.
+        if (source.url) await (await ModelStore.open()).remove(ModelStore.nameFor(source.url));
+        throw Object.assign(
+          new Error(`The model's SHA-256 is ${got}, not the ${expected} this page pinned: it is not the file that was asked for, so it was not loaded${source.url ? ' (and its stored copy was deleted)' : ''}.`),
+          { name: 'IntegrityError' },
+        );
+      }
+      origin.verified = true;
+    }
     const contextSize = options.contextSize ?? undefined;
     engine = gpu ? await wasm.finishGpu(loader, contextSize) : loader.finish(contextSize);
     backend = chosen;
@@ -201,6 +236,7 @@ async function loadOn(id, source, options, chosen) {
       memoryBytes: wasm.memoryBytes(),
     };
   } finally {
+    hasher?.free();
     gpu?.free();
   }
 }

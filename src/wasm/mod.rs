@@ -31,6 +31,33 @@ pub fn thread_count() -> usize {
     1
 }
 
+/// SHA-256 of bytes that arrive in chunks, to check a model against the hash its page
+/// pinned (`integrity`) without holding the file.
+#[wasm_bindgen]
+pub struct Sha256Stream(sha2::Sha256);
+
+#[wasm_bindgen]
+impl Sha256Stream {
+    #[wasm_bindgen(constructor)]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Sha256Stream {
+        use sha2::Digest;
+        Sha256Stream(sha2::Sha256::new())
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        use sha2::Digest;
+        self.0.update(bytes);
+    }
+
+    /// The digest as 64 lowercase hex digits.
+    #[wasm_bindgen(js_name = finishHex)]
+    pub fn finish_hex(self) -> String {
+        use sha2::Digest;
+        self.0.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 #[wasm_bindgen(start)]
 pub fn init() {
     console_error_panic_hook::set_once();

@@ -2,6 +2,7 @@
 // the page still works with a good model afterwards; model output cannot inject HTML.
 
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -159,4 +160,46 @@ test('a chat longer than the context: a clear error, or with truncation its olde
   assert.match(r.reply, /Paris/);
   assert.ok(r.usage.extra.dropped_messages >= 2, JSON.stringify(r.usage));
   assert.ok(r.usage.prompt_tokens + 24 <= 256, JSON.stringify(r.usage));
+});
+
+test('a pinned SHA-256 loads the right file and refuses another, deleting its stored copy', async () => {
+  const bytes = readFileSync(path.join(process.env.CANDLELIT_MODELS || path.join(root, 'models'), path.basename(SMOLLM2)));
+  const hex = createHash('sha256').update(bytes).digest('hex');
+  const sri = `sha256-${createHash('sha256').update(bytes).digest('base64')}`;
+  const r = await ui.page.evaluate(async ({ hex, sri, url }) => {
+    const { CandlelitEngine } = await import('/pkg/client.js');
+    const e = new CandlelitEngine();
+    const absolute = new URL(url, location.href).href;
+    await e.load({ url });
+    // From storage, once without and once with the hash (its cost shows in loadMs).
+    const plain = await e.load({ url });
+    const bySri = await e.load({ url }, { integrity: sri });
+    const byHex = await e.load({ url }, { integrity: hex.toUpperCase() });
+    const wrong = (hex[0] === '0' ? '1' : '0') + hex.slice(1);
+    const failure = async (integrity) => {
+      try {
+        await e.load({ url }, { integrity });
+        return null;
+      } catch (err) {
+        return { name: err.name, message: err.message };
+      }
+    };
+    const refused = await failure(wrong);
+    const storedAfter = (await e.listStoredModels()).filter((m) => m.url === absolute);
+    const malformed = await failure('md5-abc');
+    const again = await e.load({ url }, { integrity: hex });
+    const out = await e.chat.completions.create({ messages: [{ role: 'system', content: 'You are a helpful assistant.' }, { role: 'user', content: 'What is the capital of France?' }], temperature: 0, max_tokens: 16 });
+    e.terminate();
+    const pick = (i) => ({ fromStorage: i.fromStorage, verified: i.verified ?? false, loadMs: Math.round(i.loadMs) });
+    return { plain: pick(plain), bySri: pick(bySri), byHex: pick(byHex), refused, storedAfter, malformed, again: pick(again), reply: out.choices[0].message.content };
+  }, { hex, sri, url: SMOLLM2 });
+  console.log(JSON.stringify(r));
+  assert.equal(r.plain.verified, false);
+  assert.deepEqual([r.bySri.verified, r.byHex.verified], [true, true]);
+  assert.equal(r.refused?.name, 'IntegrityError');
+  assert.match(r.refused.message, new RegExp(`SHA-256 is ${hex}`));
+  assert.deepEqual(r.storedAfter, [], 'the refused file stayed in storage');
+  assert.equal(r.malformed?.name, 'InvalidRequest');
+  assert.deepEqual([r.again.fromStorage, r.again.verified], [false, true]);
+  assert.match(r.reply, /Paris/);
 });
