@@ -53,9 +53,9 @@ export async function streamBlob(blob, sink, onProgress, phase = 'file') {
 }
 
 /**
- * Fetches `url` into `makeSink(totalBytes)`'s sink, storing it in OPFS as it arrives.
- * A stored complete copy is used without the network; a stored partial copy is replayed
- * from storage and the rest is requested with `Range`.
+ * Fetches `url` into `makeSink(totalBytes, stored)`'s sink, storing it in OPFS as it arrives.
+ * A stored complete copy is used without the network (`stored` is then its metadata); a
+ * stored partial copy is replayed from storage and the rest is requested with `Range`.
  */
 export async function loadUrl(url, makeSink, { onProgress, signal } = {}) {
   // A full quota can refuse even the models folder: the download is then refused below,
@@ -69,7 +69,7 @@ export async function loadUrl(url, makeSink, { onProgress, signal } = {}) {
   const name = ModelStore.nameFor(url);
   const stored = await store?.complete(name);
   if (stored) {
-    const sink = makeSink(stored.size);
+    const sink = makeSink(stored.size, await store.meta(name));
     await streamBlob(stored, sink, onProgress, 'storage');
     return { name, fromStorage: true, resumedFrom: 0 };
   }

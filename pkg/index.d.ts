@@ -38,6 +38,8 @@ export interface ModelInfo {
   gpuMatmul?: 'subgroup' | 'thread';
   /** True when the load pinned an `integrity` hash and the bytes matched it. */
   verified?: boolean;
+  /** Whether this load hashed the bytes (a stored copy verified against the same hash is not hashed again). */
+  hashed?: boolean;
 }
 
 export type Backend = 'auto' | 'webgpu' | 'cpu';
@@ -202,7 +204,7 @@ export class CandlelitEngine {
   /** `gpuMatmul` (WebGPU): 'auto' (the subgroup kernel on hardware adapters with subgroups), 'subgroup' or 'thread'. */
   /**
    * `integrity`: the file's SHA-256 as Subresource Integrity's `sha256-<base64>` or 64 hex
-   * digits; the bytes are hashed as they stream in (also from storage) and a mismatch fails
+   * digits; the bytes are hashed as they stream in (a stored copy once) and a mismatch fails
    * with IntegrityError (and deletes the stored copy) instead of loading another file.
    */
   load(source: ModelSource, options?: { onProgress?: (p: LoadProgress) => void; contextSize?: number; backend?: Backend; gpuMatmul?: 'auto' | 'subgroup' | 'thread'; integrity?: string }): Promise<ModelInfo>;

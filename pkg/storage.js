@@ -57,6 +57,12 @@ export class ModelStore {
     }
   }
 
+  /** Adds `fields` to a model's metadata (e.g. the SHA-256 it was verified against). */
+  async updateMeta(name, fields) {
+    const meta = await this.meta(name);
+    if (meta) await this.writeMeta(name, { ...meta, ...fields });
+  }
+
   async writeMeta(name, meta) {
     const h = await this.#file(name + '.json', true);
     const w = await h.createWritable();

@@ -188,18 +188,22 @@ test('a pinned SHA-256 loads the right file and refuses another, deleting its st
     const storedAfter = (await e.listStoredModels()).filter((m) => m.url === absolute);
     const malformed = await failure('md5-abc');
     const again = await e.load({ url }, { integrity: hex });
+    const cached = await e.load({ url }, { integrity: hex });
     const out = await e.chat.completions.create({ messages: [{ role: 'system', content: 'You are a helpful assistant.' }, { role: 'user', content: 'What is the capital of France?' }], temperature: 0, max_tokens: 16 });
     e.terminate();
-    const pick = (i) => ({ fromStorage: i.fromStorage, verified: i.verified ?? false, loadMs: Math.round(i.loadMs) });
-    return { plain: pick(plain), bySri: pick(bySri), byHex: pick(byHex), refused, storedAfter, malformed, again: pick(again), reply: out.choices[0].message.content };
+    const pick = (i) => ({ fromStorage: i.fromStorage, verified: i.verified ?? false, hashed: i.hashed ?? false, loadMs: Math.round(i.loadMs) });
+    return { plain: pick(plain), bySri: pick(bySri), byHex: pick(byHex), refused, storedAfter, malformed, again: pick(again), cached: pick(cached), reply: out.choices[0].message.content };
   }, { hex, sri, url: SMOLLM2 });
   console.log(JSON.stringify(r));
   assert.equal(r.plain.verified, false);
-  assert.deepEqual([r.bySri.verified, r.byHex.verified], [true, true]);
+  // The stored copy is hashed once; a later load pinning the same hash trusts that check.
+  assert.deepEqual([r.bySri.verified, r.bySri.hashed], [true, true]);
+  assert.deepEqual([r.byHex.verified, r.byHex.hashed], [true, false]);
   assert.equal(r.refused?.name, 'IntegrityError');
   assert.match(r.refused.message, new RegExp(`SHA-256 is ${hex}`));
   assert.deepEqual(r.storedAfter, [], 'the refused file stayed in storage');
   assert.equal(r.malformed?.name, 'InvalidRequest');
-  assert.deepEqual([r.again.fromStorage, r.again.verified], [false, true]);
+  assert.deepEqual([r.again.fromStorage, r.again.verified, r.again.hashed], [false, true, true]);
+  assert.deepEqual([r.cached.fromStorage, r.cached.verified, r.cached.hashed], [true, true, false]);
   assert.match(r.reply, /Paris/);
 });
