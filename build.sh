@@ -91,13 +91,10 @@ build_wasm() {
   # wasm-bindgen-rayon's pool workers import their package as '../../..', which only a
   # bundler resolves; point them at the module itself so plain static hosting works.
   sed -i "s#import('../../..')#import('../../../candlelit.js')#" pkg/wasm-mt*/snippets/wasm-bindgen-rayon-*/src/workerHelpers.js
-  # The Markdown renderer and sanitizer, pinned in package.json, for the page and the widget.
-  local d
-  for d in www/vendor pkg/vendor; do
-    mkdir -p "$d"
-    cp node_modules/marked/lib/marked.esm.js "$d/marked.esm.js"
-    cp node_modules/dompurify/dist/purify.es.mjs "$d/purify.es.mjs"
-  done
+  # The Markdown renderer and sanitizer (pinned in package.json) behind pkg/markdown.js.
+  mkdir -p pkg/vendor
+  cp node_modules/marked/lib/marked.esm.js pkg/vendor/marked.esm.js
+  cp node_modules/dompurify/dist/purify.es.mjs pkg/vendor/purify.es.mjs
   # The peer for the browser benchmark (bench-wllama.html), pinned in package.json.
   rm -rf www/vendor/wllama && mkdir -p www/vendor/wllama && cp -r node_modules/@wllama/wllama/esm www/vendor/wllama/
   printf 'wasm: %s bytes\n' "$(stat -c %s pkg/wasm/candlelit_bg.wasm)" >&2

@@ -67,15 +67,15 @@ export async function loadUrl(url, makeSink, { onProgress, signal } = {}) {
     if (!isQuota(e)) throw e;
   }
   const name = ModelStore.nameFor(url);
-  const stored = await store?.complete(name);
+  const meta = await store?.meta(name);
+  const stored = await store?.complete(name, meta);
   if (stored) {
-    const sink = makeSink(stored.size, await store.meta(name));
+    const sink = makeSink(stored.size, meta);
     await streamBlob(stored, sink, onProgress, 'storage');
     return { name, fromStorage: true, resumedFrom: 0 };
   }
 
   let offset = (await store?.partialSize(name)) ?? 0;
-  const meta = await store?.meta(name);
   const headers = {};
   if (offset > 0 && meta?.total) {
     headers.Range = `bytes=${offset}-`;

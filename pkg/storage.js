@@ -70,10 +70,10 @@ export class ModelStore {
     await w.close();
   }
 
-  /** The complete file, or null. */
-  async complete(name) {
+  /** The complete file, or null (`meta`: the metadata, when the caller has read it). */
+  async complete(name, meta) {
     const h = await this.#file(name);
-    const meta = await this.meta(name);
+    meta ??= await this.meta(name);
     if (!h || !meta) return null;
     const f = await h.getFile();
     return f.size === meta.total ? f : null;

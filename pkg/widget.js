@@ -12,8 +12,7 @@
 // Replies are untrusted text: Markdown, sanitized before it reaches the DOM.
 
 import { CandlelitEngine } from './client.js';
-import { marked } from './vendor/marked.esm.js';
-import DOMPurify from './vendor/purify.es.mjs';
+import { renderMarkdown } from './markdown.js';
 
 const DEFAULTS = { title: 'Chat', system: 'You are a helpful assistant.', temperature: 0.2, topP: 0.9, maxTokens: 256 };
 
@@ -56,17 +55,6 @@ textarea { flex: 1; font: inherit; resize: none; border: 1px solid #c8c8d0; bord
 `;
 
 const mb = (n) => `${(n / 1e6).toFixed(0)} MB`;
-
-/** Markdown to sanitized DOM; links open in a new tab without access to this page. */
-function renderMarkdown(el, text) {
-  const html = marked.parse(text, { async: false, gfm: true, breaks: true });
-  const frag = DOMPurify.sanitize(html, { RETURN_DOM_FRAGMENT: true });
-  for (const a of frag.querySelectorAll('a')) {
-    a.setAttribute('target', '_blank');
-    a.setAttribute('rel', 'noopener noreferrer');
-  }
-  el.replaceChildren(frag);
-}
 
 export class CandlelitChat extends HTMLElement {
   static observedAttributes = ['heading'];

@@ -2,8 +2,7 @@
 // stored models. All model work happens in the engine's Web Worker (pkg/client.js).
 
 import { CandlelitEngine } from '../pkg/client.js';
-import { marked } from './vendor/marked.esm.js';
-import DOMPurify from './vendor/purify.es.mjs';
+import { renderMarkdown } from '../pkg/markdown.js';
 
 const MODELS = [
   { label: 'SmolLM2 135M Instruct · Q4_1 · 98 MB (this server)', url: '/models/smollm2-135m-instruct-q4_1.gguf' },
@@ -51,18 +50,6 @@ function save() {
 }
 
 // ---------------------------------------------------------------- rendering
-
-DOMPurify.addHook('afterSanitizeAttributes', (node) => {
-  if (node.tagName === 'A') {
-    node.setAttribute('target', '_blank');
-    node.setAttribute('rel', 'noopener noreferrer');
-  }
-});
-
-/** Model output is untrusted: Markdown to HTML, then sanitized (no scripts, no handlers). */
-function renderMarkdown(el, text) {
-  el.innerHTML = DOMPurify.sanitize(marked.parse(text, { async: false, gfm: true, breaks: true }));
-}
 
 function meta(stats) {
   if (!stats) return '';

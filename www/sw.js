@@ -4,15 +4,16 @@
 
 importScripts('../pkg/simd-probe.js');
 
-const CACHE = 'candlelit-shell-v3';
+const CACHE = 'candlelit-shell-v4';
 const SHELL = [
   './',
   './index.html',
   './app.js',
   './style.css',
   './manifest.webmanifest',
-  './vendor/marked.esm.js',
-  './vendor/purify.es.mjs',
+  '../pkg/markdown.js',
+  '../pkg/vendor/marked.esm.js',
+  '../pkg/vendor/purify.es.mjs',
   '../pkg/client.js',
   '../pkg/worker.js',
   '../pkg/download.js',

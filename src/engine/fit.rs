@@ -51,20 +51,33 @@ pub fn fit_chat(
             return Ok((ids, preferred));
         }
     }
-    let target = budget * 3 / 4;
-    let mut fitting = None;
-    let mut shortest = whole.len();
-    for &k in &cuts {
-        let ids = encode_cut(k)?;
-        shortest = ids.len();
-        if ids.len() <= target {
-            return Ok((ids, k));
+    // Fewer messages never take more tokens, so the smallest cut under a limit is found by
+    // bisection: a few renderings instead of one per cut (a long history has many).
+    let mut first_under = |limit: usize| -> Result<Option<(Vec<u32>, usize)>> {
+        let (mut lo, mut hi, mut best) = (0, cuts.len(), None);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let ids = encode_cut(cuts[mid])?;
+            if ids.len() <= limit {
+                best = Some((ids, cuts[mid]));
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
         }
-        if ids.len() <= budget && fitting.is_none() {
-            fitting = Some((ids, k));
-        }
+        Ok(best)
+    };
+    if let Some(fit) = first_under(budget * 3 / 4)? {
+        return Ok(fit);
     }
-    fitting.ok_or(Error::ContextOverflow {
+    if let Some(fit) = first_under(budget)? {
+        return Ok(fit);
+    }
+    let shortest = match cuts.last() {
+        Some(&k) => encode_cut(k)?.len(),
+        None => whole.len(),
+    };
+    Err(Error::ContextOverflow {
         needed: shortest + 1,
         limit: budget,
     })

@@ -229,12 +229,9 @@ impl<B: Backend> Engine<B> {
     /// `Truncation::Auto` a chat keeps room for `max_tokens` of reply (at most a quarter
     /// of the context).
     fn fit_prompt(&mut self, prompt: &Prompt, req: &Request) -> Result<(Vec<u32>, usize)> {
-        let Prompt::Chat(messages) = prompt else {
+        let (Prompt::Chat(messages), Truncation::Auto) = (prompt, req.truncation) else {
             return Ok((self.tokenize_prompt(prompt)?, 0));
         };
-        if req.truncation == Truncation::Disabled {
-            return Ok((self.tokenize_chat(messages)?, 0));
-        }
         let reserve = req.max_tokens.clamp(1, (self.context_size / 4).max(1));
         let budget = self.context_size.saturating_sub(reserve).max(1);
         let fitted = fit::fit_chat(messages, budget, self.last_dropped, |m| self.tokenize_chat(m));
