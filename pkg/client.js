@@ -155,6 +155,7 @@ export class CandlelitEngine {
    */
   async load(source, { onProgress, contextSize, backend, gpuMatmul, integrity } = {}) {
     if (source instanceof Blob) source = { file: source };
+    if (Array.isArray(source)) source = { files: source };
     if (typeof source === 'string') source = { url: source };
     if (source.url) source = { url: new URL(source.url, globalThis.location?.href).href };
     this.model = null;

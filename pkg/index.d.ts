@@ -6,9 +6,17 @@ export interface LoadProgress {
   total: number;
   bytesPerSecond: number;
   secondsLeft: number | null;
+  /** Split models: which part is loading (loaded/total then cover all parts when their sizes are known). */
+  part?: number;
+  parts?: number;
 }
 
-export type ModelSource = string | Blob | { url: string } | { file: Blob } | { stored: string };
+/**
+ * A URL naming the first part of a split model (`NAME-00001-of-0000N.gguf`, llama.cpp's
+ * gguf-split layout, made by `candlelit split`) loads every part; so does an array of the
+ * parts' Files (ordered by name), or the stored name of a first part.
+ */
+export type ModelSource = string | Blob | Blob[] | { url: string } | { file: Blob } | { files: Blob[] } | { stored: string };
 
 export interface ModelInfo {
   name: string;
@@ -20,6 +28,8 @@ export interface ModelInfo {
   chat_template: boolean;
   fromStorage: boolean;
   resumedFrom?: number;
+  /** How many files a split model came in (absent for one file). */
+  parts?: number;
   loadMs: number;
   memoryBytes: number;
   /** Threads the engine runs its matrix products on, and why (e.g. no cross-origin isolation). */

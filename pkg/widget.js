@@ -13,6 +13,7 @@
 
 import { CandlelitEngine } from './client.js';
 import { renderMarkdown } from './markdown.js';
+import { partUrls, remoteSize } from './split.js';
 
 const DEFAULTS = { title: 'Chat', system: 'You are a helpful assistant.', temperature: 0.2, topP: 0.9, maxTokens: 256 };
 
@@ -209,7 +210,8 @@ export class CandlelitChat extends HTMLElement {
         return;
       }
       this.#state = 'consent';
-      const size = stored?.total ?? (await this.#remoteSize(url));
+      // A split model's stored entry is its first part: the size is every part's.
+      const size = (partUrls(url).length === 1 && stored?.total) || (await remoteSize(url));
       const what = size ? `its model (${mb(size)})` : 'its model';
       const resumed = stored && !stored.complete ? ` ${mb(stored.size)} of it are already here.` : '';
       this.#ui.consentText.textContent = `This assistant runs entirely in your browser: nothing you type leaves this device. It needs to download ${what} once; later visits start from this browser's storage.${resumed}`;
@@ -217,15 +219,6 @@ export class CandlelitChat extends HTMLElement {
       this.#setStatus('Not started.');
     } catch (e) {
       this.#fail(e);
-    }
-  }
-
-  async #remoteSize(url) {
-    try {
-      const r = await fetch(url, { method: 'HEAD' });
-      return r.ok ? Number(r.headers.get('Content-Length')) || null : null;
-    } catch {
-      return null;
     }
   }
 

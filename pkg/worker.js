@@ -4,6 +4,7 @@
 
 import { loadUrl, streamBlob } from './download.js';
 import { ModelStore } from './storage.js';
+import { headSize, partUrls, partsProgress } from './split.js';
 
 // Four builds of the engine: `wasm/` (single thread, runs anywhere) and `wasm-mt/` (shared
 // memory and a pool of Web Workers, only where the page is cross-origin isolated), each also
@@ -159,6 +160,25 @@ function pinnedSha256(integrity) {
   throw Object.assign(new Error(`integrity: expected "sha256-<base64>" or 64 hex digits, got "${s.slice(0, 80)}"`), { name: 'InvalidRequest' });
 }
 
+// A pin names one file's hash; a split model has one per part, which `integrity` cannot say yet.
+function refuseSplitPin(expected, parts) {
+  if (expected && parts > 1) {
+    throw Object.assign(new Error(`integrity pins one file's SHA-256, but this model comes in ${parts} parts; load it without integrity, or as one file.`), { name: 'InvalidRequest' });
+  }
+}
+
+/** Each part's size from what storage recorded, or a HEAD request; null where unknown. */
+async function partSizes(urls) {
+  if (urls.length < 2) return [null];
+  const store = await ModelStore.open().catch(() => null);
+  return Promise.all(
+    urls.map(async (url) => {
+      const total = (await store?.meta(ModelStore.nameFor(url)))?.total;
+      return total || headSize(url);
+    }),
+  );
+}
+
 async function loadOn(id, source, options, chosen) {
   let loader = null;
   let hasher = null;
@@ -196,18 +216,42 @@ async function loadOn(id, source, options, chosen) {
         loader.push(chunk);
       };
     };
+    // The second and later files of a split model go to the same loader.
+    const nextPart = (total) => {
+      loader.nextFile(total);
+      return (chunk) => loader.push(chunk);
+    };
     let origin;
     if (source.url) {
-      origin = await loadUrl(source.url, makeSink, { onProgress });
-    } else if (source.file) {
-      await streamBlob(source.file, makeSink(source.file.size), onProgress, 'file');
-      origin = { name: source.file.name, fromStorage: false };
+      const urls = partUrls(source.url);
+      refuseSplitPin(expected, urls.length);
+      const progress = partsProgress(onProgress, await partSizes(urls));
+      const parts = [];
+      for (const [i, url] of urls.entries()) parts.push(await loadUrl(url, i ? nextPart : makeSink, { onProgress: progress(i) }));
+      origin = { ...parts[0], fromStorage: parts.every((p) => p.fromStorage), ...(urls.length > 1 && { parts: urls.length }) };
+    } else if (source.file || source.files) {
+      // Files picked together are a split model's parts: their names put them in order.
+      const files = source.files ? [...source.files].sort((a, b) => a.name.localeCompare(b.name)) : [source.file];
+      refuseSplitPin(expected, files.length);
+      const progress = partsProgress(onProgress, files.map((f) => f.size));
+      for (const [i, f] of files.entries()) await streamBlob(f, i ? nextPart(f.size) : makeSink(f.size), progress(i), 'file');
+      origin = { name: files[0].name, fromStorage: false, ...(files.length > 1 && { parts: files.length }) };
     } else if (source.stored) {
       const store = await ModelStore.open();
-      const file = await store.complete(source.stored);
-      if (!file) throw Object.assign(new Error(`No complete stored model named ${source.stored}.`), { name: 'NotFound' });
-      await streamBlob(file, makeSink(file.size), onProgress, 'storage');
-      origin = { name: source.stored, fromStorage: true };
+      const meta = await store.meta(source.stored);
+      const urls = meta?.url ? partUrls(meta.url) : [null];
+      refuseSplitPin(expected, urls.length);
+      const names = urls.map((u, i) => (i ? ModelStore.nameFor(u) : source.stored));
+      const files = [];
+      for (const [i, name] of names.entries()) {
+        const file = await store.complete(name, i ? undefined : meta);
+        const which = urls.length > 1 ? `Part ${i + 1} of ${urls.length} of ${source.stored} (${name}) is not stored complete.` : `No complete stored model named ${source.stored}.`;
+        if (!file) throw Object.assign(new Error(which), { name: 'NotFound' });
+        files.push(file);
+      }
+      const progress = partsProgress(onProgress, files.map((f) => f.size));
+      for (const [i, f] of files.entries()) await streamBlob(f, i ? nextPart(f.size) : makeSink(f.size), progress(i), 'storage');
+      origin = { name: source.stored, fromStorage: true, ...(files.length > 1 && { parts: files.length }) };
     } else {
       throw new Error('load: give a url, a file or a stored model name');
     }

@@ -25,6 +25,8 @@ pub enum Error {
         end: u64,
         file_len: u64,
     },
+    #[error("split GGUF: {0}")]
+    Split(String),
     #[error(
         "unsupported model architecture `{0}` (supported: llama, qwen2, qwen3, gemma3, phi3-style llama variants)"
     )]
@@ -66,6 +68,7 @@ impl Error {
             Error::Malformed(_) => "Malformed",
             Error::UnknownBlockType { .. } => "UnknownBlockType",
             Error::TensorOutOfBounds { .. } => "TensorOutOfBounds",
+            Error::Split(_) => "Split",
             Error::UnsupportedArchitecture(_) => "UnsupportedArchitecture",
             Error::Metadata(_) => "Metadata",
             Error::MissingTensor(_) => "MissingTensor",

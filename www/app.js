@@ -100,7 +100,8 @@ function showProgress(p) {
   const verb = { download: 'Downloading', storage: 'Reading from storage', file: 'Reading file' }[p.phase] ?? 'Loading';
   const speed = p.bytesPerSecond ? ` · ${mb(p.bytesPerSecond)}/s` : '';
   const eta = p.secondsLeft != null && p.phase === 'download' ? ` · ${Math.ceil(p.secondsLeft)} s left` : '';
-  ui.progressText.textContent = `${verb} ${mb(p.loaded)} of ${mb(p.total)}${speed}${eta}`;
+  const part = p.parts ? ` (part ${p.part} of ${p.parts})` : '';
+  ui.progressText.textContent = `${verb} ${mb(p.loaded)} of ${mb(p.total)}${part}${speed}${eta}`;
 }
 
 function setBusy(b) {
@@ -166,9 +167,9 @@ async function loadModel() {
   showError(null);
   let source;
   if (ui.model.value === FILE) {
-    const f = ui.file.files?.[0];
-    if (!f) return showError(new Error('Choose a .gguf file first.'));
-    source = { file: f };
+    const files = [...(ui.file.files ?? [])];
+    if (!files.length) return showError(new Error('Choose a .gguf file first (or all the parts of a split model).'));
+    source = files.length > 1 ? { files } : { file: files[0] };
   } else {
     const url = ui.model.value === OTHER_URL ? ui.url.value.trim() : ui.model.value;
     if (!url) return showError(new Error('Enter the URL of a .gguf file.'));

@@ -4,7 +4,7 @@
 
 importScripts('../pkg/simd-probe.js');
 
-const CACHE = 'candlelit-shell-v4';
+const CACHE = 'candlelit-shell-v5';
 const SHELL = [
   './',
   './index.html',
@@ -18,6 +18,7 @@ const SHELL = [
   '../pkg/worker.js',
   '../pkg/download.js',
   '../pkg/storage.js',
+  '../pkg/split.js',
   '../pkg/wasm/candlelit.js',
   '../pkg/wasm/candlelit_bg.wasm',
   '../pkg/wasm-mt/candlelit.js',

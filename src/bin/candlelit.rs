@@ -166,7 +166,7 @@ mod cli {
     use candlelit::gguf::Loader;
     use candlelit::sample::{argmax, SamplingParams};
     use candlelit::tokenizer::Message;
-    use candlelit::Result;
+    use candlelit::{Error, Result};
     use clap::{Args, Parser, Subcommand};
     use serde_json::json;
     use std::io::{BufRead, Write};
@@ -318,6 +318,19 @@ mod cli {
             #[arg(long)]
             task: String,
         },
+        /// Writes the model as several files of at most `--max-size` bytes of tensors each
+        /// (llama.cpp's split layout: OUT-00001-of-0000N.gguf, …), for hosts that cap file
+        /// sizes; the page, the API and this CLI load the first part and find the rest.
+        Split {
+            #[arg(long)]
+            model: PathBuf,
+            /// Bytes per part, with an optional K, M or G (decimal: 50M = 50,000,000).
+            #[arg(long)]
+            max_size: String,
+            /// Folder and name prefix of the parts.
+            #[arg(long)]
+            out: PathBuf,
+        },
         /// Prefill and decode speed as JSON.
         Bench {
             #[command(flatten)]
@@ -361,6 +374,27 @@ mod cli {
             "decode_tokens_per_s": gen_tokens as f64 / decode_ms * 1000.0,
             "pool_jobs": candlelit::backend::pool::stats(),
         }))
+    }
+
+    /// `50M`, `1G`, `700K` or plain bytes (decimal units, as llama.cpp's gguf-split takes them).
+    fn parse_size(s: &str) -> Result<u64> {
+        let (digits, unit) = match s.trim().char_indices().last() {
+            Some((i, c)) if c.is_ascii_alphabetic() => (&s.trim()[..i], c.to_ascii_uppercase()),
+            _ => (s.trim(), 'B'),
+        };
+        let scale = match unit {
+            'B' => 1,
+            'K' => 1_000,
+            'M' => 1_000_000,
+            'G' => 1_000_000_000,
+            _ => 0,
+        };
+        match digits.parse::<u64>() {
+            Ok(n) if n > 0 && scale > 0 => Ok(n * scale),
+            _ => Err(Error::InvalidRequest(format!(
+                "--max-size {s}: expected a size such as 50M or 2G"
+            ))),
+        }
     }
 
     fn load(m: &ModelArgs) -> Result<(Engine, f64)> {
@@ -452,6 +486,26 @@ mod cli {
                 let gguf = Loader::load_file(&model.model)?;
                 let tok = candlelit::tokenizer::Tokenizer::from_gguf(&gguf.metadata)?;
                 println!("{}", json!(tok.encode(&text, !no_special, true)?));
+                Ok(())
+            }
+            Cmd::Split { model, max_size, out } => {
+                let max = parse_size(&max_size)?;
+                let gguf = Loader::load_file(&model)?;
+                let dir = out
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(std::path::Path::new("."));
+                let prefix = out
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .ok_or_else(|| Error::InvalidRequest(format!("--out {} has no file name", out.display())))?;
+                std::fs::create_dir_all(dir)?;
+                let paths = candlelit::gguf::split::write_parts(&gguf, max, dir, prefix)?;
+                let parts = paths
+                    .iter()
+                    .map(|p| Ok(json!({"path": p, "bytes": std::fs::metadata(p)?.len()})))
+                    .collect::<Result<Vec<_>>>()?;
+                println!("{}", json!(parts));
                 Ok(())
             }
             Cmd::Eval { model, data, task } => {

@@ -4,6 +4,7 @@
 
 mod blocks;
 mod header;
+pub mod split;
 mod value;
 
 pub use blocks::{dtype_from_id, dtype_id, BlockBuffer};
@@ -71,12 +72,24 @@ pub trait TensorSink {
     fn complete(&mut self, info: &TensorInfo) -> Result<()>;
 }
 
+/// One file's parsed header and tensor bytes, kept until the model's last file has arrived.
+struct Part {
+    header: Header,
+    buffers: Vec<Option<BlockBuffer>>,
+    to_sink: Vec<bool>,
+}
+
 /// Push parser for GGUF bytes. Call [`Loader::push`] for each chunk, then [`Loader::finish`].
+/// A split model's files come one after another, [`Loader::next_file`] between them.
 pub struct Loader {
     file_len: Option<u64>,
     pos: u64,
     state: State,
     sink: Option<Box<dyn TensorSink>>,
+    /// The files of a split model received before this one.
+    parts: Vec<Part>,
+    /// How many files the model has, once the first one's header says.
+    part_count: Option<usize>,
 }
 
 impl Loader {
@@ -90,7 +103,23 @@ impl Loader {
                 next_try: 24,
             },
             sink: None,
+            parts: vec![],
+            part_count: None,
         }
+    }
+
+    /// Ends the current file of a split model; the next push starts the next file
+    /// (`file_len` as in [`Loader::new`]).
+    pub fn next_file(&mut self, file_len: Option<u64>) -> Result<()> {
+        let part = self.close_file()?;
+        self.parts.push(part);
+        self.file_len = file_len;
+        self.pos = 0;
+        self.state = State::Header {
+            buf: Vec::new(),
+            next_try: 24,
+        };
+        Ok(())
     }
 
     /// The header, once enough bytes have arrived to parse it.
@@ -110,6 +139,7 @@ impl Loader {
         if result.is_err() {
             // Free what was loaded: after an error the loader accepts nothing more.
             self.state = State::Failed;
+            self.parts.clear();
         }
         result
     }
@@ -162,6 +192,7 @@ impl Loader {
             Err(Stop::Invalid(e)) => Err(e),
             Ok(header) => {
                 let buf = std::mem::take(buf);
+                self.part_count = Some(split::check_part(&header.metadata, self.parts.len(), self.part_count)?);
                 let mut order: Vec<usize> = (0..header.tensors.len()).collect();
                 order.sort_by_key(|&i| header.tensors[i].start);
                 let buffers = (0..header.tensors.len()).map(|_| None).collect();
@@ -202,27 +233,29 @@ impl Loader {
         self.finish_packing(true)
     }
 
-    fn finish_packing(self, pack_tied_table: bool) -> Result<Gguf> {
+    /// Checks that the current file arrived whole and takes its header and bytes; the loader
+    /// accepts nothing more after an error.
+    fn close_file(&mut self) -> Result<Part> {
+        let result = self.close_file_inner();
+        if result.is_err() {
+            self.state = State::Failed;
+            self.parts.clear();
+        }
+        result
+    }
+
+    fn close_file_inner(&mut self) -> Result<Part> {
         let pos = self.pos;
         if let Some(len) = self.file_len {
             if pos != len {
                 return Err(Error::Truncated(format!("received {pos} of {len} bytes")));
             }
         }
-        let mut this = self;
-        if matches!(this.state, State::Header { .. }) {
+        if matches!(self.state, State::Header { .. }) {
             // Small files may end before the next scheduled parse: parse what there is.
-            match this.try_header(None) {
-                Err(e) => return Err(e),
-                Ok(()) if matches!(this.state, State::Header { .. }) => {
-                    return Err(Error::Truncated(format!(
-                        "the file ends inside its header, after {pos} bytes"
-                    )))
-                }
-                Ok(()) => {}
-            }
+            self.try_header(None)?;
         }
-        let d = match this.state {
+        let d = match std::mem::replace(&mut self.state, State::Failed) {
             State::Failed => return Err(Error::InvalidRequest("the loader already failed".into())),
             State::Header { .. } => {
                 return Err(Error::Truncated(format!(
@@ -240,34 +273,80 @@ impl Loader {
                 t.end()
             )));
         }
-        let mut tensors = HashMap::with_capacity(d.header.tensors.len());
-        let tied = !d.header.tensors.iter().any(|t| t.name == "output.weight");
-        let mut packed = vec![];
-        for ((info, buf), to_sink) in d.header.tensors.iter().zip(d.buffers).zip(d.to_sink) {
-            if to_sink {
-                continue;
-            }
-            let storage = match buf {
-                Some(mut b) => {
-                    if pack_tied_table
-                        && tied
-                        && info.name == "token_embd.weight"
-                        && crate::backend::kernels::pack(info.dtype, b.bytes_mut(), info.dims[0])
-                    {
-                        packed.push(info.name.clone());
-                    }
-                    b.into_storage()
-                }
-                // Zero-sized tensors are rejected by the header, so every tensor got bytes.
-                None => return Err(Error::Truncated(format!("tensor `{}` received no bytes", info.name))),
-            };
-            let t = QTensor::new(QStorage::Cpu(storage), info.shape())?;
-            tensors.insert(info.name.clone(), t);
+        Ok(Part {
+            header: d.header,
+            buffers: d.buffers,
+            to_sink: d.to_sink,
+        })
+    }
+
+    fn finish_packing(mut self, pack_tied_table: bool) -> Result<Gguf> {
+        let last = self.close_file()?;
+        let mut parts = std::mem::take(&mut self.parts);
+        parts.push(last);
+        let count = self.part_count.unwrap_or(1);
+        if parts.len() < count {
+            return Err(Error::Split(format!(
+                "received {} of the model's {count} files; load all of them, in order",
+                parts.len()
+            )));
         }
+        let n_tensors: usize = parts.iter().map(|p| p.header.tensors.len()).sum();
+        if let Some(declared) = parts[0].header.metadata.u64(split::KEY_TENSORS)? {
+            if declared != n_tensors as u64 {
+                return Err(Error::Split(format!(
+                    "the files hold {n_tensors} tensors, the first says the model has {declared}"
+                )));
+            }
+        }
+        let tied = !parts
+            .iter()
+            .any(|p| p.header.tensors.iter().any(|t| t.name == "output.weight"));
+        let mut tensors = HashMap::with_capacity(n_tensors);
+        let mut infos = Vec::with_capacity(n_tensors);
+        let mut packed = vec![];
+        let mut first = None;
+        let mut names = std::collections::HashSet::with_capacity(n_tensors);
+        for part in parts {
+            let Part {
+                header,
+                buffers,
+                to_sink,
+            } = part;
+            for ((info, buf), to_sink) in header.tensors.iter().zip(buffers).zip(to_sink) {
+                if !names.insert(info.name.clone()) {
+                    return Err(Error::Malformed(format!("tensor `{}` appears twice", info.name)));
+                }
+                if to_sink {
+                    continue;
+                }
+                let storage = match buf {
+                    Some(mut b) => {
+                        if pack_tied_table
+                            && tied
+                            && info.name == "token_embd.weight"
+                            && crate::backend::kernels::pack(info.dtype, b.bytes_mut(), info.dims[0])
+                        {
+                            packed.push(info.name.clone());
+                        }
+                        b.into_storage()
+                    }
+                    // Zero-sized tensors are rejected by the header, so every tensor got bytes.
+                    None => return Err(Error::Truncated(format!("tensor `{}` received no bytes", info.name))),
+                };
+                let t = QTensor::new(QStorage::Cpu(storage), info.shape())?;
+                tensors.insert(info.name.clone(), t);
+            }
+            infos.extend(header.tensors);
+            first.get_or_insert((header.version, header.metadata));
+        }
+        let Some((version, metadata)) = first else {
+            return Err(Error::Truncated("no file was loaded".into()));
+        };
         Ok(Gguf {
-            version: d.header.version,
-            metadata: d.header.metadata,
-            infos: d.header.tensors,
+            version,
+            metadata,
+            infos,
             tensors,
             packed,
         })
@@ -287,10 +366,31 @@ impl Loader {
         loader.finish()
     }
 
+    /// Loads a file natively; a file named as the first part of a split model
+    /// (`NAME-00001-of-0000N.gguf`) brings the other parts from its folder.
     pub fn load_file(path: impl AsRef<std::path::Path>) -> Result<Gguf> {
-        let f = std::fs::File::open(path)?;
-        let len = f.metadata()?.len();
-        Self::read_from(std::io::BufReader::with_capacity(1 << 20, f), Some(len))
+        let path = path.as_ref();
+        let paths = split::part_paths(path).unwrap_or_else(|| vec![path.to_path_buf()]);
+        let mut loader = Loader::new(None);
+        let mut chunk = vec![0u8; 1 << 20];
+        for (i, p) in paths.iter().enumerate() {
+            let mut f =
+                std::fs::File::open(p).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
+            let len = f.metadata()?.len();
+            if i == 0 {
+                loader.file_len = Some(len);
+            } else {
+                loader.next_file(Some(len))?;
+            }
+            loop {
+                let n = std::io::Read::read(&mut f, &mut chunk)?;
+                if n == 0 {
+                    break;
+                }
+                loader.push(&chunk[..n])?;
+            }
+        }
+        loader.finish()
     }
 }
 

@@ -188,6 +188,16 @@ impl WasmLoader {
         l.push(chunk).map_err(js_error)
     }
 
+    /// Ends one file of a split model; the next `push` starts the next file.
+    #[wasm_bindgen(js_name = nextFile)]
+    pub fn next_file(&mut self, file_len: Option<f64>) -> Result<(), JsValue> {
+        let l = self
+            .inner
+            .as_mut()
+            .ok_or_else(|| js_error(Error::InvalidRequest("the loader is finished".into())))?;
+        l.next_file(file_len.map(|n| n as u64)).map_err(js_error)
+    }
+
     #[wasm_bindgen(js_name = bytesReceived)]
     pub fn bytes_received(&self) -> f64 {
         self.inner.as_ref().map_or(0.0, |l| l.bytes_received() as f64)
