@@ -152,18 +152,29 @@ export class CandlelitEngine {
    * Loads a model. `source` is `{ url }`, `{ file }` (a File or Blob) or `{ stored: name }`.
    * `onProgress({ phase, loaded, total, bytesPerSecond, secondsLeft })` follows the bytes.
    * `integrity` pins the file's SHA-256 (`sha256-<base64>` or hex): another file is refused.
+   * `signal` (an AbortSignal) cancels it: the promise rejects with an `AbortError`.
    */
-  async load(source, { onProgress, contextSize, backend, gpuMatmul, integrity } = {}) {
+  async load(source, { onProgress, contextSize, backend, gpuMatmul, integrity, signal } = {}) {
     if (source instanceof Blob) source = { file: source };
     if (Array.isArray(source)) source = { files: source };
     if (typeof source === 'string') source = { url: source };
     if (source.url) source = { url: new URL(source.url, globalThis.location?.href).href };
+    if (signal?.aborted) throw engineError({ name: 'AbortError', message: 'Loading the model was cancelled.' });
     this.model = null;
-    const { info } = await this.#call({ type: 'load', source, options: { contextSize, backend, gpuMatmul, integrity } }, (m) => {
+    const call = this.#call({ type: 'load', source, options: { contextSize, backend, gpuMatmul, integrity } }, (m) => {
       if (m.type === 'progress') onProgress?.(m);
-    }).done;
-    this.model = info;
-    return info;
+    });
+    // Cancelling stops the download between two chunks (what arrived stays stored, so the
+    // next load resumes it) or the read from storage, and frees what the engine received.
+    const cancel = () => this.#worker?.postMessage({ type: 'cancel-load', target: call.id });
+    signal?.addEventListener('abort', cancel, { once: true });
+    try {
+      const { info } = await call.done;
+      this.model = info;
+      return info;
+    } finally {
+      signal?.removeEventListener('abort', cancel);
+    }
   }
 
   async unload() {

@@ -29,10 +29,19 @@ export function progressMeter(total, onProgress, phase) {
 
 const isQuota = (e) => e?.name === 'QuotaExceededError' || /no space/i.test(e?.message ?? '');
 
-async function pump(stream, onChunk) {
+/** The error a cancelled load ends with. */
+export function cancelled(what = 'Loading the model') {
+  return namedError('AbortError', `${what} was cancelled.`);
+}
+
+async function pump(stream, onChunk, signal) {
   const reader = stream.getReader();
   try {
     for (;;) {
+      if (signal?.aborted) {
+        await reader.cancel().catch(() => {});
+        throw cancelled();
+      }
       const { done, value } = await reader.read();
       if (done) return;
       onChunk(value);
@@ -42,13 +51,17 @@ async function pump(stream, onChunk) {
   }
 }
 
-/** Reads a Blob/File into `sink(chunk)`. */
-export async function streamBlob(blob, sink, onProgress, phase = 'file') {
+/** Reads a Blob/File into `sink(chunk)`; `signal` cancels it between chunks. */
+export async function streamBlob(blob, sink, onProgress, phase = 'file', signal) {
   const meter = progressMeter(blob.size, onProgress, phase);
-  await pump(blob.stream(), (c) => {
-    sink(c);
-    meter.add(c.byteLength);
-  });
+  await pump(
+    blob.stream(),
+    (c) => {
+      sink(c);
+      meter.add(c.byteLength);
+    },
+    signal,
+  );
   meter.add(0, true);
 }
 
@@ -71,7 +84,7 @@ export async function loadUrl(url, makeSink, { onProgress, signal } = {}) {
   const stored = await store?.complete(name, meta);
   if (stored) {
     const sink = makeSink(stored.size, meta);
-    await streamBlob(stored, sink, onProgress, 'storage');
+    await streamBlob(stored, sink, onProgress, 'storage', signal);
     return { name, fromStorage: true, resumedFrom: 0 };
   }
 
@@ -88,6 +101,7 @@ export async function loadUrl(url, makeSink, { onProgress, signal } = {}) {
   try {
     resp = await fetch(url, { headers, signal, cache: 'no-store' });
   } catch (e) {
+    if (signal?.aborted) throw cancelled('The download');
     throw namedError('NetworkError', `Could not download ${url}: ${e.message}`);
   }
   if (!resp.ok) throw namedError('NetworkError', `Could not download ${url}: HTTP ${resp.status}`);
@@ -139,10 +153,14 @@ export async function loadUrl(url, makeSink, { onProgress, signal } = {}) {
     if (offset > 0) {
       // Replay what we already have, then continue from the network.
       const part = await store.partialFile(name);
-      await pump(part.slice(0, offset).stream(), (c) => {
-        sink(c);
-        meter.add(c.byteLength);
-      });
+      await pump(
+        part.slice(0, offset).stream(),
+        (c) => {
+          sink(c);
+          meter.add(c.byteLength);
+        },
+        signal,
+      );
       meter.resumed = offset;
     }
     out = await store.appender(name, offset);
@@ -158,7 +176,7 @@ export async function loadUrl(url, makeSink, { onProgress, signal } = {}) {
         }
         received += c.byteLength;
         meter.add(c.byteLength);
-      });
+      }, signal);
       const closing = out;
       out = null;
       closing.close();

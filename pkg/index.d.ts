@@ -217,7 +217,7 @@ export class CandlelitEngine {
    * digits; the bytes are hashed as they stream in (a stored copy once) and a mismatch fails
    * with IntegrityError (and deletes the stored copy) instead of loading another file.
    */
-  load(source: ModelSource, options?: { onProgress?: (p: LoadProgress) => void; contextSize?: number; backend?: Backend; gpuMatmul?: 'auto' | 'subgroup' | 'thread'; integrity?: string }): Promise<ModelInfo>;
+  load(source: ModelSource, options?: { onProgress?: (p: LoadProgress) => void; contextSize?: number; backend?: Backend; gpuMatmul?: 'auto' | 'subgroup' | 'thread'; integrity?: string; signal?: AbortSignal }): Promise<ModelInfo>;
   unload(): Promise<void>;
   resetChat(): Promise<void>;
   score(prompt: { messages?: ChatMessage[]; prompt?: string }, continuations: string[]): Promise<{ logprob: number; token_logprobs: number[] }[]>;

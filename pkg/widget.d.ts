@@ -24,8 +24,8 @@ export declare class CandlelitChat extends HTMLElement {
   /** Shows the panel; loads the model at once if it is stored (or `autoload` is set), else asks. */
   open(): void;
   close(): void;
-  /** Downloads (or reads from storage) and loads the model. */
-  load(): Promise<ModelInfo>;
+  /** Downloads (or reads from storage) and loads the model; null when the visitor cancels (the download resumes on the next load). */
+  load(): Promise<ModelInfo | null>;
   /** Sends a message as the visitor would; resolves with the reply's text. */
   send(text: string): Promise<string>;
   /** Starts a new conversation. */

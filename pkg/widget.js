@@ -43,6 +43,7 @@ header button { background: transparent; border-color: rgba(255,255,255,.5); col
 .consent p { margin: 0; }
 .progress { padding: 0 12px 8px; font-size: 12px; color: #55555f; }
 .progress progress { width: 100%; }
+.progress .cancel-load { margin-top: 4px; padding: 2px 10px; font-size: 12px; }
 .error { margin: 0; padding: 8px 12px; color: #a61b1b; background: #fff0f0; font-size: 13px; }
 .log { flex: 1; overflow-y: auto; padding: 10px 12px; display: flex; flex-direction: column; gap: 8px; }
 .msg { max-width: 88%; padding: 7px 10px; border-radius: 10px; overflow-wrap: anywhere; }
@@ -85,7 +86,7 @@ export class CandlelitChat extends HTMLElement {
           <p class="consent-text"></p>
           <button type="button" class="primary start">Download and start</button>
         </div>
-        <div class="progress" hidden><progress max="1" value="0" aria-label="Loading model"></progress><div class="progress-text"></div></div>
+        <div class="progress" hidden><progress max="1" value="0" aria-label="Loading model"></progress><div class="progress-text"></div><button type="button" class="cancel-load">Cancel</button></div>
         <p class="error" role="alert" hidden></p>
         <div class="log" role="log" aria-label="Conversation" aria-live="polite"></div>
         <form>
@@ -101,7 +102,7 @@ export class CandlelitChat extends HTMLElement {
     this.#ui = {
       panel: q('.panel'), title: q('h2'), newChat: q('.new'), close: q('.close'), status: q('.status'),
       consent: q('.consent'), consentText: q('.consent-text'), start: q('.start'), progress: q('.progress'),
-      bar: q('progress'), progressText: q('.progress-text'), error: q('.error'), log: q('.log'),
+      bar: q('progress'), progressText: q('.progress-text'), cancelLoad: q('.cancel-load'), error: q('.error'), log: q('.log'),
       form: q('form'), message: q('textarea'), send: q('.send'), stop: q('.stop'), launcher: q('.launcher'),
     };
     const ui = this.#ui;
@@ -222,7 +223,10 @@ export class CandlelitChat extends HTMLElement {
     }
   }
 
-  /** Downloads (or reads from storage) and loads the model; resolves with the model info. */
+  /**
+   * Downloads (or reads from storage) and loads the model; resolves with the model info, or
+   * with null when the visitor cancels (the download then resumes where it stopped).
+   */
   load() {
     if (this.#loading) return this.#loading;
     const ui = this.#ui;
@@ -239,12 +243,14 @@ export class CandlelitChat extends HTMLElement {
       const eta = p.secondsLeft != null && p.phase === 'download' ? ` · ${Math.ceil(p.secondsLeft)} s left` : '';
       ui.progressText.textContent = `${verb} ${mb(p.loaded)} of ${mb(p.total)}${eta}`;
     };
+    const aborter = new AbortController();
+    ui.cancelLoad.onclick = () => aborter.abort();
     this.#loading = (async () => {
       try {
         navigator.storage?.persist?.().catch(() => {});
         const backend = this.getAttribute('backend') || undefined;
         const integrity = this.getAttribute('integrity') || undefined;
-        const info = await this.engine.load({ url: this.#modelUrl() }, { onProgress, backend, integrity });
+        const info = await this.engine.load({ url: this.#modelUrl() }, { onProgress, backend, integrity, signal: aborter.signal });
         this.#state = 'ready';
         const from = info.fromStorage ? 'from this browser' : 'downloaded';
         this.#setStatus(`Ready (${from}). Runs on this device; nothing you type leaves it.`);
@@ -254,9 +260,19 @@ export class CandlelitChat extends HTMLElement {
         this.dispatchEvent(new CustomEvent('candlelit-ready', { detail: info }));
         return info;
       } catch (e) {
-        this.#fail(e);
-        throw e;
+        if (e.name !== 'AbortError') {
+          this.#fail(e);
+          throw e;
+        }
+        // The visitor changed their mind: back to the question, with the way to continue.
+        this.#state = 'consent';
+        this.#setStatus('Download paused.');
+        ui.consentText.textContent = `${e.message} What arrived is kept, so it continues where it stopped.`;
+        ui.start.textContent = 'Continue download';
+        ui.consent.hidden = false;
+        return null;
       } finally {
+        ui.cancelLoad.onclick = null;
         ui.progress.hidden = true;
         if (this.#state !== 'ready') this.#loading = null;
       }

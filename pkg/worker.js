@@ -2,7 +2,7 @@
 // protocol.md: the page (through client.js) sends requests with ids, the worker answers
 // with progress, token, done and error events carrying the same id.
 
-import { loadUrl, streamBlob } from './download.js';
+import { cancelled, loadUrl, streamBlob } from './download.js';
 import { ModelStore } from './storage.js';
 import { headSize, partUrls, partsProgress } from './split.js';
 
@@ -62,6 +62,8 @@ let backend = null;
 let embedder = null;
 let broken = null;
 let current = null; // { id, cancelled }
+let loading = null; // { id, controller } of the load in progress
+const cancelledLoads = new Set(); // loads cancelled before they started
 
 const post = (msg) => self.postMessage(msg);
 
@@ -128,7 +130,7 @@ async function chooseBackend(want) {
   return { name: 'cpu', reason: `auto: ${why}` };
 }
 
-async function load(id, source, options = {}) {
+async function load(id, source, options = {}, signal) {
   await ready;
   engine?.free();
   engine = null;
@@ -138,14 +140,14 @@ async function load(id, source, options = {}) {
   if (!['auto', 'subgroup', 'thread', undefined].includes(options.gpuMatmul)) throw new Error(`load: gpuMatmul must be 'auto', 'subgroup' or 'thread', not ${options.gpuMatmul}`);
   const chosen = await chooseBackend(want);
   try {
-    return await loadOn(id, source, options, chosen);
+    return await loadOn(id, source, options, chosen, signal);
   } catch (e) {
     // Under `auto`, the GPU refusing (opening the device, its memory while the weights stream
     // in, a lost device) is a reason to use the CPU, not a failed load; the file comes from
     // storage the second time.
     if (chosen.name !== 'webgpu' || want !== 'auto' || !['Gpu', 'OutOfMemory'].includes(e?.name)) throw e;
     const reason = `auto: WebGPU failed (${e.message}); using the CPU`;
-    return loadOn(id, source, options, { name: 'cpu', reason });
+    return loadOn(id, source, options, { name: 'cpu', reason }, signal);
   }
 }
 
@@ -179,7 +181,7 @@ async function partSizes(urls) {
   );
 }
 
-async function loadOn(id, source, options, chosen) {
+async function loadOn(id, source, options, chosen, signal) {
   let loader = null;
   let hasher = null;
   const expected = options.integrity ? pinnedSha256(options.integrity) : null;
@@ -204,6 +206,7 @@ async function loadOn(id, source, options, chosen) {
     // this origin's own, as trusted as the page (hashing costs ~0.3 s per 100 MB).
     let hashed = false;
     const makeSink = (total, stored) => {
+      loader?.free();
       loader = new wasm.WasmLoader(total);
       if (gpu) loader.streamTo(gpu);
       hasher?.free();
@@ -227,14 +230,14 @@ async function loadOn(id, source, options, chosen) {
       refuseSplitPin(expected, urls.length);
       const progress = partsProgress(onProgress, await partSizes(urls));
       const parts = [];
-      for (const [i, url] of urls.entries()) parts.push(await loadUrl(url, i ? nextPart : makeSink, { onProgress: progress(i) }));
+      for (const [i, url] of urls.entries()) parts.push(await loadUrl(url, i ? nextPart : makeSink, { onProgress: progress(i), signal }));
       origin = { ...parts[0], fromStorage: parts.every((p) => p.fromStorage), ...(urls.length > 1 && { parts: urls.length }) };
     } else if (source.file || source.files) {
       // Files picked together are a split model's parts: their names put them in order.
       const files = source.files ? [...source.files].sort((a, b) => a.name.localeCompare(b.name)) : [source.file];
       refuseSplitPin(expected, files.length);
       const progress = partsProgress(onProgress, files.map((f) => f.size));
-      for (const [i, f] of files.entries()) await streamBlob(f, i ? nextPart(f.size) : makeSink(f.size), progress(i), 'file');
+      for (const [i, f] of files.entries()) await streamBlob(f, i ? nextPart(f.size) : makeSink(f.size), progress(i), 'file', signal);
       origin = { name: files[0].name, fromStorage: false, ...(files.length > 1 && { parts: files.length }) };
     } else if (source.stored) {
       const store = await ModelStore.open();
@@ -250,7 +253,7 @@ async function loadOn(id, source, options, chosen) {
         files.push(file);
       }
       const progress = partsProgress(onProgress, files.map((f) => f.size));
-      for (const [i, f] of files.entries()) await streamBlob(f, i ? nextPart(f.size) : makeSink(f.size), progress(i), 'storage');
+      for (const [i, f] of files.entries()) await streamBlob(f, i ? nextPart(f.size) : makeSink(f.size), progress(i), 'storage', signal);
       origin = { name: source.stored, fromStorage: true, ...(files.length > 1 && { parts: files.length }) };
     } else {
       throw new Error('load: give a url, a file or a stored model name');
@@ -272,7 +275,14 @@ async function loadOn(id, source, options, chosen) {
     }
     if (expected) Object.assign(origin, { verified: true, hashed });
     const contextSize = options.contextSize ?? undefined;
-    engine = gpu ? await wasm.finishGpu(loader, contextSize) : loader.finish(contextSize);
+    if (signal?.aborted) throw cancelled();
+    if (gpu) {
+      const l = loader;
+      loader = null; // finishGpu takes it
+      engine = await wasm.finishGpu(l, contextSize);
+    } else {
+      engine = loader.finish(contextSize);
+    }
     backend = chosen;
     const info = JSON.parse(engine.info());
     return {
@@ -288,6 +298,8 @@ async function loadOn(id, source, options, chosen) {
   } finally {
     hasher?.free();
     gpu?.free();
+    // What a failed or cancelled load received is freed now, not when the GC gets to it.
+    loader?.free();
   }
 }
 
@@ -351,10 +363,23 @@ async function generate(id, prompt, request) {
 async function handle(msg) {
   const { id } = msg;
   // A client always sends `init` first; this covers one that does not.
-  if (msg.type !== 'init' && msg.type !== 'cancel') ready ??= start(1);
+  if (!['init', 'cancel', 'cancel-load'].includes(msg.type)) ready ??= start(1);
   switch (msg.type) {
-    case 'load':
-      post({ type: 'loaded', id, info: await load(id, msg.source, msg.options) });
+    case 'load': {
+      const controller = new AbortController();
+      if (cancelledLoads.delete(id)) controller.abort();
+      loading = { id, controller };
+      try {
+        post({ type: 'loaded', id, info: await load(id, msg.source, msg.options, controller.signal) });
+      } finally {
+        loading = null;
+      }
+      break;
+    }
+    case 'cancel-load':
+      // A load still queued behind another request is cancelled when it starts.
+      if (loading?.id === msg.target) loading.controller.abort();
+      else cancelledLoads.add(msg.target);
       break;
     case 'generate':
       await generate(id, msg.prompt, msg.request);
@@ -440,12 +465,12 @@ async function handle(msg) {
   }
 }
 
-// Requests run one after another; only `cancel` jumps the queue (it must reach a running
-// generation between two tokens).
+// Requests run one after another; only `cancel` and `cancel-load` jump the queue (they must
+// reach a running generation between two tokens, a running load between two chunks).
 let queue = Promise.resolve();
 self.onmessage = (e) => {
   const msg = e.data;
-  if (msg.type === 'cancel') {
+  if (msg.type === 'cancel' || msg.type === 'cancel-load') {
     handle(msg);
     return;
   }

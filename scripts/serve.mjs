@@ -7,7 +7,8 @@
 //   /models/   models/   local GGUF files (CANDLELIT_MODELS overrides)
 //
 // With CANDLELIT_TEST_HOOKS=1 the browser tests can also ask it to cut the next model
-// download after N bytes (POST /__test/cut?after=N), read the request log (GET /__test/log)
+// download after N bytes (POST /__test/cut?after=N), pace the next one at N bytes a second
+// (POST /__test/slow?bytesPerSecond=N), read the request log (GET /__test/log)
 // and fetch files from CANDLELIT_TEST_FILES under /test-files/.
 // With CANDLELIT_CORS=1 it serves as another site's CDN would (see baseHeaders).
 
@@ -40,6 +41,7 @@ const types = {
 
 const log = [];
 let cutAfter = null;
+let slowBps = null;
 
 function resolve(urlPath) {
   for (const [prefix, dir] of mounts) {
@@ -75,6 +77,7 @@ async function handle(req, res) {
   const url = new URL(req.url, `http://${req.headers.host}`);
   if (hooks && url.pathname.startsWith('/__test/')) {
     if (url.pathname === '/__test/cut') cutAfter = Number(url.searchParams.get('after'));
+    if (url.pathname === '/__test/slow') slowBps = Number(url.searchParams.get('bytesPerSecond'));
     if (url.pathname === '/__test/reset') log.length = 0;
     res.writeHead(200, baseHeaders({ 'Content-Type': 'application/json' }));
     res.end(JSON.stringify(url.pathname === '/__test/log' ? log : { ok: true }));
@@ -154,6 +157,19 @@ async function handle(req, res) {
       }
     });
     stream.on('end', () => res.end());
+    return;
+  }
+  const slow = url.pathname.endsWith('.gguf') && req.method === 'GET' ? slowBps : null;
+  if (slow) {
+    slowBps = null;
+    entry.slow = slow;
+    stream.on('data', (chunk) => {
+      stream.pause();
+      res.write(chunk);
+      setTimeout(() => stream.resume(), (chunk.length / slow) * 1000);
+    });
+    stream.on('end', () => res.end());
+    res.on('close', () => stream.destroy());
     return;
   }
   stream.pipe(res);

@@ -185,8 +185,11 @@ async function loadModel() {
   ui.status.textContent = 'Loading…';
   ui.bar.value = 0;
   ui.progress.hidden = false;
+  const loadAborter = new AbortController();
+  const cancelLoad = $('cancel-load');
+  cancelLoad.onclick = () => loadAborter.abort();
   try {
-    const info = await engine.load(source, { onProgress: showProgress, backend: $('backend').value });
+    const info = await engine.load(source, { onProgress: showProgress, backend: $('backend').value, signal: loadAborter.signal });
     ui.progress.hidden = true;
     const from = info.fromStorage ? 'from browser storage' : info.resumedFrom ? `resumed at ${mb(info.resumedFrom)}` : 'downloaded';
     ui.status.textContent = `${info.name.replace(/^[0-9a-f]{8}-/, '')} (${info.architecture}, ${info.layers} layers) ready — ${from} in ${(info.loadMs / 1000).toFixed(1)} s, engine memory ${mb(info.memoryBytes)}. ${describeBackend(info)}`;
@@ -194,8 +197,11 @@ async function loadModel() {
     ui.status.dataset.loadMs = String(Math.round(info.loadMs));
   } catch (e) {
     ui.status.textContent = 'No model loaded.';
-    showError(e);
+    // A cancelled download is what the user asked for; say how to continue, not an error.
+    if (e.name === 'AbortError') ui.status.textContent = `No model loaded: ${e.message}`;
+    else showError(e);
   } finally {
+    cancelLoad.onclick = null;
     ui.progress.hidden = true;
     setBusy(false);
     refreshStored();

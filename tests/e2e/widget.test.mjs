@@ -85,13 +85,24 @@ test('on another site the widget asks before downloading, then answers from the 
   assert.match(consent, /download its model \(98 MB\) once/);
   assert.deepEqual((await ggufRequests()).map((r) => r.method), ['HEAD']);
 
+  // The visitor starts the download, cancels it part way, then lets it go on.
+  await cdn.hook('/__test/slow?bytesPerSecond=20000000');
   await start.click();
+  await page.waitForFunction(() => document.querySelector('candlelit-chat').shadowRoot.querySelector('progress').value > 0.15, null, { timeout: 60_000 });
+  await widget().getByRole('button', { name: 'Cancel' }).click();
+  const resume = widget().getByRole('button', { name: 'Continue download' });
+  await resume.waitFor({ timeout: 10_000 });
+  assert.match(await widget().locator('.status').innerText(), /Download paused/);
+  assert.match(await widget().locator('.consent-text').innerText(), /continues where it stopped/);
+  await resume.click();
   await waitReady();
   const status = await widget().locator('.status').innerText();
   assert.match(status, /^Ready \(downloaded\)/, status);
   const gets = (await ggufRequests()).filter((r) => r.method === 'GET');
-  assert.equal(gets.length, 1);
+  assert.equal(gets.length, 2, JSON.stringify(gets));
   assert.equal(gets[0].status, 200);
+  assert.equal(gets[1].status, 206, 'the second request resumes the first');
+  assert.match(gets[1].range, /^bytes=[1-9]\d{6,}-$/);
 
   const info = await page.evaluate(() => ({ isolated: crossOriginIsolated, model: document.querySelector('candlelit-chat').engine.model }));
   console.log(`engine: ${JSON.stringify({ isolated: info.isolated, threads: info.model.threads, simd: info.model.simd, backend: info.model.backend })}`);
