@@ -70,12 +70,16 @@ export interface LabelScore {
   logprob: number;
 }
 
+/** A stored model; a split model is one entry named by its first part, sizes over all parts. */
 export interface StoredModel {
   name: string;
   url: string | null;
   size: number;
   total: number | null;
+  /** For a split model: every part is stored whole. */
   complete: boolean;
+  /** How many files a split model has (absent for one file). */
+  parts?: number;
 }
 
 export interface ChatMessage {
@@ -233,6 +237,7 @@ export class CandlelitEngine {
   loadEmbedder(baseUrl: string, options?: { onProgress?: (p: LoadProgress & { file: string }) => void }): Promise<{ dims: number; fromStorage: boolean; loadMs: number; name: string }>;
   embeddings: { create(params: { input: string | string[]; model?: string }): Promise<EmbeddingResponse> };
   listStoredModels(): Promise<StoredModel[]>;
+  /** Deletes a stored model (all the parts of a split model, given its first part's name). */
   deleteStoredModel(name: string): Promise<void>;
   memoryBytes(): Promise<number>;
   terminate(): void;

@@ -9,6 +9,8 @@
 // valid prefix of the file), `<name>.json` what we know about it (url, total size, validator).
 // A file counts as complete only without the `.partial` suffix and with the recorded size.
 
+import { partUrls } from './split.js';
+
 const DIR = 'candlelit-models';
 
 export class ModelStore {
@@ -121,17 +123,33 @@ export class ModelStore {
     await h.move(name);
   }
 
+  /** Removes one stored file (complete or partial) and its metadata. */
   async remove(name) {
-    for (const n of [name, name + '.partial', name + '.json']) {
+    for (const f of [name, name + '.partial', name + '.json']) {
       try {
-        await this.dir.removeEntry(n);
+        await this.dir.removeEntry(f);
       } catch (e) {
         if (e.name !== 'NotFoundError') throw e;
       }
     }
   }
 
-  /** Every stored model: complete or partial, with sizes. */
+  /** Removes a stored model: a split model's first part takes its other parts with it. */
+  async removeModel(name) {
+    for (const n of await this.#partNames(name)) await this.remove(n);
+  }
+
+  /** The stored names of every part when `name` is a split model's first part, else `[name]`. */
+  async #partNames(name) {
+    const url = (await this.meta(name))?.url;
+    const urls = url ? partUrls(url) : [];
+    return urls.length > 1 ? [name, ...urls.slice(1).map((u) => ModelStore.nameFor(u))] : [name];
+  }
+
+  /**
+   * Every stored model, complete or partial, with sizes; a split model is one entry (its first
+   * part's name, `parts`, the sizes of all its parts, complete when every part is).
+   */
   async list() {
     const out = new Map();
     for await (const [entry, h] of this.dir.entries()) {
@@ -142,6 +160,20 @@ export class ModelStore {
       const size = (await h.getFile()).size;
       const complete = !partial && size === meta.total;
       out.set(name, { name, url: meta.url ?? null, size, total: meta.total ?? null, complete });
+    }
+    for (const m of [...out.values()]) {
+      const urls = m.url ? partUrls(m.url) : [];
+      if (urls.length < 2 || !out.has(m.name)) continue;
+      const parts = urls.slice(1).map((u) => out.get(ModelStore.nameFor(u)));
+      for (const p of parts) if (p) out.delete(p.name);
+      const all = [m, ...parts];
+      out.set(m.name, {
+        ...m,
+        parts: urls.length,
+        size: all.reduce((n, p) => n + (p?.size ?? 0), 0),
+        total: all.every((p) => p?.total) ? all.reduce((n, p) => n + p.total, 0) : null,
+        complete: all.every((p) => p?.complete),
+      });
     }
     return [...out.values()].sort((a, b) => a.name.localeCompare(b.name));
   }

@@ -13,7 +13,7 @@
 
 import { CandlelitEngine } from './client.js';
 import { renderMarkdown } from './markdown.js';
-import { partUrls, remoteSize } from './split.js';
+import { remoteSize } from './split.js';
 
 const DEFAULTS = { title: 'Chat', system: 'You are a helpful assistant.', temperature: 0.2, topP: 0.9, maxTokens: 256 };
 
@@ -211,8 +211,7 @@ export class CandlelitChat extends HTMLElement {
         return;
       }
       this.#state = 'consent';
-      // A split model's stored entry is its first part: the size is every part's.
-      const size = (partUrls(url).length === 1 && stored?.total) || (await remoteSize(url));
+      const size = stored?.total ?? (await remoteSize(url));
       const what = size ? `its model (${mb(size)})` : 'its model';
       const resumed = stored && !stored.complete ? ` ${mb(stored.size)} of it are already here.` : '';
       this.#ui.consentText.textContent = `This assistant runs entirely in your browser: nothing you type leaves this device. It needs to download ${what} once; later visits start from this browser's storage.${resumed}`;

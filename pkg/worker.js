@@ -432,7 +432,7 @@ async function handle(msg) {
       post({ type: 'ok', id, result: await (await ModelStore.open()).list() });
       break;
     case 'delete-stored':
-      await (await ModelStore.open()).remove(msg.name);
+      await (await ModelStore.open()).removeModel(msg.name);
       post({ type: 'ok', id });
       break;
     case 'init':

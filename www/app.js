@@ -139,7 +139,8 @@ async function refreshStored() {
     ...list.map((m) => {
       const li = document.createElement('li');
       const label = document.createElement('span');
-      label.textContent = `${m.name.replace(/^[0-9a-f]{8}-/, '')} — ${mb(m.size)}${m.complete ? '' : ` of ${m.total ? mb(m.total) : '?'} (partial)`}`;
+      const parts = m.parts ? ` in ${m.parts} parts` : '';
+      label.textContent = `${m.name.replace(/^[0-9a-f]{8}-/, '')} — ${mb(m.size)}${parts}${m.complete ? '' : ` of ${m.total ? mb(m.total) : '?'} (partial)`}`;
       const del = document.createElement('button');
       del.type = 'button';
       del.textContent = 'Delete';

@@ -110,16 +110,32 @@ test('the next visit loads every part from storage without the network', async (
   assert.equal(r.ok.info.parts, 3);
   const requests = (await server.hook('/__test/log')).filter((q) => q.path.startsWith('/test-files/'));
   assert.deepEqual(requests, [], 'no request for the parts (not even HEAD)');
+  // Storage lists the split model as one entry over its three parts.
+  const total = sizes.reduce((a, b) => a + b, 0);
+  const entries = r.ok.stored.filter((m) => /smol-0000\d-of-00003/.test(m.name));
+  assert.equal(entries.length, 1, JSON.stringify(r.ok.stored));
+  assert.deepEqual({ parts: entries[0].parts, size: entries[0].size, total: entries[0].total, complete: entries[0].complete }, { parts: 3, size: total, total, complete: true });
+  const first = entries[0].name;
+  assert.match(first, /-smol-00001-of-00003\.gguf$/);
   // Loading by the first part's stored name brings the other parts too; a later part's alone is refused.
-  const names = r.ok.stored.filter((m) => /smol-0000\d-of-00003/.test(m.name) && m.complete).map((m) => m.name);
-  assert.equal(names.length, 3, JSON.stringify(r.ok.stored));
-  const first = names.find((n) => n.endsWith('-00001-of-00003.gguf'));
-  const second = names.find((n) => n.endsWith('-00002-of-00003.gguf'));
   const byName = await inPage(async (engine, { name }) => (await engine.load({ stored: name })).parts, { name: first });
   assert.deepEqual(byName, { ok: 3 });
+  const second = await ui.page.evaluate(async (u) => (await import('/pkg/storage.js')).ModelStore.nameFor(u), server.base + FIRST.replace('00001-of', '00002-of'));
   const wrong = await inPage(async (engine, { name }) => engine.load({ stored: name }), { name: second });
   assert.equal(wrong.error, 'Split', JSON.stringify(wrong));
   assert.match(wrong.message, /part 2 of a split model; load the model from its first part/);
+  // Deleting the model deletes every part.
+  const left = await inPage(
+    async (engine, { name }) => {
+      await engine.deleteStoredModel(name);
+      const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('candlelit-models');
+      const names = [];
+      for await (const n of dir.keys()) names.push(n);
+      return names.filter((n) => n.includes('smol-0000'));
+    },
+    { name: first },
+  );
+  assert.deepEqual(left, { ok: [] });
 });
 
 test('parts picked as files load in name order; a set without its first part is refused', async () => {
