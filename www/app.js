@@ -58,27 +58,64 @@ function meta(stats) {
   return `${s.completion_tokens} tokens · ${s.extra.decode_tokens_per_s.toFixed(1)} tok/s · prompt ${s.prompt_tokens} tokens (${s.extra.prefill_tokens} prefilled, ${s.prompt_tokens_details.cached_tokens} from cache)${dropped}`;
 }
 
-function addBubble(role, text, stats) {
+/** Shows one message; `msg` is read again when it is copied (a streamed reply grows). */
+function addBubble(msg) {
   const div = document.createElement('div');
-  div.className = `msg ${role}`;
-  div.setAttribute('aria-label', role === 'user' ? 'You' : 'Assistant');
+  div.className = `msg ${msg.role}`;
+  div.setAttribute('aria-label', msg.role === 'user' ? 'You' : 'Assistant');
   const body = document.createElement('div');
   body.className = 'body';
   div.append(body);
-  if (role === 'user') body.textContent = text;
-  else renderMarkdown(body, text);
+  if (msg.role === 'user') body.textContent = msg.content;
+  else renderMarkdown(body, msg.content);
   const m = document.createElement('div');
   m.className = 'meta';
-  m.textContent = meta(stats);
-  div.append(m);
+  m.textContent = meta(msg.stats);
+  const actions = document.createElement('div');
+  actions.className = 'actions';
+  if (msg.role === 'assistant') {
+    // The reply as the model wrote it (Markdown), not the rendered text.
+    actions.append(actionButton('Copy', 'Copy this reply', async (b) => {
+      await navigator.clipboard.writeText(msg.content);
+      b.textContent = 'Copied';
+      setTimeout(() => (b.textContent = 'Copy'), 1500);
+    }));
+  }
+  div.append(m, actions);
   ui.log.append(div);
   div.scrollIntoView({ block: 'end' });
-  return { body, meta: m };
+  return { body, meta: m, div };
+}
+
+function actionButton(text, label, onClick, className = '') {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.textContent = text;
+  b.className = className;
+  b.setAttribute('aria-label', label);
+  b.onclick = () => onClick(b);
+  return b;
+}
+
+/** Regenerate on the last reply and Edit on the last question: they rewrite the end only. */
+function updateActions() {
+  for (const b of ui.log.querySelectorAll('.turn-action')) b.remove();
+  const bubbles = [...ui.log.querySelectorAll('.msg:not(.failed)')];
+  const last = state.messages.length - 1;
+  if (bubbles.length !== state.messages.length || last < 0) return;
+  const lastUser = state.messages.findLastIndex((m) => m.role === 'user');
+  if (state.messages[last].role === 'assistant' && lastUser === last - 1) {
+    bubbles[last].querySelector('.actions').append(actionButton('Regenerate', 'Regenerate the last reply', regenerate, 'turn-action'));
+  }
+  if (lastUser >= 0) {
+    bubbles[lastUser].querySelector('.actions').append(actionButton('Edit', 'Edit the last message', editLast, 'turn-action'));
+  }
 }
 
 function renderConversation() {
   ui.log.replaceChildren();
-  for (const msg of state.messages) addBubble(msg.role, msg.content, msg.stats);
+  for (const msg of state.messages) addBubble(msg);
+  updateActions();
 }
 
 function showError(e) {
@@ -215,13 +252,19 @@ async function send() {
   const text = ui.message.value.trim();
   if (!text || busy) return;
   if (!engine.model) return showError(new Error('Load a model first.'));
-  showError(null);
   ui.message.value = '';
   state.messages.push({ role: 'user', content: text });
   save();
-  addBubble('user', text);
-  const reply = { role: 'assistant', content: '' };
-  const bubble = addBubble('assistant', '');
+  addBubble(state.messages.at(-1));
+  await reply();
+}
+
+/** Asks the model for the next reply to the conversation (which ends with a question). */
+async function reply() {
+  showError(null);
+  updateActions();
+  const answer = { role: 'assistant', content: '' };
+  const bubble = addBubble(answer);
   // Set when the GPU failed during this reply (the message says why).
   let gpuFailed = null;
   const s = state.settings;
@@ -231,8 +274,8 @@ async function send() {
   let pending = false;
   const repaint = () => {
     pending = false;
-    renderMarkdown(bubble.body, reply.content);
-    bubble.body.parentElement.scrollIntoView({ block: 'end' });
+    renderMarkdown(bubble.body, answer.content);
+    bubble.div.scrollIntoView({ block: 'end' });
   };
   try {
     const stream = await engine.chat.completions.create({
@@ -246,27 +289,33 @@ async function send() {
       signal: aborter.signal,
     });
     for await (const chunk of stream) {
-      reply.content += chunk.choices[0]?.delta?.content ?? '';
+      answer.content += chunk.choices[0]?.delta?.content ?? '';
       if (!pending) {
         pending = true;
         requestAnimationFrame(repaint);
       }
       if (chunk.usage) {
-        reply.stats = chunk.usage;
-        reply.finish = chunk.choices[0].finish_reason;
+        answer.stats = chunk.usage;
+        answer.finish = chunk.choices[0].finish_reason;
       }
     }
     repaint();
-    bubble.meta.textContent = meta(reply.stats) + (reply.finish === 'abort' ? ' · stopped' : '');
-    state.messages.push(reply);
+    bubble.meta.textContent = meta(answer.stats) + (answer.finish === 'abort' ? ' · stopped' : '');
+    state.messages.push(answer);
   } catch (e) {
     showError(e);
-    if (reply.content) state.messages.push(reply);
+    if (answer.content) state.messages.push(answer);
+    else {
+      // Not part of the conversation (and gone on the next render); the error says why.
+      bubble.div.classList.add('failed');
+      bubble.meta.textContent = 'No reply.';
+    }
     if (e.fatal) ui.status.textContent = 'The engine stopped; load the model again.';
     if (e.name === 'Gpu') gpuFailed = e.message;
   } finally {
     save();
     setBusy(false);
+    updateActions();
     aborter = null;
     ui.message.focus();
   }
@@ -276,6 +325,28 @@ async function send() {
     await loadModel();
     ui.status.textContent = `The GPU failed (${gpuFailed}), so the model was reloaded on the CPU. ${ui.status.textContent}`;
   }
+}
+
+/** Replaces the last reply with a new one; the question's tokens come from the KV cache. */
+async function regenerate() {
+  if (busy || state.messages.at(-1)?.role !== 'assistant') return;
+  if (!engine.model) return showError(new Error('Load a model first.'));
+  state.messages.pop();
+  save();
+  renderConversation();
+  await reply();
+}
+
+/** Takes the last question (and its reply) back into the composer to change and send again. */
+function editLast() {
+  if (busy) return;
+  const at = state.messages.findLastIndex((m) => m.role === 'user');
+  if (at < 0) return;
+  ui.message.value = state.messages[at].content;
+  state.messages.splice(at);
+  save();
+  renderConversation();
+  ui.message.focus();
 }
 
 function newChat() {
