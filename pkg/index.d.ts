@@ -212,14 +212,17 @@ export class CandlelitEngine {
   constructor(options?: EngineOptions);
   static create(options?: EngineOptions): Promise<CandlelitEngine>;
   model: ModelInfo | null;
-  /** `backend`: 'auto' (default: a hardware WebGPU adapter if there is one, else the CPU),
-   *  'webgpu' (fails with the reason when unavailable) or 'cpu'. Scoring, classification and
-   *  the text recipes need the CPU backend. */
-  /** `gpuMatmul` (WebGPU): 'auto' (the subgroup kernel on hardware adapters with subgroups), 'subgroup' or 'thread'. */
   /**
+   * Loads a model (a split model's first part brings the other parts).
+   * `backend`: 'auto' (default: a hardware WebGPU adapter if there is one, else the CPU),
+   * 'webgpu' (fails with the reason when unavailable) or 'cpu'; scoring, classification and
+   * the text recipes need the CPU backend. `gpuMatmul` (WebGPU): 'auto' (the subgroup kernel
+   * on hardware adapters with subgroups), 'subgroup' or 'thread'.
    * `integrity`: the file's SHA-256 as Subresource Integrity's `sha256-<base64>` or 64 hex
    * digits; the bytes are hashed as they stream in (a stored copy once) and a mismatch fails
    * with IntegrityError (and deletes the stored copy) instead of loading another file.
+   * `signal`: cancels the load (AbortError); a download's bytes so far stay stored and the
+   * next load resumes from there.
    */
   load(source: ModelSource, options?: { onProgress?: (p: LoadProgress) => void; contextSize?: number; backend?: Backend; gpuMatmul?: 'auto' | 'subgroup' | 'thread'; integrity?: string; signal?: AbortSignal }): Promise<ModelInfo>;
   unload(): Promise<void>;
