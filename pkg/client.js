@@ -8,6 +8,8 @@
 //
 // The page, the widget, the npm package and the tests all go through this module.
 
+import { mightBeCall, parseToolCall, planTools } from './tools.js';
+
 let nextId = 1;
 
 function engineError({ name, message, fatal }) {
@@ -323,18 +325,24 @@ export class CandlelitEngine {
       logit_bias: params.logit_bias ? Object.entries(params.logit_bias).map(([k, v]) => [Number(k), v]) : undefined,
     };
     for (const k of Object.keys(sampling)) if (sampling[k] === undefined || sampling[k] === null) delete sampling[k];
+    if (!messages && (params.tools || params.tool_choice)) throw new TypeError('create: tools need messages, not a raw prompt');
+    // Function calling: the tools described in the system message, earlier calls and results as turns.
+    const tools = messages ? planTools(messages, params.tools, params.tool_choice) : { mode: 'none' };
+    if (tools.constraint && params.response_format && params.response_format.type !== 'text') {
+      throw new TypeError('create: a required tool call and response_format cannot both shape the reply');
+    }
     const request = {
       sampling,
       max_tokens: params.max_tokens ?? 512,
       stop: typeof params.stop === 'string' ? [params.stop] : (params.stop ?? []),
       ignore_eos: !!params.ignore_eos,
-      constraint: constraintOf(params.response_format),
+      constraint: tools.constraint ?? constraintOf(params.response_format),
     };
     if (params.truncation !== undefined) {
       if (params.truncation !== 'auto' && params.truncation !== 'disabled') throw new TypeError(`truncation: 'auto' or 'disabled', not ${params.truncation}`);
       request.truncation = params.truncation;
     }
-    const enginePrompt = messages ? { chat: messages.map(({ role, content }) => ({ role, content: String(content) })) } : { text: prompt };
+    const enginePrompt = messages ? { chat: tools.messages } : { text: prompt };
     const completionId = `chatcmpl-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
     const created = Math.floor(Date.now() / 1000);
     const model = this.model?.name ?? 'candlelit';
@@ -412,22 +420,55 @@ export class CandlelitEngine {
       }
     }
 
-    if (stream) return Promise.resolve(events());
+    // With tools on offer, text that may be a call is held back; a call comes out as one
+    // `tool_calls` delta and the reply ends with finish_reason 'tool_calls'.
+    async function* withToolCalls(inner) {
+      let held = '';
+      let holding = tools.mode !== 'none';
+      for await (const c of inner) {
+        const ch = c.choices[0];
+        if (!ch.finish_reason) {
+          if (!holding) yield c;
+          else {
+            held += ch.delta.content ?? '';
+            if (tools.mode === 'auto' && !mightBeCall(held)) {
+              holding = false;
+              yield chunk({ role: 'assistant', content: held });
+            }
+          }
+          continue;
+        }
+        const call = holding ? parseToolCall(held, tools.allowed) : null;
+        if (call) {
+          yield chunk({ role: 'assistant', content: null, tool_calls: [{ index: 0, ...call }] });
+          ch.finish_reason = 'tool_calls';
+        } else if (holding && held) {
+          yield chunk({ role: 'assistant', content: held });
+        }
+        yield c;
+        return;
+      }
+    }
+
+    if (stream) return Promise.resolve(withToolCalls(events()));
     return (async () => {
       let content = '';
       let last;
       const logprobs = [];
-      for await (const c of events()) {
+      const toolCalls = [];
+      for await (const c of withToolCalls(events())) {
         content += c.choices[0].delta.content ?? '';
+        for (const { index, ...call } of c.choices[0].delta.tool_calls ?? []) toolCalls[index] = call;
         if (c.choices[0].logprobs) logprobs.push(...c.choices[0].logprobs.content);
         last = c;
       }
+      const message = toolCalls.length ? { role: 'assistant', content: content || null, tool_calls: toolCalls } : { role: 'assistant', content };
       return {
         id: completionId,
         object: 'chat.completion',
         created,
         model,
-        choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: last.choices[0].finish_reason, logprobs: logprobs.length ? { content: logprobs } : null }],
+        choices: [{ index: 0, message, finish_reason: last.choices[0].finish_reason, logprobs: logprobs.length ? { content: logprobs } : null }],
         usage: last.usage,
       };
     })();

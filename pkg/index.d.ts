@@ -83,9 +83,29 @@ export interface StoredModel {
 }
 
 export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant' | string;
-  content: string;
+  role: 'system' | 'user' | 'assistant' | 'tool' | string;
+  /** null on an assistant message that only calls functions. */
+  content: string | null;
+  /** The functions an assistant message called (pass the reply's message back as it came). */
+  tool_calls?: ToolCall[];
+  /** On a 'tool' message: which call this is the result of. */
+  tool_call_id?: string;
 }
+
+export interface ToolCall {
+  id: string;
+  type: 'function';
+  /** `arguments` is a JSON object as text, as in OpenAI's API. */
+  function: { name: string; arguments: string };
+}
+
+/** A function the model may call; `parameters` is a JSON Schema of its arguments object. */
+export interface Tool {
+  type: 'function';
+  function: { name: string; description?: string; parameters?: object };
+}
+
+export type ToolChoice = 'auto' | 'none' | 'required' | { type: 'function'; function: { name: string } };
 
 export interface CompletionParams {
   messages?: ChatMessage[];
@@ -115,6 +135,15 @@ export interface CompletionParams {
    * last message), keeping room for `max_tokens` of reply (at most a quarter of the context).
    */
   truncation?: 'auto' | 'disabled';
+  /**
+   * Functions the model may call (any chat model: they are described in the system message).
+   * `tool_choice` 'required' or a named function decodes the reply under a JSON Schema of the
+   * allowed calls, so it is always a well-formed call; 'auto' (the default with tools) lets the
+   * model answer in text or call; 'none' never calls. A call ends the reply with
+   * finish_reason 'tool_calls'; send its result back as `{ role: 'tool', tool_call_id, content }`.
+   */
+  tools?: Tool[];
+  tool_choice?: ToolChoice;
   signal?: AbortSignal;
 }
 
@@ -171,7 +200,7 @@ export interface Usage {
   };
 }
 
-export type FinishReason = 'stop' | 'length' | 'abort';
+export type FinishReason = 'stop' | 'length' | 'abort' | 'tool_calls';
 
 export interface TokenLogprob {
   token_id: number;
@@ -186,7 +215,7 @@ export interface ChatCompletionChunk {
   model: string;
   choices: {
     index: number;
-    delta: { role?: 'assistant'; content?: string };
+    delta: { role?: 'assistant'; content?: string | null; tool_calls?: (ToolCall & { index: number })[] };
     finish_reason: FinishReason | null;
     logprobs?: { content: TokenLogprob[] };
   }[];
@@ -201,7 +230,7 @@ export interface ChatCompletion {
   model: string;
   choices: {
     index: number;
-    message: { role: 'assistant'; content: string };
+    message: { role: 'assistant'; content: string | null; tool_calls?: ToolCall[] };
     finish_reason: FinishReason;
     logprobs: { content: TokenLogprob[] } | null;
   }[];

@@ -4,7 +4,7 @@
 
 importScripts('../pkg/simd-probe.js');
 
-const CACHE = 'candlelit-shell-v5';
+const CACHE = 'candlelit-shell-v6';
 const SHELL = [
   './',
   './index.html',
@@ -19,6 +19,7 @@ const SHELL = [
   '../pkg/download.js',
   '../pkg/storage.js',
   '../pkg/split.js',
+  '../pkg/tools.js',
   '../pkg/wasm/candlelit.js',
   '../pkg/wasm/candlelit_bg.wasm',
   '../pkg/wasm-mt/candlelit.js',

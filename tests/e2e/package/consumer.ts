@@ -27,7 +27,20 @@ export async function chat(out: { textContent: string | null }): Promise<string>
     if (c.usage) console.log(c.usage.prompt_tokens_details.cached_tokens, c.usage.extra.decode_tokens_per_s);
   }
   const whole = await engine.chat.completions.create({ messages: [{ role: 'user', content: 'Hi' }], response_format: { type: 'json_object' } });
-  const content: string = whole.choices[0].message.content;
+  const content: string = whole.choices[0].message.content ?? '';
+  // Function calling: the call comes back as JSON text and the result goes back as a 'tool' message.
+  const tools = [{ type: 'function' as const, function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
+  const asked = await engine.chat.completions.create({ messages: [{ role: 'user', content: 'Weather in Paris?' }], tools, tool_choice: 'required' });
+  const call = asked.choices[0].message.tool_calls?.[0];
+  if (call && asked.choices[0].finish_reason === 'tool_calls') {
+    const args: { city?: string } = JSON.parse(call.function.arguments);
+    await engine.chat.completions.create({
+      messages: [asked.choices[0].message, { role: 'tool', tool_call_id: call.id, content: JSON.stringify({ city: args.city, celsius: 18 }) }],
+      tools,
+    });
+  }
+  // @ts-expect-error tool_choice names a function as { type: 'function', function: { name } }
+  await engine.chat.completions.create({ messages: [], tools, tool_choice: 'get_weather' });
   const labels: LabelScore[] = await engine.sentiment('Great!');
   const best: number = labels[0].probability;
   const { value } = await engine.extract<{ name: string }>('Ann, 30', { type: 'object', properties: { name: { type: 'string' } } });

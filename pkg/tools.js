@@ -1,0 +1,139 @@
+// Function calling in OpenAI's shape (`tools`, `tool_choice`, `tool_calls`, role 'tool') for
+// any chat model: the functions are described in the system message, earlier calls and
+// their results become ordinary turns (every chat template renders those, Gemma's too), and
+// when a call is required the reply is decoded under a JSON Schema of the allowed calls, so
+// that even a small model returns a well-formed call to a function that exists.
+
+/** The functions a request offers, checked: `[{ name, description, parameters }]`. */
+function functionsOf(tools) {
+  if (!Array.isArray(tools)) throw new TypeError('tools: an array of { type: "function", function: { name, parameters } }');
+  return tools.map((t, i) => {
+    const f = t?.type === 'function' ? t.function : null;
+    if (!f || typeof f.name !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(f.name)) throw new TypeError(`tools[${i}]: a function needs a name of letters, digits, _ or - (at most 64)`);
+    const parameters = f.parameters ?? { type: 'object', properties: {} };
+    // Arguments the schema does not name are left out (a small model invents them), unless the
+    // schema itself says what else may come.
+    const closed = parameters.type === 'object' && parameters.additionalProperties === undefined ? { ...parameters, additionalProperties: false } : parameters;
+    return { name: f.name, description: f.description ?? '', parameters: closed };
+  });
+}
+
+/** 'auto', 'none', 'required', or the one function a request names. */
+function choiceOf(toolChoice, functions) {
+  if (toolChoice === undefined || toolChoice === null) return functions.length ? { mode: 'auto', allowed: functions } : { mode: 'none', allowed: [] };
+  if (toolChoice === 'none') return { mode: 'none', allowed: [] };
+  if (toolChoice === 'auto') return { mode: 'auto', allowed: functions };
+  if (toolChoice === 'required') return { mode: 'required', allowed: functions };
+  const name = toolChoice?.function?.name;
+  const f = functions.find((x) => x.name === name);
+  if (toolChoice?.type !== 'function' || !f) throw new TypeError(`tool_choice: 'auto', 'none', 'required' or { type: 'function', function: { name } } naming one of the tools, not ${JSON.stringify(toolChoice)}`);
+  return { mode: 'required', allowed: [f] };
+}
+
+function describe(functions, required) {
+  const lines = functions.map((f) => `- ${f.name}${f.description ? `: ${f.description}` : ''}\n  arguments (JSON Schema): ${JSON.stringify(f.parameters)}`);
+  return [
+    required ? 'Answer by calling one of these functions.' : 'You can call these functions when they help to answer.',
+    'To call one, reply with only a JSON object {"name": "<function name>", "arguments": {…}} and nothing else; the result comes back in the next message.',
+    'Functions:',
+    ...lines,
+  ].join('\n');
+}
+
+/** A call as the model writes it: {"name": …, "arguments": {…}}. */
+function callText(call) {
+  let args = call.function?.arguments ?? '{}';
+  try {
+    args = JSON.parse(args);
+  } catch {
+    // arguments that are not JSON are passed on as the string they are
+  }
+  return JSON.stringify({ name: call.function?.name, arguments: args });
+}
+
+/**
+ * The request's messages as the engine takes them (`{ role, content }`, with earlier calls
+ * and their results as text turns), plus the constraint a required call decodes under.
+ */
+export function planTools(messages, tools, toolChoice) {
+  const functions = tools === undefined ? [] : functionsOf(tools);
+  const choice = choiceOf(toolChoice, functions);
+  const names = new Map();
+  const out = [];
+  let toolTurn = null;
+  for (const m of messages) {
+    if (m.role === 'assistant' && Array.isArray(m.tool_calls) && m.tool_calls.length) {
+      for (const c of m.tool_calls) names.set(c.id, c.function?.name);
+      const text = [m.content, ...m.tool_calls.map(callText)].filter(Boolean).join('\n');
+      out.push({ role: 'assistant', content: text });
+    } else if (m.role === 'tool') {
+      const name = names.get(m.tool_call_id) ?? m.name ?? 'the function';
+      const result = `The function ${name} returned: ${typeof m.content === 'string' ? m.content : JSON.stringify(m.content)}`;
+      // Results of several calls are one turn: templates such as Gemma's want turns to alternate.
+      const prev = out.at(-1);
+      if (prev?.fromTool) prev.content += `\n${result}`;
+      else out.push({ role: 'user', content: result, fromTool: true });
+      toolTurn = out.at(-1);
+    } else {
+      out.push({ role: m.role, content: String(m.content ?? '') });
+    }
+  }
+  // Results that end the conversation restate the question they serve: a small model
+  // otherwise repeats the call it sees in the turn before (SmolLM2 135M did, every time).
+  if (toolTurn && out.at(-1) === toolTurn) {
+    const question = out.slice(0, -1).findLast((m) => m.role === 'user' && !m.fromTool);
+    toolTurn.content += question ? `\nAnswer my question "${question.content}" in a sentence, using this result.` : '\nAnswer using this result.';
+  }
+  if (choice.mode !== 'none') {
+    const section = describe(choice.allowed, choice.mode === 'required');
+    const system = out.find((m) => m.role === 'system');
+    if (system) system.content = `${system.content}\n\n${section}`;
+    else out.unshift({ role: 'system', content: section });
+  }
+  const constraint =
+    choice.mode === 'required'
+      ? {
+          type: 'json_schema',
+          schema: {
+            anyOf: choice.allowed.map((f) => ({
+              type: 'object',
+              properties: { name: { const: f.name }, arguments: f.parameters },
+              required: ['name', 'arguments'],
+              additionalProperties: false,
+            })),
+          },
+        }
+      : undefined;
+  return { messages: out.map(({ role, content }) => ({ role, content })), constraint, mode: choice.mode, allowed: choice.allowed };
+}
+
+let nextCall = 0;
+
+/**
+ * The reply's function call, or null when it is plain text: the whole reply (trimmed, also
+ * inside a ```json fence or <tool_call> tags, as tool-trained models write it) must be a JSON
+ * object naming one of the allowed functions.
+ */
+export function parseToolCall(text, allowed) {
+  const body = text
+    .trim()
+    .replace(/^<tool_call>\s*([\s\S]*?)\s*<\/tool_call>$/, '$1')
+    .replace(/^```(?:json)?\s*([\s\S]*?)\s*```$/, '$1');
+  if (!body.startsWith('{')) return null;
+  let v;
+  try {
+    v = JSON.parse(body);
+  } catch {
+    return null;
+  }
+  const args = v?.arguments ?? v?.parameters;
+  if (!allowed.some((f) => f.name === v?.name) || (args !== undefined && (typeof args !== 'object' || args === null))) return null;
+  return { id: `call_${Date.now().toString(36)}${(nextCall++).toString(36)}`, type: 'function', function: { name: v.name, arguments: JSON.stringify(args ?? {}) } };
+}
+
+/** Whether streamed text so far might still become a call (then it is held back). */
+export function mightBeCall(text) {
+  const t = text.trimStart();
+  const opens = (tag) => tag.startsWith(t.slice(0, tag.length)) || t.startsWith(tag);
+  return t === '' || t.startsWith('{') || opens('<tool_call>') || opens('```json');
+}
