@@ -197,3 +197,35 @@ fn shared_products_equal_row_by_row_ones() {
         );
     }
 }
+
+/// Natively the SIMD kernels (AVX2 on x86-64) must give the scalar references' bits, as the
+/// browser's do: on random blocks of every type (1 and 5 rows, rows with a 1-block tail) and
+/// on the test models' own blocks.
+#[test]
+fn fast_kernels_give_the_references_bits() {
+    use candlelit::backend::kernels::{compare_with_reference, native_avx2, self_test_random};
+    println!("native AVX2 kernels: {}", native_avx2());
+    for seed in [1, 2, 3] {
+        let results = self_test_random(seed);
+        assert!(results.len() >= 12, "{results:?}");
+        for (name, err) in results {
+            assert_eq!(err, 0.0, "{name}, seed {seed}");
+        }
+    }
+    let mut seed = 5;
+    let mut g = Loader::load_file(common::model_path(common::SMOLLM2)).unwrap();
+    for name in ["blk.0.attn_q.weight", "blk.5.ffn_down.weight", "blk.9.ffn_up.weight"] {
+        let t = g.take(name).unwrap();
+        let (out_dim, in_dim) = t.shape().dims2().unwrap();
+        let data = t.data().unwrap();
+        let w = Weights {
+            dtype: t.dtype(),
+            data: &data,
+            out_dim,
+            in_dim,
+            packed: false,
+        };
+        let x: Vec<f32> = (0..5 * in_dim).map(|_| lcg(&mut seed)).collect();
+        assert_eq!(compare_with_reference(&w, &x, 5), Some(0.0), "{name} {:?}", t.dtype());
+    }
+}

@@ -2,10 +2,15 @@
 //! once per row (as llama.cpp does) and every weight row is multiplied with all activation
 //! rows while it is in cache, so prefill does one pass over the weights, not one per token.
 //!
-//! On wasm32 with SIMD128 these replace candle's kernels; natively candle's AVX kernels are
-//! used for most types and these scalar references, which the SIMD kernels equal bit for
-//! bit, are tested against candle's dequantization.
+//! On wasm32 with SIMD128 these replace candle's kernels. Natively candle's kernels take
+//! Q8_0 and the k-quants (see [`preferred`]); the 32-value types run the scalar references,
+//! or their AVX2 forms (`avx2`) on x86-64 CPUs that have it. Every SIMD form equals its
+//! reference bit for bit; the references are tested against candle's dequantization.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod native;
 pub mod packed;
 pub mod packed_k;
 pub mod q8;
@@ -16,10 +21,21 @@ pub mod simd128;
 use candle_core::quantized::GgmlDType;
 use q8::{BlockQ8, BlockQ8K};
 
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[cfg(target_arch = "x86_64")]
+use native as fast;
+#[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
 use scalar as fast;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 use simd128 as fast;
+
+/// Whether a native build runs its AVX2 kernels for the 32-value types (x86-64 CPUs with
+/// AVX2, unless `CANDLELIT_NO_AVX2` is set); the browser builds have their SIMD128 ones.
+pub fn native_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return avx2::enabled();
+    #[allow(unreachable_code)]
+    false
+}
 
 /// Every block type these kernels multiply.
 pub const SUPPORTED: [GgmlDType; 12] = [
@@ -38,20 +54,20 @@ pub const SUPPORTED: [GgmlDType; 12] = [
 ];
 
 /// Whether our kernels beat candle's for a block type on this target: everywhere in the
-/// browser (candle has no SIMD128 path worth the name), natively only for the types candle
-/// multiplies with scalar code (Q4_1, Q5_0, Q5_1: 2.5× faster on SmolLM2) or converts
-/// slowly (F16, BF16: SmolLM2 F16 decode 2.4 → 26.6 tok/s, BF16 10.7 → 43 tok/s). Natively
-/// ours are the scalar references, which the browser kernels equal bit for bit; candle's
-/// AVX kernels for the other types round differently (with ours for every type natively,
-/// Gemma 3 decoded at 19 tok/s instead of 24, and its greedy continuation of "The capital
-/// of France is" parted from llama.cpp's at a near-tie).
+/// browser (candle has no SIMD128 path worth the name), natively for the 32-value types but
+/// Q8_0 (ours have AVX2 forms; candle's generic code multiplied Q4_1, Q5_0 and Q5_1 2.5×
+/// slower than even our scalar references on SmolLM2) and for F16 and BF16, which candle
+/// converts slowly (SmolLM2 F16 decode 2.4 → 26.6 tok/s, BF16 10.7 → 43 tok/s). Ours give
+/// the browser kernels' bits; candle's for Q8_0 and the k-quants round differently (with
+/// ours for every type natively, Gemma 3 decoded at 19 tok/s instead of 24, and its greedy
+/// continuation of "The capital of France is" parted from llama.cpp's at a near-tie).
 pub fn preferred(dtype: GgmlDType) -> bool {
     if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
         kernel(dtype, true).is_some()
     } else {
         matches!(
             dtype,
-            GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 | GgmlDType::F16 | GgmlDType::BF16
+            GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 | GgmlDType::F16 | GgmlDType::BF16
         )
     }
 }
