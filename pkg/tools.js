@@ -56,7 +56,7 @@ function callText(call) {
  * and their results as text turns), plus the constraint a required call decodes under.
  */
 export function planTools(messages, tools, toolChoice) {
-  const functions = tools === undefined ? [] : functionsOf(tools);
+  const functions = tools == null ? [] : functionsOf(tools);
   const choice = choiceOf(toolChoice, functions);
   const names = new Map();
   const out = [];

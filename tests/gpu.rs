@@ -541,24 +541,47 @@ fn weights_stream_into_gpu_buffers_as_they_arrive() {
     for name in [SMOLLM2, GEMMA3] {
         stream_into_gpu(name);
     }
+    // In the same test: the GPU's pending uploads are found by tensor name, so two loads
+    // into one device at once (as parallel tests would do) take each other's weights.
+    split_model_streams_into_gpu();
+}
+
+/// A split model's parts stream into the GPU one after another through one loader.
+fn split_model_streams_into_gpu() {
+    let whole = Loader::load_file(model_path(SMOLLM2)).unwrap();
+    let dir = std::env::temp_dir().join(format!("candlelit-gpu-split-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let parts = candlelit::gguf::split::write_parts(&whole, 40_000_000, &dir, "smol").unwrap();
+    assert_eq!(parts.len(), 3);
+    stream_files_into_gpu(SMOLLM2, &parts);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn stream_into_gpu(name: &str) {
+    stream_files_into_gpu(name, &[model_path(name)]);
+}
+
+fn stream_files_into_gpu(name: &str, files: &[std::path::PathBuf]) {
     use std::io::Read;
     let g = gpu();
     let path = model_path(name);
-    let file_len = std::fs::metadata(&path).unwrap().len();
-    let mut f = std::fs::File::open(&path).unwrap();
-    let mut loader = Loader::new(Some(file_len));
+    let file_len: u64 = files.iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+    let mut loader = Loader::new(Some(std::fs::metadata(&files[0]).unwrap().len()));
     loader.stream_to(Box::new(GpuSink::new(g.clone())));
     // Odd-sized chunks: tensors and 4-byte words end anywhere inside them.
     let mut chunk = vec![0u8; 1_000_003];
-    loop {
-        let n = f.read(&mut chunk).unwrap();
-        if n == 0 {
-            break;
+    for (i, p) in files.iter().enumerate() {
+        if i > 0 {
+            loader.next_file(Some(std::fs::metadata(p).unwrap().len())).unwrap();
         }
-        loader.push(&chunk[..n]).unwrap();
+        let mut f = std::fs::File::open(p).unwrap();
+        loop {
+            let n = f.read(&mut chunk).unwrap();
+            if n == 0 {
+                break;
+            }
+            loader.push(&chunk[..n]).unwrap();
+        }
     }
     let mut gguf = loader.finish().unwrap();
     let left = gguf.tensor_bytes();
