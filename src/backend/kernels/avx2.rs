@@ -68,70 +68,78 @@ fn bytes<const AT: usize, const N: usize>(w: &[u8]) -> &[u8; N] {
     w[AT..AT + N].try_into().unwrap_or(&[0; N])
 }
 
-/// One weight row of `BYTES`-byte blocks · one activation row: codes minus `OFF`, plus the
-/// minimum term where the blocks have one (`MIN`, its f16 at byte 2).
+/// One weight row of `BYTES`-byte blocks · `N` activation rows (decode: 1, prefill: 4, each
+/// weight block's codes then unpacked once for the four): codes minus `OFF`, plus the
+/// minimum term where the blocks have one (`MIN`, its f16 at byte 2). Each row's sum is
+/// formed exactly as with one row.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn dot<const BYTES: usize, const OFF: i32, const MIN: bool>(
+fn dot<const N: usize, const BYTES: usize, const OFF: i32, const MIN: bool>(
     row: &[u8],
-    act: &[BlockQ8],
+    acts: [&[BlockQ8]; N],
     codes: impl Fn(&[u8]) -> __m256i,
     reference: fn(&[u8], &[BlockQ8]) -> f32,
-) -> f32 {
-    let blocks = (row.len() / BYTES).min(act.len());
+) -> [f32; N] {
+    let blocks = acts.iter().fold(row.len() / BYTES, |n, a| n.min(a.len()));
     let full = blocks / 4 * 4;
-    let mut sum = 0f32;
+    let mut sums = [0f32; N];
     for g in (0..full).step_by(4) {
         let w = |j: usize| &row[(g + j) * BYTES..(g + j + 1) * BYTES];
-        let a = &act[g..g + 4];
-        let s = totals([
-            block_sums(codes(w(0)), &a[0]),
-            block_sums(codes(w(1)), &a[1]),
-            block_sums(codes(w(2)), &a[2]),
-            block_sums(codes(w(3)), &a[3]),
-        ]);
-        let s = if OFF != 0 {
-            _mm_sub_epi32(
-                s,
-                _mm_set_epi32(OFF * a[3].sum, OFF * a[2].sum, OFF * a[1].sum, OFF * a[0].sum),
-            )
-        } else {
-            s
-        };
+        let c = [codes(w(0)), codes(w(1)), codes(w(2)), codes(w(3))];
         let f16s = |at: usize| _mm_set_ps(f16_at(w(3), at), f16_at(w(2), at), f16_at(w(1), at), f16_at(w(0), at));
-        // SAFETY: 16-byte loads of four-f32 arrays.
-        let (d4, s4) = unsafe { (_mm_loadu_ps(a[0].d4.as_ptr()), _mm_loadu_ps(a[0].s4.as_ptr())) };
-        let mut t = _mm_mul_ps(_mm_cvtepi32_ps(s), _mm_mul_ps(f16s(0), d4));
-        if MIN {
-            t = _mm_add_ps(t, _mm_mul_ps(f16s(2), s4));
-        }
-        let mut lanes = [0f32; 4];
-        // SAFETY: a 16-byte store into a four-f32 array.
-        unsafe { _mm_storeu_ps(lanes.as_mut_ptr(), t) };
-        // One running sum over the blocks in order, as the reference adds them.
-        for l in lanes {
-            sum += l;
+        let (dw, mw) = (f16s(0), if MIN { f16s(2) } else { _mm_setzero_ps() });
+        for (act, sum) in acts.iter().zip(sums.iter_mut()) {
+            let a = &act[g..g + 4];
+            let s = totals([
+                block_sums(c[0], &a[0]),
+                block_sums(c[1], &a[1]),
+                block_sums(c[2], &a[2]),
+                block_sums(c[3], &a[3]),
+            ]);
+            let s = if OFF != 0 {
+                _mm_sub_epi32(
+                    s,
+                    _mm_set_epi32(OFF * a[3].sum, OFF * a[2].sum, OFF * a[1].sum, OFF * a[0].sum),
+                )
+            } else {
+                s
+            };
+            // SAFETY: 16-byte loads of four-f32 arrays.
+            let (d4, s4) = unsafe { (_mm_loadu_ps(a[0].d4.as_ptr()), _mm_loadu_ps(a[0].s4.as_ptr())) };
+            let mut t = _mm_mul_ps(_mm_cvtepi32_ps(s), _mm_mul_ps(dw, d4));
+            if MIN {
+                t = _mm_add_ps(t, _mm_mul_ps(mw, s4));
+            }
+            let mut lanes = [0f32; 4];
+            // SAFETY: a 16-byte store into a four-f32 array.
+            unsafe { _mm_storeu_ps(lanes.as_mut_ptr(), t) };
+            // One running sum over the blocks in order, as the reference adds them.
+            for l in lanes {
+                *sum += l;
+            }
         }
     }
     // The last blocks (fewer than four), each term as the reference forms it (a one-block
     // row's reference sum is exactly its term), still added to the one running sum.
-    for (w, a) in row[full * BYTES..blocks * BYTES]
-        .chunks_exact(BYTES)
-        .zip(&act[full..blocks])
-    {
-        sum += reference(w, std::slice::from_ref(a));
+    for (act, sum) in acts.iter().zip(sums.iter_mut()) {
+        for (w, a) in row[full * BYTES..blocks * BYTES]
+            .chunks_exact(BYTES)
+            .zip(&act[full..blocks])
+        {
+            *sum += reference(w, std::slice::from_ref(a));
+        }
     }
-    sum
+    sums
 }
 
 #[target_feature(enable = "avx2")]
-fn q4_0(row: &[u8], act: &[BlockQ8]) -> f32 {
-    dot::<18, 8, false>(row, act, |w| nibbles(bytes::<2, 16>(w)), scalar::dot_q4_0)
+fn q4_0<const N: usize>(row: &[u8], act: [&[BlockQ8]; N]) -> [f32; N] {
+    dot::<N, 18, 8, false>(row, act, |w| nibbles(bytes::<2, 16>(w)), scalar::dot_q4_0)
 }
 
 #[target_feature(enable = "avx2")]
-fn q4_1(row: &[u8], act: &[BlockQ8]) -> f32 {
-    dot::<20, 0, true>(row, act, |w| nibbles(bytes::<4, 16>(w)), scalar::dot_q4_1)
+fn q4_1<const N: usize>(row: &[u8], act: [&[BlockQ8]; N]) -> [f32; N] {
+    dot::<N, 20, 0, true>(row, act, |w| nibbles(bytes::<4, 16>(w)), scalar::dot_q4_1)
 }
 
 #[inline]
@@ -145,26 +153,41 @@ fn q5_codes<const AT: usize>(w: &[u8]) -> __m256i {
 }
 
 #[target_feature(enable = "avx2")]
-fn q5_0(row: &[u8], act: &[BlockQ8]) -> f32 {
-    dot::<22, 16, false>(row, act, |w| q5_codes::<2>(w), scalar::dot_q5_0)
+fn q5_0<const N: usize>(row: &[u8], act: [&[BlockQ8]; N]) -> [f32; N] {
+    dot::<N, 22, 16, false>(row, act, |w| q5_codes::<2>(w), scalar::dot_q5_0)
 }
 
 #[target_feature(enable = "avx2")]
-fn q5_1(row: &[u8], act: &[BlockQ8]) -> f32 {
-    dot::<24, 0, true>(row, act, |w| q5_codes::<4>(w), scalar::dot_q5_1)
+fn q5_1<const N: usize>(row: &[u8], act: [&[BlockQ8]; N]) -> [f32; N] {
+    dot::<N, 24, 0, true>(row, act, |w| q5_codes::<4>(w), scalar::dot_q5_1)
 }
 
 macro_rules! picked {
-    ($($name:ident => $avx2:ident),* $(,)?) => {$(
+    ($($name:ident, $four:ident => $avx2:ident),* $(,)?) => {$(
         pub fn $name(row: &[u8], act: &[BlockQ8]) -> f32 {
             if enabled() {
                 // SAFETY: `enabled` found AVX2 on this CPU, all these need.
-                unsafe { $avx2(row, act) }
+                unsafe { $avx2::<1>(row, [act])[0] }
             } else {
                 scalar::$name(row, act)
+            }
+        }
+
+        /// Four activation rows at once (prefill); only handed out where `enabled`.
+        pub fn $four(row: &[u8], act: [&[BlockQ8]; 4]) -> [f32; 4] {
+            if enabled() {
+                // SAFETY: as above.
+                unsafe { $avx2::<4>(row, act) }
+            } else {
+                act.map(|a| scalar::$name(row, a))
             }
         }
     )*};
 }
 
-picked!(dot_q4_0 => q4_0, dot_q4_1 => q4_1, dot_q5_0 => q5_0, dot_q5_1 => q5_1);
+picked!(
+    dot_q4_0, dot_q4_0_x4 => q4_0,
+    dot_q4_1, dot_q4_1_x4 => q4_1,
+    dot_q5_0, dot_q5_0_x4 => q5_0,
+    dot_q5_1, dot_q5_1_x4 => q5_1,
+);

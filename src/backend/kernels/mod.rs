@@ -161,7 +161,22 @@ fn four_q8k(dtype: GgmlDType) -> Option<Four<BlockQ8K>> {
     })
 }
 
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[cfg(target_arch = "x86_64")]
+fn four_q8(dtype: GgmlDType) -> Option<Four<BlockQ8>> {
+    use GgmlDType as T;
+    if !avx2::enabled() {
+        return None;
+    }
+    Some(match dtype {
+        T::Q4_0 => avx2::dot_q4_0_x4,
+        T::Q4_1 => avx2::dot_q4_1_x4,
+        T::Q5_0 => avx2::dot_q5_0_x4,
+        T::Q5_1 => avx2::dot_q5_1_x4,
+        _ => return None,
+    })
+}
+
+#[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
 fn four_q8(_: GgmlDType) -> Option<Four<BlockQ8>> {
     None
 }
