@@ -353,17 +353,21 @@ impl Loader {
     }
 
     /// Reads a whole stream (a file natively) in 1 MiB chunks.
-    pub fn read_from(mut r: impl std::io::Read, file_len: Option<u64>) -> Result<Gguf> {
+    pub fn read_from(r: impl std::io::Read, file_len: Option<u64>) -> Result<Gguf> {
         let mut loader = Loader::new(file_len);
-        let mut chunk = vec![0u8; 1 << 20];
-        loop {
-            let n = r.read(&mut chunk)?;
-            if n == 0 {
-                break;
-            }
-            loader.push(&chunk[..n])?;
-        }
+        loader.push_all(r, &mut vec![0u8; 1 << 20])?;
         loader.finish()
+    }
+
+    /// Pushes everything `r` yields, `chunk.len()` bytes at a time.
+    fn push_all(&mut self, mut r: impl std::io::Read, chunk: &mut [u8]) -> Result<()> {
+        loop {
+            let n = r.read(chunk)?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.push(&chunk[..n])?;
+        }
     }
 
     /// Loads a file natively; a file named as the first part of a split model
@@ -374,7 +378,7 @@ impl Loader {
         let mut loader = Loader::new(None);
         let mut chunk = vec![0u8; 1 << 20];
         for (i, p) in paths.iter().enumerate() {
-            let mut f =
+            let f =
                 std::fs::File::open(p).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
             let len = f.metadata()?.len();
             if i == 0 {
@@ -382,13 +386,7 @@ impl Loader {
             } else {
                 loader.next_file(Some(len))?;
             }
-            loop {
-                let n = std::io::Read::read(&mut f, &mut chunk)?;
-                if n == 0 {
-                    break;
-                }
-                loader.push(&chunk[..n])?;
-            }
+            loader.push_all(f, &mut chunk)?;
         }
         loader.finish()
     }

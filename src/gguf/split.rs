@@ -100,8 +100,9 @@ fn to_candle(v: &Value) -> gguf_file::Value {
 }
 
 /// Writes `gguf` (loaded with [`super::Loader::finish`], so in the file's own layout) as
-/// parts of at most `max_bytes` of tensor data each (a larger tensor gets a part of its own),
-/// in its tensor order, to `dir/prefix-0000i-of-0000N.gguf`; returns the paths.
+/// parts of at most `max_bytes` each, header included (a tensor too large for that gets a
+/// part of its own), in its tensor order, to `dir/prefix-0000i-of-0000N.gguf`; returns the
+/// paths.
 pub fn write_parts(gguf: &Gguf, max_bytes: u64, dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
     if !gguf.packed.is_empty() {
         return Err(Error::InvalidRequest(
@@ -116,19 +117,17 @@ pub fn write_parts(gguf: &Gguf, max_bytes: u64, dir: &Path, prefix: &str) -> Res
         .filter(|k| !k.starts_with("split.") && *k != "general.alignment")
         .collect();
     keys.sort_by_key(|k| (*k != "general.architecture", *k));
-    let split_kvs = |i: usize, count: usize| {
-        [
-            (KEY_NO, gguf_file::Value::U16(i as u16)),
-            (KEY_COUNT, gguf_file::Value::U16(count as u16)),
-            (KEY_TENSORS, gguf_file::Value::I32(gguf.infos.len() as i32)),
-        ]
-    };
+    // Part i's key-values: all the metadata in the first, the split keys in every one.
     let kvs = |i: usize, count: usize| {
         let mut values: Vec<(&str, gguf_file::Value)> = vec![];
         if i == 0 {
             values.extend(keys.iter().map(|k| (k.as_str(), to_candle(&gguf.metadata.0[*k]))));
         }
-        values.extend(split_kvs(i, count));
+        values.extend([
+            (KEY_NO, gguf_file::Value::U16(i as u16)),
+            (KEY_COUNT, gguf_file::Value::U16(count as u16)),
+            (KEY_TENSORS, gguf_file::Value::I32(gguf.infos.len() as i32)),
+        ]);
         values
     };
     // A part's size counts its header too (the first part's holds the tokenizer, over a
