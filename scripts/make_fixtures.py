@@ -13,9 +13,14 @@ Writes tests/fixtures/<model>.llamacpp.json with, per model:
     token), and for the teacher-forced pass over prompt + continuation (one batch) the
     argmax and the top 8 (id, logit) at every position. `self_agreement` records how often
     llama.cpp's own token-by-token greedy choice equals its batched argmax: its noise floor.
+
+`--variants` writes the other families' files derived from SmolLM2 (Qwen 2, Qwen 3, Phi-3,
+Llama 3's RoPE factors; tests/common/variants.rs, through `cargo test`) to models/variants/
+and their logits fixtures, tests/fixtures/variant-*.llamacpp.json (SmolLM2's prompts).
 """
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -56,10 +61,74 @@ PROMPTS = {
     ],
 }
 N_GEN = 64
+# Fixture name: (variant file, llama.cpp context). Phi-3's variant has an original context of
+# 2048: within it llama.cpp rotates with the short factors, past it with the long ones.
+VARIANTS = {
+    "variant-qwen2": ("variant-qwen2", 1024),
+    "variant-qwen3": ("variant-qwen3", 1024),
+    "variant-phi3": ("variant-phi3", 1024),
+    "variant-phi3-long": ("variant-phi3", 4096),
+    "variant-llama-rope-freqs": ("variant-llama-rope-freqs", 1024),
+}
+
+
+def logits_cases(llm, name, prompts):
+    """Greedy continuations and teacher-forced top logits for `prompts`."""
+    cases = []
+    for prompt in prompts:
+        prompt_ids = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        llm.reset()
+        llm.eval(prompt_ids)
+        greedy = []
+        for _ in range(N_GEN):
+            tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            greedy.append(tok)
+            llm.eval([tok])
+        # Teacher forcing: the whole sequence in one batch, argmax at every position.
+        llm.reset()
+        seq = prompt_ids + greedy
+        llm.eval(seq)
+        scores = np.array(llm.scores[: len(seq)])
+        argmax = [int(i) for i in scores.argmax(axis=1)]
+        top_ids = np.argsort(-scores, axis=1)[:, :8]
+        top = [[[int(i), round(float(scores[p, i]), 4)] for i in top_ids[p]] for p in range(len(seq))]
+        scored = argmax[len(prompt_ids) - 1 : len(seq) - 1]
+        self_agreement = sum(a == b for a, b in zip(scored, greedy)) / len(greedy)
+        cases.append(
+            {
+                "prompt": prompt,
+                "prompt_ids": prompt_ids,
+                "greedy": greedy,
+                "argmax": argmax,
+                "top": top,
+                "self_agreement": self_agreement,
+                "text": llm.detokenize(greedy).decode("utf-8", "replace"),
+            }
+        )
+        print(name, repr(cases[-1]["text"][:80]))
+    return cases
+
+
+def variants():
+    subprocess.run(
+        ["cargo", "test", "--release", "--test", "architectures", "--", "--ignored", "--exact", "write_variants"],
+        cwd=ROOT,
+        check=True,
+    )
+    for name, (file, n_ctx) in VARIANTS.items():
+        path = os.path.join(MODELS, "variants", file + ".gguf")
+        llm = Llama(model_path=path, n_ctx=n_ctx, n_batch=1024, logits_all=True, n_threads=2, verbose=False, seed=0)
+        fixture = {"llama_cpp_python": llama_cpp_version, "model": file + ".gguf", "n_ctx": n_ctx, "tokenizer": []}
+        fixture["logits"] = logits_cases(llm, name, PROMPTS["smollm2-135m-instruct-q4_1"])
+        with open(os.path.join(OUT, name + ".llamacpp.json"), "w") as f:
+            json.dump(fixture, f, ensure_ascii=False, indent=1)
+        del llm
 
 
 def main():
     os.makedirs(OUT, exist_ok=True)
+    if sys.argv[1:] == ["--variants"]:
+        return variants()
     names = sys.argv[1:] or list(PROMPTS)
     for name in names:
         path = os.path.join(MODELS, name + ".gguf")
@@ -70,37 +139,7 @@ def main():
             fixture["tokenizer"].append({"text": text, "add_special": True, "parse_special": True, "ids": ids})
             ids = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
             fixture["tokenizer"].append({"text": text, "add_special": False, "parse_special": False, "ids": ids})
-        for prompt in PROMPTS[name]:
-            prompt_ids = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
-            llm.reset()
-            llm.eval(prompt_ids)
-            greedy = []
-            for _ in range(N_GEN):
-                tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-                greedy.append(tok)
-                llm.eval([tok])
-            # Teacher forcing: the whole sequence in one batch, argmax at every position.
-            llm.reset()
-            seq = prompt_ids + greedy
-            llm.eval(seq)
-            scores = np.array(llm.scores[: len(seq)])
-            argmax = [int(i) for i in scores.argmax(axis=1)]
-            top_ids = np.argsort(-scores, axis=1)[:, :8]
-            top = [[[int(i), round(float(scores[p, i]), 4)] for i in top_ids[p]] for p in range(len(seq))]
-            scored = argmax[len(prompt_ids) - 1 : len(seq) - 1]
-            self_agreement = sum(a == b for a, b in zip(scored, greedy)) / len(greedy)
-            fixture["logits"].append(
-                {
-                    "prompt": prompt,
-                    "prompt_ids": prompt_ids,
-                    "greedy": greedy,
-                    "argmax": argmax,
-                    "top": top,
-                    "self_agreement": self_agreement,
-                    "text": llm.detokenize(greedy).decode("utf-8", "replace"),
-                }
-            )
-            print(name, repr(fixture["logits"][-1]["text"][:80]))
+        fixture["logits"] = logits_cases(llm, name, PROMPTS[name])
         with open(os.path.join(OUT, name + ".llamacpp.json"), "w") as f:
             json.dump(fixture, f, ensure_ascii=False, indent=1)
         del llm

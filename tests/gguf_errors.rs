@@ -189,6 +189,31 @@ fn missing_tensor_and_wrong_shape() {
     ));
 }
 
+/// RoPE factors that would divide by zero, or rotate NaN, and an attention factor that
+/// cannot be folded into the attention scale, are refused by name.
+#[test]
+fn bad_rope_factors() {
+    let err = |b: GgufBuilder| match Engine::new(load(&b.build(), true).unwrap(), None) {
+        Err(Error::Metadata(m)) => m,
+        other => panic!("{:?}", other.err()),
+    };
+    // Head size 8: four factors.
+    for (values, want) in [
+        (vec![1.0, 0.0, 1.0, 1.0], "`rope_freqs.weight` holds 0"),
+        (vec![1.0, f32::NAN, 1.0, 1.0], "`rope_freqs.weight` holds NaN"),
+        (vec![1.0; 3], "`rope_freqs.weight` has 3 values, expected 4"),
+    ] {
+        let b = tiny_llama().f32_tensor("rope_freqs.weight", &[values.len() as u64], &values);
+        assert_eq!(err(b), want);
+    }
+    let b = tiny_llama()
+        .kv("llama.rope.scaling.attn_factor", Kv::F32(1.2))
+        .kv("llama.rope.dimension_count", Kv::U32(4));
+    assert!(err(b).contains("partial rotation"));
+    let b = tiny_llama().kv("llama.rope.scaling.attn_factor", Kv::F32(-1.0));
+    assert!(err(b).contains("attention factor -1"));
+}
+
 #[test]
 fn random_corruption_never_panics() {
     let good = tiny_llama().build();

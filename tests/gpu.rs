@@ -609,6 +609,39 @@ fn gpu_agrees_with_cpu_on_gemma3() {
     gpu_agrees_with_cpu(GEMMA3);
 }
 
+/// The other families on the GPU (Q/K/V biases, QK-norm, fused QKV and gate-up, an untied
+/// output, RoPE factors and attention factor), against llama.cpp on the files derived from
+/// SmolLM2 in F32 (tests/architectures.rs runs them on the CPU); lavapipe is slow, so on the
+/// first of the fixtures' three prompts.
+#[test]
+fn other_families_match_llama_cpp_on_the_gpu() {
+    use common::reference::check_logits;
+    use common::variants::{derive, Derive};
+    for (variant, fixture_name, context) in [
+        ("qwen2", "variant-qwen2", 1024),
+        ("qwen3", "variant-qwen3", 1024),
+        ("phi3", "variant-phi3-long", 4096),
+        ("llama-rope-freqs", "variant-llama-rope-freqs", 1024),
+    ] {
+        let how = Derive {
+            layers: None,
+            f32: true,
+        };
+        let bytes = derive(&model_path(SMOLLM2), variant, how);
+        let gguf = Loader::read_from(std::io::Cursor::new(&bytes), Some(bytes.len() as u64)).unwrap();
+        drop(bytes);
+        let engine = candlelit::engine::Engine::with_backend(gguf, Some(context), gpu()).unwrap();
+        let mut fx = fixture(fixture_name);
+        fx["logits"].as_array_mut().unwrap().truncate(1);
+        let (rate, mean_diff) = check_logits(fixture_name, &engine.model, &fx);
+        assert!(rate >= 0.99, "{fixture_name} on the GPU: agreement {rate:.3}");
+        assert!(
+            mean_diff < 0.05,
+            "{fixture_name} on the GPU: mean |logit diff| {mean_diff:.3}"
+        );
+    }
+}
+
 /// Chat through the engine on the GPU, then lose the device: the next request fails with a
 /// `Gpu` error (no panic, no hang), as the browser's fallback needs.
 #[test]

@@ -5,17 +5,8 @@ mod common;
 use candlelit::gguf::Loader;
 use candlelit::model::Decoder;
 use candlelit::tokenizer::Tokenizer;
+use common::reference::check_logits;
 use common::*;
-
-fn argmax(x: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, v) in x.iter().enumerate() {
-        if *v > x[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
 
 fn tokenizer_parity(name: &str) {
     let gguf = Loader::load_file(model_path(name)).unwrap();
@@ -47,94 +38,10 @@ fn tokenizer_parity(name: &str) {
     );
 }
 
-/// Logit differences below this are near-ties: llama.cpp disagrees with itself (batched vs
-/// token-by-token, recorded as `self_agreement` in the fixture) at exactly such positions.
-const NEAR_TIE: f32 = 0.5;
-
 fn logits_parity(name: &str) {
     let mut gguf = Loader::load_file(model_path(name)).unwrap();
     let model = Decoder::from_gguf(&mut gguf).unwrap();
-    let fx = fixture(name);
-    let vocab = model.cfg.vocab_size;
-    let (mut agree_all, mut total_all) = (0, 0);
-    for case in fx["logits"].as_array().unwrap() {
-        let label: String = case["prompt"].as_str().unwrap().chars().take(24).collect();
-        let prompt = ids(&case["prompt_ids"]);
-        let greedy = ids(&case["greedy"]);
-        let want = ids(&case["argmax"]);
-        let top: Vec<Vec<(u32, f32)>> = case["top"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|row| {
-                row.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap() as f32))
-                    .collect()
-            })
-            .collect();
-
-        // Teacher-forced: the whole sequence in one pass, argmax at every position.
-        let seq: Vec<u32> = prompt.iter().chain(&greedy).copied().collect();
-        let mut cache = model.new_cache();
-        let logits = model.forward(&seq, &mut cache, true).unwrap();
-        let rows: Vec<&[f32]> = logits.chunks_exact(vocab).collect();
-        let (mut agree, mut diff_sum, mut diff_n) = (0, 0.0f32, 0);
-        for p in prompt.len() - 1..seq.len() {
-            let mine = argmax(rows[p]);
-            let max = rows[p][mine as usize];
-            for &(id, ref_logit) in &top[p] {
-                diff_sum += (rows[p][id as usize] - ref_logit).abs();
-                diff_n += 1;
-            }
-            if mine == want[p] {
-                agree += 1;
-                continue;
-            }
-            // A disagreement must be a near-tie on both sides, or it is a bug.
-            let ref_max = top[p][0].1;
-            let mine_in_ref = top[p].iter().find(|(id, _)| *id == mine).map(|(_, l)| *l);
-            assert!(
-                max - rows[p][want[p] as usize] < NEAR_TIE && mine_in_ref.is_some_and(|l| ref_max - l < NEAR_TIE),
-                "{name} {label:?} position {p}: we pick {mine}, llama.cpp {} and it is not a near-tie (ours {:.3} vs {:.3}; llama.cpp's logit for ours {mine_in_ref:?} vs {ref_max:.3})",
-                want[p],
-                max,
-                rows[p][want[p] as usize]
-            );
-        }
-        let n = seq.len() - (prompt.len() - 1);
-        let mean_diff = diff_sum / diff_n as f32;
-        println!(
-            "{name} {label:?}: teacher-forced argmax agreement {agree}/{n} = {:.3} (llama.cpp self-agreement {}), mean |logit diff| on llama.cpp's top-8 = {mean_diff:.3}",
-            agree as f64 / n as f64,
-            case["self_agreement"]
-        );
-        assert!(mean_diff < 0.6, "{name}: logits differ by {mean_diff} on average");
-        agree_all += agree;
-        total_all += n;
-
-        // Free-running greedy decode, step by step through the cache: identical to llama.cpp's
-        // tokens for the first 16, unless llama.cpp's own top two are a near-tie before that.
-        let mut cache = model.new_cache();
-        let mut last = model.forward(&prompt, &mut cache, false).unwrap();
-        for (i, &expected) in greedy.iter().take(16).enumerate() {
-            let t = argmax(&last);
-            let p = prompt.len() - 1 + i;
-            if t != expected {
-                let margin = top[p][0].1 - top[p][1].1;
-                assert!(
-                    margin < NEAR_TIE,
-                    "{name} {label:?}: greedy token {i} is {t}, llama.cpp {expected} (its margin {margin:.3})"
-                );
-                println!("{name} {label:?}: greedy paths part at token {i}, a near-tie (llama.cpp margin {margin:.3})");
-                break;
-            }
-            last = model.forward(&[t], &mut cache, false).unwrap();
-        }
-    }
-    let rate = agree_all as f64 / total_all as f64;
-    println!("{name}: aggregate teacher-forced agreement {agree_all}/{total_all} = {rate:.3}");
+    let (rate, _) = check_logits(name, &model, &fixture(name));
     assert!(rate >= 0.95, "{name}: aggregate agreement {rate:.3}");
 }
 

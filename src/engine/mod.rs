@@ -16,7 +16,7 @@ use crate::backend::{cpu::Cpu, Backend};
 use crate::constrain::{Constraint, GrammarIndex, Guide};
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
-use crate::model::{Decoder, KvCache};
+use crate::model::{Decoder, KvCache, DEFAULT_CONTEXT};
 use crate::sample::{Sampled, Sampler, SamplingParams};
 use crate::tokenizer::{ChatTemplate, Message, Tokenizer, Utf8Stream};
 use serde::{Deserialize, Serialize};
@@ -162,10 +162,14 @@ impl<B: Backend> Engine<B> {
     /// An engine whose model runs on `backend`.
     pub fn with_backend(mut gguf: Gguf, context_size: Option<usize>, backend: B) -> Result<Self> {
         // The model first: an unsupported architecture is the clearest error to give.
-        let model = Decoder::load(&mut gguf, backend)?;
+        let mut model = Decoder::load(&mut gguf, backend)?;
         let tokenizer = Tokenizer::from_gguf(&gguf.metadata)?;
         let template = tokenizer.chat_template(&gguf.metadata)?;
-        let context_size = context_size.unwrap_or(4096).min(model.cfg.context_length).max(1);
+        let context_size = context_size
+            .unwrap_or(DEFAULT_CONTEXT)
+            .min(model.cfg.context_length)
+            .max(1);
+        model.fit_context(context_size);
         let cache = model.new_cache();
         Ok(Engine {
             model,

@@ -27,6 +27,12 @@ pub struct Config {
     pub rope_base: f32,
     /// Linear RoPE scaling factor (positions are divided by it).
     pub rope_scale: f32,
+    /// Multiplies RoPE's cos and sin (`rope.scaling.attn_factor`, Phi-3's long-context
+    /// models): folded into `attn_scale` as its square, since only Q·K sees it.
+    pub rope_attn_factor: f32,
+    /// The context the model was trained for before its RoPE was stretched: past it,
+    /// Phi-3's long factors apply, within it the short ones (as llama.cpp chooses).
+    pub rope_orig_context: Option<usize>,
     /// Base for sliding-window layers (Gemma 3 trains them with 10 000).
     pub rope_base_local: f32,
     pub sliding_window: Option<usize>,
@@ -75,8 +81,23 @@ impl Config {
         let rope_base = meta.f64(&k("rope.freq_base"))?.unwrap_or(10_000.0) as f32;
         let rope_scale = match meta.str(&k("rope.scaling.type"))? {
             Some("linear") | None => meta.f64(&k("rope.scaling.factor"))?.unwrap_or(1.0) as f32,
+            // Per-dimension factors come as tensors (`rope_factors_*`, `rope_freqs`), read by
+            // the decoder; the type names them only.
+            Some("longrope" | "su" | "llama3") => 1.0,
             Some(other) => return Err(Error::Metadata(format!("RoPE scaling `{other}` is not supported yet"))),
         };
+        let rope_attn_factor = meta.f64(&k("rope.scaling.attn_factor"))?.unwrap_or(1.0) as f32;
+        if !(rope_attn_factor.is_finite() && rope_attn_factor > 0.0) {
+            return Err(Error::Metadata(format!("RoPE attention factor {rope_attn_factor}")));
+        }
+        if rope_attn_factor != 1.0 && rope_dim != head_dim {
+            // The factor scales the rotated dimensions only; folding it into the attention
+            // scale would be wrong for a partial rotation.
+            return Err(Error::Metadata(
+                "a RoPE attention factor with a partial rotation is not supported".into(),
+            ));
+        }
+        let rope_orig_context = meta.usize(&k("rope.scaling.original_context_length"))?;
         let vocab_size = meta
             .array("tokenizer.ggml.tokens")?
             .map(|a| a.len())
@@ -112,12 +133,14 @@ impl Config {
             rope_dim,
             rope_base,
             rope_scale,
+            rope_attn_factor,
+            rope_orig_context,
             rope_base_local: if gemma { 10_000.0 } else { rope_base },
             sliding_window,
             layer_is_local,
             activation: if gemma { Activation::GeluTanh } else { Activation::Silu },
             embed_scale: if gemma { Some((n_embd as f32).sqrt()) } else { None },
-            attn_scale: 1.0 / (head_dim as f32).sqrt(),
+            attn_scale: rope_attn_factor * rope_attn_factor / (head_dim as f32).sqrt(),
             attn_softcap: meta.f64(&k("attn_logit_softcapping"))?.map(|v| v as f32),
             final_softcap: meta.f64(&k("final_logit_softcapping"))?.map(|v| v as f32),
             arch,

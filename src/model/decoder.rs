@@ -42,7 +42,45 @@ struct Layer<B: Backend> {
     down: B::Matrix,
     post_ffn_norm: Option<B::Vector>,
     inv_freq: Vec<f32>,
+    local: bool,
     window: Option<usize>,
+}
+
+/// Per-dimension divisors of RoPE's frequencies, from tensors (one copy for all layers):
+/// Llama 3.1/3.2's `rope_freqs`, or Phi-3's long-context pair, of which llama.cpp takes the
+/// long one only when the context exceeds the original one.
+#[derive(Default)]
+struct RopeFactors {
+    freqs: Option<Vec<f32>>,
+    short: Option<Vec<f32>>,
+    long: Option<Vec<f32>>,
+}
+
+impl RopeFactors {
+    fn for_context(&self, cfg: &Config, context: usize) -> Option<&[f32]> {
+        if let Some(f) = &self.freqs {
+            return Some(f);
+        }
+        let original = cfg.rope_orig_context.unwrap_or(cfg.context_length);
+        if context > original {
+            self.long.as_deref()
+        } else {
+            self.short.as_deref()
+        }
+    }
+}
+
+/// The context an engine gets unless asked otherwise: the trained one, at most this.
+pub const DEFAULT_CONTEXT: usize = 4096;
+
+fn layer_inv_freq(cfg: &Config, local: bool, factors: Option<&[f32]>) -> Vec<f32> {
+    let mut f = cfg.inv_freq(local);
+    if let Some(factors) = factors {
+        for (f, d) in f.iter_mut().zip(factors) {
+            *f /= d;
+        }
+    }
+    f
 }
 
 /// The model, its weights held by backend `B` (the CPU unless said otherwise).
@@ -53,6 +91,7 @@ pub struct Decoder<B: Backend = Cpu> {
     layers: Vec<Layer<B>>,
     output_norm: B::Vector,
     output: B::Matrix,
+    rope_factors: RopeFactors,
 }
 
 struct Loader<'a, B: Backend>(&'a mut Gguf, &'a B);
@@ -92,6 +131,14 @@ impl<B: Backend> Loader<'_, B> {
         } else {
             Ok(None)
         }
+    }
+    /// RoPE divisors: finite and positive, or the rotation would be garbage.
+    fn opt_factors(&mut self, name: &str, len: usize) -> Result<Option<Vec<f32>>> {
+        let f = self.opt_f32(name, len)?;
+        if let Some(bad) = f.iter().flatten().find(|v| !(v.is_finite() && **v > 0.0)) {
+            return Err(Error::Metadata(format!("`{name}` holds {bad}")));
+        }
+        Ok(f)
     }
     fn linear(&mut self, name: &str, out_dim: usize, in_dim: usize) -> Result<B::Matrix> {
         let bias = self.opt_f32(&format!("{name}.bias"), out_dim)?;
@@ -172,6 +219,12 @@ impl<B: Backend> Decoder<B> {
                 }
             }
         };
+        let rope_factors = RopeFactors {
+            freqs: ld.opt_factors("rope_freqs.weight", cfg.rope_dim / 2)?,
+            short: ld.opt_factors("rope_factors_short.weight", cfg.rope_dim / 2)?,
+            long: ld.opt_factors("rope_factors_long.weight", cfg.rope_dim / 2)?,
+        };
+        let context = cfg.context_length.min(DEFAULT_CONTEXT);
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for i in 0..cfg.n_layer {
             let p = |s: &str| format!("blk.{i}.{s}");
@@ -204,7 +257,8 @@ impl<B: Backend> Decoder<B> {
                 ffn,
                 down: ld.linear(&p("ffn_down"), d, cfg.n_ff)?,
                 post_ffn_norm: ld.opt_vector(&p("post_ffw_norm.weight"), d)?,
-                inv_freq: cfg.inv_freq(local),
+                inv_freq: layer_inv_freq(&cfg, local, rope_factors.for_context(&cfg, context)),
+                local,
                 window: if local { cfg.sliding_window } else { None },
             });
         }
@@ -222,7 +276,17 @@ impl<B: Backend> Decoder<B> {
             layers,
             output_norm,
             output,
+            rope_factors,
         })
+    }
+
+    /// Sets RoPE for a context of `context` tokens: Phi-3's long-context models rotate with
+    /// other factors past their original context.
+    pub fn fit_context(&mut self, context: usize) {
+        let factors = self.rope_factors.for_context(&self.cfg, context);
+        for l in &mut self.layers {
+            l.inv_freq = layer_inv_freq(&self.cfg, l.local, factors);
+        }
     }
 
     pub fn new_cache(&self) -> KvCache<B> {

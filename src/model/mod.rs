@@ -5,5 +5,5 @@ mod decoder;
 mod kv_cache;
 
 pub use config::{Activation, Config, SUPPORTED};
-pub use decoder::Decoder;
+pub use decoder::{Decoder, DEFAULT_CONTEXT};
 pub use kv_cache::KvCache;

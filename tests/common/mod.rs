@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod gguf_writer;
+pub mod reference;
+pub mod variants;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,117 @@
+//! The families besides SmolLM2's and Gemma 3's, against llama.cpp: Qwen 2 (Q/K/V biases),
+//! Qwen 3 (QK-norm), Phi-3 (fused QKV and gate-up, untied output, long-context RoPE factors
+//! and attention factor), Llama 3's RoPE frequency factors. No such model is reachable from
+//! these machines, so the files are derived from SmolLM2's weights (tests/common/variants.rs)
+//! and scripts/make_fixtures.py runs the same files through llama.cpp.
+
+mod common;
+use candlelit::engine::Engine;
+use candlelit::gguf::{Gguf, Loader};
+use candlelit::model::Decoder;
+use common::reference::check_logits;
+use common::variants::{derive, Derive, VARIANTS};
+use common::*;
+
+fn variant(name: &str) -> Gguf {
+    let bytes = derive(&model_path(SMOLLM2), name, F32);
+    Loader::read_from(std::io::Cursor::new(&bytes), Some(bytes.len() as u64)).unwrap()
+}
+
+/// The families are compared in F32 (see [`Derive::f32`]): our quantized kernels are
+/// checked against llama.cpp on the real files (tests/parity.rs) and block by block
+/// (tests/kernels.rs); here what is checked is each family's arithmetic.
+const F32: Derive = Derive {
+    layers: None,
+    f32: true,
+};
+
+/// The fixtures' llama.cpp context; Phi-3's long factors need more than the variant's
+/// original 2048.
+const FIXTURE_CONTEXT: usize = 1024;
+
+fn parity(name: &str, fixture_name: &str, context: usize) {
+    let engine = Engine::new(variant(name), Some(context)).unwrap();
+    assert_eq!(
+        engine.model.cfg.arch,
+        if name == "llama-rope-freqs" { "llama" } else { name }
+    );
+    let (rate, mean_diff) = check_logits(fixture_name, &engine.model, &fixture(fixture_name));
+    assert!(rate >= 0.99, "{fixture_name}: aggregate agreement {rate:.3}");
+    assert!(
+        mean_diff < 0.05,
+        "{fixture_name}: logits differ from llama.cpp's by {mean_diff:.3} on average"
+    );
+}
+
+#[test]
+fn qwen2_matches_llama_cpp() {
+    parity("qwen2", "variant-qwen2", FIXTURE_CONTEXT);
+}
+
+#[test]
+fn qwen3_matches_llama_cpp() {
+    parity("qwen3", "variant-qwen3", FIXTURE_CONTEXT);
+}
+
+#[test]
+fn phi3_matches_llama_cpp_within_and_past_its_original_context() {
+    parity("phi3", "variant-phi3", FIXTURE_CONTEXT);
+    parity("phi3", "variant-phi3-long", 4096);
+}
+
+#[test]
+fn llama_rope_frequency_factors_match_llama_cpp() {
+    parity("llama-rope-freqs", "variant-llama-rope-freqs", FIXTURE_CONTEXT);
+}
+
+/// The Qwen and Phi files store Q and K in their original row order (RoPE on halves), Phi-3
+/// fuses matrices and unties the output: with their extras taken out (biases, QK-norms, RoPE
+/// factors) each must be SmolLM2 itself, to the bit over two layers (over all 30, activation
+/// quantization turns the attention's reordered sums into visible differences).
+#[test]
+fn variants_without_their_extras_are_smollm2() {
+    let src = model_path(SMOLLM2);
+    let load = |name: &str| {
+        let bytes = derive(
+            &src,
+            name,
+            Derive {
+                layers: Some(2),
+                f32: false,
+            },
+        );
+        let mut gguf = Loader::read_from(std::io::Cursor::new(&bytes), Some(bytes.len() as u64)).unwrap();
+        let extra = |n: &str| {
+            n.ends_with(".bias")
+                || n.contains("_norm.weight") && n.contains("attn_") && !n.contains("attn_norm")
+                || n.starts_with("rope_")
+        };
+        let names: Vec<String> = gguf.infos.iter().map(|t| t.name.clone()).filter(|n| extra(n)).collect();
+        assert_eq!(names.is_empty(), name == "llama", "{name}: extras {names:?}");
+        for n in names {
+            gguf.take(&n).unwrap();
+            gguf.infos.retain(|t| t.name != n);
+        }
+        gguf.metadata.0.remove("phi3.rope.scaling.attn_factor");
+        Decoder::from_gguf(&mut gguf).unwrap()
+    };
+    let tokens = [1u32, 504, 3458, 282, 4649, 314, 2];
+    let run = |m: &Decoder| m.forward(&tokens, &mut m.new_cache(), true).unwrap();
+    let want = run(&load("llama"));
+    for name in ["qwen2", "qwen3", "phi3"] {
+        assert!(run(&load(name)) == want, "{name} without its extras is not SmolLM2");
+    }
+}
+
+/// Writes the variants to models/variants/ for scripts/make_fixtures.py.
+#[test]
+#[ignore]
+fn write_variants() {
+    let dir = root().join("models/variants");
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in VARIANTS {
+        let path = dir.join(format!("variant-{name}.gguf"));
+        std::fs::write(&path, derive(&model_path(SMOLLM2), name, F32)).unwrap();
+        println!("wrote {}", path.display());
+    }
+}

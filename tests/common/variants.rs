@@ -1,0 +1,219 @@
+//! Models of the other families the engine runs (Qwen 2, Qwen 3, Phi-3, Llama 3's RoPE
+//! factors), derived from SmolLM2's real weights: no such model is reachable from these
+//! machines, and llama.cpp (scripts/make_fixtures.py) runs the same files as the reference.
+//!
+//! Every variant keeps SmolLM2's quantized blocks and tokenizer and changes what its family
+//! changes: tensor names and layout, extra tensors, metadata. The extra values are fixed
+//! formulas (no random generator), so the script and the tests make the same files.
+
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, gguf_file, GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+pub const VARIANTS: &[&str] = &["qwen2", "qwen3", "phi3", "llama-rope-freqs"];
+
+/// A fixed, varied sequence in [lo, hi] (a multiplicative hash, not a random generator).
+fn pattern(n: usize, salt: usize, lo: f32, hi: f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let h = ((i + 1) * 2654435761 + salt * 40503) % 1000;
+            lo + (hi - lo) * h as f32 / 999.0
+        })
+        .collect()
+}
+
+fn f32_tensor(values: Vec<f32>) -> QTensor {
+    let n = values.len();
+    let t = Tensor::from_vec(values, n, &Device::Cpu).expect("tensor");
+    QTensor::quantize(&t, GgmlDType::F32).expect("f32 tensor")
+}
+
+fn raw(t: &QTensor) -> Vec<u8> {
+    t.data().expect("tensor bytes").into_owned()
+}
+
+fn from_raw(dtype: GgmlDType, bytes: &[u8], dims: Vec<usize>) -> QTensor {
+    qtensor_from_ggml(dtype, bytes, dims, &Device::Cpu).expect("tensor from bytes")
+}
+
+/// llama.cpp's converter interleaves the two halves of every Q and K head for the llama
+/// architecture (its RoPE rotates adjacent pairs); the others rotate halves, so their files
+/// keep the original row order. This undoes the interleave, row by row.
+fn unpermute_rows(t: &QTensor, head_dim: usize) -> QTensor {
+    let dims = t.shape().dims().to_vec();
+    let bytes = raw(t);
+    let row = bytes.len() / dims[0];
+    let half = head_dim / 2;
+    let mut out = Vec::with_capacity(bytes.len());
+    for r in 0..dims[0] {
+        let (head, i) = (r / head_dim, r % head_dim);
+        let src = head * head_dim + 2 * (i % half) + i / half;
+        out.extend_from_slice(&bytes[src * row..(src + 1) * row]);
+    }
+    from_raw(t.dtype(), &out, dims)
+}
+
+/// Stacks matrices' rows (same type and width), as Phi-3 stores Q, K, V and gate, up.
+fn stack_rows(parts: &[&QTensor]) -> QTensor {
+    let mut bytes = vec![];
+    let mut rows = 0;
+    for p in parts {
+        bytes.extend(raw(p));
+        rows += p.shape().dims()[0];
+    }
+    let width = parts[0].shape().dims()[1];
+    from_raw(parts[0].dtype(), &bytes, vec![rows, width])
+}
+
+/// How to derive a variant.
+#[derive(Clone, Copy, Default)]
+pub struct Derive {
+    /// Keep only the first layers (`"llama"` as the variant gives the source itself).
+    pub layers: Option<usize>,
+    /// Store every tensor as F32: the families' semantics can then be compared with
+    /// llama.cpp closely, without activation quantization turning the order of a sum into
+    /// a flipped rounding that grows layer by layer.
+    pub f32: bool,
+}
+
+/// Writes `variant` of the SmolLM2 file at `source` as GGUF bytes.
+pub fn derive(source: &Path, variant: &str, how: Derive) -> Vec<u8> {
+    let layers = how.layers;
+    let mut file = std::fs::File::open(source).expect("source model");
+    let content = gguf_file::Content::read(&mut file).expect("source header");
+    let keep = |name: &str| match (layers, name.strip_prefix("blk.")) {
+        (Some(n), Some(rest)) => rest
+            .split('.')
+            .next()
+            .and_then(|i| i.parse::<usize>().ok())
+            .is_some_and(|i| i < n),
+        _ => true,
+    };
+    let mut names: Vec<&String> = content.tensor_infos.keys().filter(|n| keep(n)).collect();
+    names.sort_by_key(|n| content.tensor_infos[*n].offset);
+    let mut tensors: HashMap<String, QTensor> = names
+        .iter()
+        .map(|n| {
+            (
+                n.to_string(),
+                content.tensor(&mut file, n, &Device::Cpu).expect("tensor"),
+            )
+        })
+        .collect();
+    let get_u32 = |k: &str| content.metadata[k].to_u32().expect("u32 key") as usize;
+    let n_layer = layers.unwrap_or(get_u32("llama.block_count"));
+    let n_embd = get_u32("llama.embedding_length");
+    let head_dim = n_embd / get_u32("llama.attention.head_count");
+
+    let arch = match variant {
+        "llama-rope-freqs" | "llama" => "llama",
+        v => v,
+    };
+    let mut metadata: Vec<(String, gguf_file::Value)> = content
+        .metadata
+        .iter()
+        .filter(|(k, _)| k.as_str() != "general.architecture")
+        .map(|(k, v)| (k.replacen("llama.", &format!("{arch}."), 1), v.clone()))
+        .collect();
+    metadata.push(("general.architecture".into(), gguf_file::Value::String(arch.into())));
+    if layers.is_some() {
+        metadata.retain(|(k, _)| *k != format!("{arch}.block_count"));
+        metadata.push((format!("{arch}.block_count"), gguf_file::Value::U32(n_layer as u32)));
+    }
+    let mut order: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+
+    if arch != "llama" {
+        for i in 0..n_layer {
+            for w in ["attn_q", "attn_k"] {
+                let name = format!("blk.{i}.{w}.weight");
+                let t = unpermute_rows(&tensors[&name], head_dim);
+                tensors.insert(name, t);
+            }
+        }
+    }
+    fn add(tensors: &mut HashMap<String, QTensor>, order: &mut Vec<String>, name: String, t: QTensor) {
+        order.push(name.clone());
+        tensors.insert(name, t);
+    }
+    match variant {
+        "qwen2" => {
+            // Q, K and V biases, large enough to move every attention pattern.
+            for i in 0..n_layer {
+                for (j, w) in ["attn_q", "attn_k", "attn_v"].iter().enumerate() {
+                    let rows = tensors[&format!("blk.{i}.{w}.weight")].shape().dims()[0];
+                    let b = pattern(rows, i * 3 + j, -0.5, 0.5);
+                    add(&mut tensors, &mut order, format!("blk.{i}.{w}.bias"), f32_tensor(b));
+                }
+            }
+        }
+        "qwen3" => {
+            // Per-head RMS norms of Q and K (QK-norm) before RoPE.
+            for i in 0..n_layer {
+                for (j, w) in ["attn_q_norm", "attn_k_norm"].iter().enumerate() {
+                    let g = pattern(head_dim, i * 2 + j, 0.6, 1.6);
+                    add(&mut tensors, &mut order, format!("blk.{i}.{w}.weight"), f32_tensor(g));
+                }
+            }
+        }
+        "phi3" => {
+            for i in 0..n_layer {
+                let p = |w: &str| format!("blk.{i}.{w}.weight");
+                let qkv = stack_rows(&[&tensors[&p("attn_q")], &tensors[&p("attn_k")], &tensors[&p("attn_v")]]);
+                let gate_up = stack_rows(&[&tensors[&p("ffn_gate")], &tensors[&p("ffn_up")]]);
+                for w in ["attn_q", "attn_k", "attn_v", "ffn_gate", "ffn_up"] {
+                    tensors.remove(&p(w));
+                    order.retain(|n| *n != p(w));
+                }
+                add(&mut tensors, &mut order, p("attn_qkv"), qkv);
+                add(&mut tensors, &mut order, p("ffn_up"), gate_up);
+            }
+            // An untied output projection (a copy of the embedding table).
+            let embd = &tensors["token_embd.weight"];
+            let output = from_raw(embd.dtype(), &raw(embd), embd.shape().dims().to_vec());
+            add(&mut tensors, &mut order, "output.weight".into(), output);
+            // Phi-3.5's long-context RoPE: short factors within the original context (as
+            // here), long ones past it, and cos/sin scaled by an attention factor.
+            add(
+                &mut tensors,
+                &mut order,
+                "rope_factors_short.weight".into(),
+                f32_tensor(pattern(head_dim / 2, 1, 1.0, 3.0)),
+            );
+            add(
+                &mut tensors,
+                &mut order,
+                "rope_factors_long.weight".into(),
+                f32_tensor(pattern(head_dim / 2, 2, 4.0, 40.0)),
+            );
+            metadata.push(("phi3.rope.scaling.attn_factor".into(), gguf_file::Value::F32(1.19)));
+            metadata.push((
+                "phi3.rope.scaling.original_context_length".into(),
+                gguf_file::Value::U32(2048),
+            ));
+        }
+        "llama-rope-freqs" => {
+            // Llama 3.1/3.2 divide some RoPE frequencies by factors stored as a tensor.
+            add(
+                &mut tensors,
+                &mut order,
+                "rope_freqs.weight".into(),
+                f32_tensor(pattern(head_dim / 2, 3, 0.5, 4.0)),
+            );
+        }
+        "llama" => {}
+        other => panic!("unknown variant {other}"),
+    }
+    metadata.sort_by(|a, b| (a.0 != "general.architecture", &a.0).cmp(&(b.0 != "general.architecture", &b.0)));
+    let meta: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    if how.f32 {
+        for t in tensors.values_mut() {
+            let values = t.dequantize(&Device::Cpu).expect("dequantize");
+            *t = QTensor::quantize(&values, GgmlDType::F32).expect("f32");
+        }
+    }
+    let list: Vec<(&str, &QTensor)> = order.iter().map(|n| (n.as_str(), &tensors[n])).collect();
+    let mut out = std::io::Cursor::new(Vec::new());
+    gguf_file::write(&mut out, &meta, &list).expect("write variant");
+    out.into_inner()
+}
