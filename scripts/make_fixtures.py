@@ -15,8 +15,9 @@ Writes tests/fixtures/<model>.llamacpp.json with, per model:
     llama.cpp's own token-by-token greedy choice equals its batched argmax: its noise floor.
 
 `--variants` writes the other families' files derived from SmolLM2 (Qwen 2, Qwen 3, Phi-3,
-Llama 3's RoPE factors; tests/common/variants.rs, through `cargo test`) to models/variants/
-and their logits fixtures, tests/fixtures/variant-*.llamacpp.json (SmolLM2's prompts).
+Llama 3's RoPE factors; tests/common/variants.rs, through `cargo test`) and both test models
+converted to F32 to models/variants/, and their logits fixtures
+(tests/fixtures/variant-*.llamacpp.json, *-f32.llamacpp.json).
 """
 import json
 import os
@@ -61,14 +62,18 @@ PROMPTS = {
     ],
 }
 N_GEN = 64
-# Fixture name: (variant file, llama.cpp context). Phi-3's variant has an original context of
-# 2048: within it llama.cpp rotates with the short factors, past it with the long ones.
+# Fixture name: (file in models/variants, llama.cpp context, prompts). Phi-3's variant has an
+# original context of 2048: within it llama.cpp rotates with the short factors, past it with
+# the long ones. The `-f32` files are the test models themselves in F32.
+SMOL = "smollm2-135m-instruct-q4_1"
 VARIANTS = {
-    "variant-qwen2": ("variant-qwen2", 1024),
-    "variant-qwen3": ("variant-qwen3", 1024),
-    "variant-phi3": ("variant-phi3", 1024),
-    "variant-phi3-long": ("variant-phi3", 4096),
-    "variant-llama-rope-freqs": ("variant-llama-rope-freqs", 1024),
+    "variant-qwen2": ("variant-qwen2", 1024, SMOL),
+    "variant-qwen3": ("variant-qwen3", 1024, SMOL),
+    "variant-phi3": ("variant-phi3", 1024, SMOL),
+    "variant-phi3-long": ("variant-phi3", 4096, SMOL),
+    "variant-llama-rope-freqs": ("variant-llama-rope-freqs", 1024, SMOL),
+    "smollm2-135m-instruct-f32": ("smollm2-135m-instruct-f32", 1024, SMOL),
+    "gemma-3-270m-f32": ("gemma-3-270m-f32", 1024, "gemma-3-270m-q4_k_m"),
 }
 
 
@@ -115,11 +120,11 @@ def variants():
         cwd=ROOT,
         check=True,
     )
-    for name, (file, n_ctx) in VARIANTS.items():
+    for name, (file, n_ctx, prompts) in VARIANTS.items():
         path = os.path.join(MODELS, "variants", file + ".gguf")
         llm = Llama(model_path=path, n_ctx=n_ctx, n_batch=1024, logits_all=True, n_threads=2, verbose=False, seed=0)
         fixture = {"llama_cpp_python": llama_cpp_version, "model": file + ".gguf", "n_ctx": n_ctx, "tokenizer": []}
-        fixture["logits"] = logits_cases(llm, name, PROMPTS["smollm2-135m-instruct-q4_1"])
+        fixture["logits"] = logits_cases(llm, name, PROMPTS[prompts])
         with open(os.path.join(OUT, name + ".llamacpp.json"), "w") as f:
             json.dump(fixture, f, ensure_ascii=False, indent=1)
         del llm

@@ -20,11 +20,11 @@ pub const NEAR_TIE: f32 = 0.5;
 
 /// Compares `model` with llama.cpp's fixture `fx`: teacher-forced argmax at every position
 /// (a disagreement must be a near-tie on both sides), the mean logit difference on
-/// llama.cpp's top 8, and the first 16 greedy tokens. Returns the aggregate agreement and
-/// mean logit difference.
-pub fn check_logits<B: Backend>(name: &str, model: &Decoder<B>, fx: &serde_json::Value) -> (f64, f32) {
+/// llama.cpp's top 8, and the first 16 greedy tokens.
+pub fn check_logits<B: Backend>(name: &str, model: &Decoder<B>, fx: &serde_json::Value) -> Agreement {
     let vocab = model.cfg.vocab_size;
     let (mut agree_all, mut total_all, mut diff_all, mut diff_all_n) = (0, 0, 0.0f32, 0);
+    let mut greedy_parted = 0;
     for case in fx["logits"].as_array().unwrap() {
         let label: String = case["prompt"].as_str().unwrap().chars().take(24).collect();
         let prompt = ids(&case["prompt_ids"]);
@@ -98,6 +98,7 @@ pub fn check_logits<B: Backend>(name: &str, model: &Decoder<B>, fx: &serde_json:
                     "{name} {label:?}: greedy token {i} is {t}, llama.cpp {expected} (its margin {margin:.3})"
                 );
                 println!("{name} {label:?}: greedy paths part at token {i}, a near-tie (llama.cpp margin {margin:.3})");
+                greedy_parted += 1;
                 break;
             }
             last = model.forward(&[t], &mut cache, false).unwrap();
@@ -106,5 +107,18 @@ pub fn check_logits<B: Backend>(name: &str, model: &Decoder<B>, fx: &serde_json:
     let rate = agree_all as f64 / total_all as f64;
     let mean_diff = diff_all / diff_all_n as f32;
     println!("{name}: aggregate teacher-forced agreement {agree_all}/{total_all} = {rate:.3}, mean |logit diff| {mean_diff:.4}");
-    (rate, mean_diff)
+    Agreement {
+        rate,
+        mean_diff,
+        greedy_parted,
+    }
+}
+
+pub struct Agreement {
+    /// Teacher-forced argmax agreement over all positions of all prompts.
+    pub rate: f64,
+    /// Mean |logit difference| on llama.cpp's top 8.
+    pub mean_diff: f32,
+    /// Prompts whose first 16 greedy tokens were not all llama.cpp's (at a near-tie).
+    pub greedy_parted: usize,
 }

@@ -69,7 +69,7 @@ fn stack_rows(parts: &[&QTensor]) -> QTensor {
 /// How to derive a variant.
 #[derive(Clone, Copy, Default)]
 pub struct Derive {
-    /// Keep only the first layers (`"llama"` as the variant gives the source itself).
+    /// Keep only the first layers.
     pub layers: Option<usize>,
     /// Store every tensor as F32: the families' semantics can then be compared with
     /// llama.cpp closely, without activation quantization turning the order of a sum into
@@ -77,7 +77,8 @@ pub struct Derive {
     pub f32: bool,
 }
 
-/// Writes `variant` of the SmolLM2 file at `source` as GGUF bytes.
+/// Writes `variant` of the SmolLM2 file at `source` as GGUF bytes; the variant `"same"`
+/// is the source itself (any model), as `how` asks.
 pub fn derive(source: &Path, variant: &str, how: Derive) -> Vec<u8> {
     let layers = how.layers;
     let mut file = std::fs::File::open(source).expect("source model");
@@ -101,20 +102,37 @@ pub fn derive(source: &Path, variant: &str, how: Derive) -> Vec<u8> {
             )
         })
         .collect();
-    let get_u32 = |k: &str| content.metadata[k].to_u32().expect("u32 key") as usize;
-    let n_layer = layers.unwrap_or(get_u32("llama.block_count"));
-    let n_embd = get_u32("llama.embedding_length");
-    let head_dim = n_embd / get_u32("llama.attention.head_count");
+    let source_arch = content.metadata["general.architecture"]
+        .to_string()
+        .expect("architecture")
+        .clone();
+    let get_u32 = |k: &str| {
+        content.metadata[&format!("{source_arch}.{k}")]
+            .to_u32()
+            .expect("u32 key") as usize
+    };
+    let n_layer = layers.unwrap_or(get_u32("block_count"));
+    let n_embd = get_u32("embedding_length");
+    let head_dim = n_embd / get_u32("attention.head_count");
 
     let arch = match variant {
-        "llama-rope-freqs" | "llama" => "llama",
-        v => v,
+        "same" => source_arch.as_str(),
+        "llama-rope-freqs" => "llama",
+        v => {
+            assert_eq!(source_arch, "llama", "variants are made from SmolLM2");
+            v
+        }
     };
     let mut metadata: Vec<(String, gguf_file::Value)> = content
         .metadata
         .iter()
         .filter(|(k, _)| k.as_str() != "general.architecture")
-        .map(|(k, v)| (k.replacen("llama.", &format!("{arch}."), 1), v.clone()))
+        .map(|(k, v)| {
+            (
+                k.replacen(&format!("{source_arch}."), &format!("{arch}."), 1),
+                v.clone(),
+            )
+        })
         .collect();
     metadata.push(("general.architecture".into(), gguf_file::Value::String(arch.into())));
     if layers.is_some() {
@@ -123,7 +141,8 @@ pub fn derive(source: &Path, variant: &str, how: Derive) -> Vec<u8> {
     }
     let mut order: Vec<String> = names.iter().map(|n| n.to_string()).collect();
 
-    if arch != "llama" {
+    // Rows back in the original order for the families that rotate halves.
+    if source_arch == "llama" && arch != "llama" {
         for i in 0..n_layer {
             for w in ["attn_q", "attn_k"] {
                 let name = format!("blk.{i}.{w}.weight");
@@ -201,7 +220,7 @@ pub fn derive(source: &Path, variant: &str, how: Derive) -> Vec<u8> {
                 f32_tensor(pattern(head_dim / 2, 3, 0.5, 4.0)),
             );
         }
-        "llama" => {}
+        "same" => {}
         other => panic!("unknown variant {other}"),
     }
     metadata.sort_by(|a, b| (a.0 != "general.architecture", &a.0).cmp(&(b.0 != "general.architecture", &b.0)));
