@@ -17,7 +17,9 @@ Writes tests/fixtures/<model>.llamacpp.json with, per model:
 `--variants` writes the other families' files derived from SmolLM2 (Qwen 2, Qwen 3, Phi-3,
 Llama 3's RoPE factors; tests/common/variants.rs, through `cargo test`) and both test models
 converted to F32 to models/variants/, and their logits fixtures
-(tests/fixtures/variant-*.llamacpp.json, *-f32.llamacpp.json).
+(tests/fixtures/variant-*.llamacpp.json, *-f32.llamacpp.json); then, as `--pre-tokenizers`
+alone does, SmolLM2's vocabulary under every pre-tokenizer name llama.cpp knows
+(tests/fixtures/pre-tokenizers.llamacpp.json).
 """
 import json
 import os
@@ -130,10 +132,59 @@ def variants():
         del llm
 
 
+# Texts where pre-tokenizers split differently: digit runs, contractions in any case, case
+# changes inside words, line breaks, slashes, punctuation runs, scripts without spaces.
+PRE_TEXTS = COMMON_TEXTS + [
+    "I'M sure you'RE right, we'll see; DON'T panic. It's 12345678 vs 3.14159 and 1,000,000.",
+    "HelloWorld camelCase XMLHttpRequest iPhone McDonald's ÉCOLE école",
+    "path/to/file.txt a/b//c \\server\\share http://example.com/x?y=1&z=2",
+    "line one\r\nline two\n\n\nline three\r\r\n\ttabbed\t\tend   ",
+    "!!!??? ... --- === *** ((nested)) [[x]] {{y}} <tag attr=\"v\">",
+    "日本語のテキストとカタカナ、한국어 문장입니다. ภาษาไทย हिन्दी में ٣٤٥ १२३",
+    "<|im_start|>user\nHi<|im_end|> and <|endoftext|> inside text",
+]
+
+
+def pre_tokenizers():
+    """llama.cpp's token ids per pre-tokenizer name, or that it refuses the name."""
+    subprocess.run(
+        ["cargo", "test", "--release", "--test", "architectures", "--", "--ignored", "--exact",
+         "write_pre_tokenizer_files"],
+        cwd=ROOT,
+        check=True,
+    )
+    out = {"llama_cpp_python": llama_cpp_version, "texts": PRE_TEXTS, "pre": {}}
+    folder = os.path.join(MODELS, "variants", "pre")
+    for file in sorted(os.listdir(folder)):
+        pre = file[: -len(".gguf")]
+        try:
+            llm = Llama(model_path=os.path.join(folder, file), vocab_only=True, verbose=False)
+        except Exception as e:  # llama.cpp refuses names it does not know
+            out["pre"][pre] = {"supported": False, "error": str(e)}
+            print(pre, "refused")
+            continue
+        cases = []
+        for text in PRE_TEXTS:
+            cases.append(
+                {
+                    "special": llm.tokenize(text.encode("utf-8"), add_bos=True, special=True),
+                    "plain": llm.tokenize(text.encode("utf-8"), add_bos=False, special=False),
+                }
+            )
+        out["pre"][pre] = {"supported": True, "cases": cases}
+        print(pre, "ok")
+        del llm
+    with open(os.path.join(OUT, "pre-tokenizers.llamacpp.json"), "w") as f:
+        json.dump(out, f, ensure_ascii=False, separators=(",", ":"))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     if sys.argv[1:] == ["--variants"]:
-        return variants()
+        variants()
+        return pre_tokenizers()
+    if sys.argv[1:] == ["--pre-tokenizers"]:
+        return pre_tokenizers()
     names = sys.argv[1:] or list(PROMPTS)
     for name in names:
         path = os.path.join(MODELS, name + ".gguf")

@@ -9,7 +9,7 @@ use candlelit::engine::Engine;
 use candlelit::gguf::{Gguf, Loader};
 use candlelit::model::Decoder;
 use common::reference::check_logits;
-use common::variants::{derive, Derive, VARIANTS};
+use common::variants::{derive, with_pre_tokenizer, Derive, PRE_TOKENIZERS, VARIANTS};
 use common::*;
 
 fn variant(name: &str) -> Gguf {
@@ -124,5 +124,21 @@ fn write_variants() {
         let path = dir.join(format!("{name}.gguf"));
         std::fs::write(&path, bytes).unwrap();
         println!("wrote {}", path.display());
+    }
+}
+
+/// Writes one tokenizer-only file per pre-tokenizer name to models/variants/pre/ for
+/// scripts/make_fixtures.py.
+#[test]
+#[ignore]
+fn write_pre_tokenizer_files() {
+    let dir = root().join("models/variants/pre");
+    std::fs::create_dir_all(&dir).unwrap();
+    for pre in PRE_TOKENIZERS {
+        std::fs::write(
+            dir.join(format!("{pre}.gguf")),
+            with_pre_tokenizer(&model_path(SMOLLM2), pre),
+        )
+        .unwrap();
     }
 }

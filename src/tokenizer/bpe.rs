@@ -12,22 +12,84 @@ use std::collections::HashMap;
 const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
 const LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Qwen 3.5: letters keep their combining marks.
+const QWEN35: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Mistral's Tekken: words split where the case changes (`[^a-z]` among letters is upper case).
+const TEKKEN: &str = r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// GPT-4o (Phi-4, Llama 4): case-split words that keep a following contraction, digits by three.
+const GPT4O: &str = r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// DeepSeek V3 and Hunyuan (dense): CJK runs apart, punctuation-led words.
+const DEEPSEEK3: &str = r##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"##;
+const BAILINGMOE: &str = r"'(?:[sSdDmMtT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+";
+const SEED_CODER: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1}| ?[^\s\p{L}\p{N}\r\n]+|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Jais 2: llama3's pattern with whitespace runs cut at powers of two.
+const JAIS2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s{512}(?!\S)|\s{256}(?!\S)|\s{128}(?!\S)|\s{64}(?!\S)|\s{32}(?!\S)|\s{16}(?!\S)|\s{8}(?!\S)|\s{4}(?!\S)|\s{1,2}(?!\S)|\s{1}";
+const PORO: &str = r" ?[^(\s|.,!?…。，、।۔،)]+";
 
-/// The regexes llama.cpp applies, in order, for a `tokenizer.ggml.pre` value.
-fn pre_tokenizer_regexes(pre: &str) -> Vec<&'static str> {
-    match pre {
-        "llama3" | "llama-bpe" | "llama-v3" | "falcon3" | "pixtral" | "dbrx" | "smaug-bpe" => {
-            vec![LLAMA3]
-        }
-        "qwen2" | "deepseek-r1-qwen" | "megrez" => vec![QWEN2],
-        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b" => {
-            vec![r"\p{N}", GPT2]
-        }
-        "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gpt3-finnish" | "jina-v1-en" | "jina-v2-es" | "jina-v2-de" => {
-            vec![GPT2]
-        }
-        _ => vec![r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"[0-9][0-9][0-9]"],
+/// How llama.cpp splits text for a `tokenizer.ggml.pre` value: the regexes, applied in
+/// order (each splits the pieces the previous left), and whether a piece that is a whole
+/// token is taken as is instead of being merged up from characters.
+pub struct PreTokenizer {
+    regexes: &'static [&'static str],
+    pub ignore_merges: bool,
+    /// llama.cpp adds BOS for these families unless the file says otherwise.
+    pub add_bos: bool,
+}
+
+const fn pre(regexes: &'static [&'static str]) -> PreTokenizer {
+    PreTokenizer {
+        regexes,
+        ignore_merges: false,
+        add_bos: false,
     }
+}
+
+/// The names llama.cpp knows and splits with regexes alone; others (ones needing its
+/// hand-written splitters, or unknown) are refused, as llama.cpp refuses unknown names,
+/// rather than tokenized the wrong way.
+pub fn pre_tokenizer(name: &str) -> Result<PreTokenizer> {
+    const LLAMA3_FAMILY: PreTokenizer = PreTokenizer {
+        regexes: &[LLAMA3],
+        ignore_merges: true,
+        add_bos: true,
+    };
+    Ok(match name {
+        "default" => pre(&[r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", r"[0-9][0-9][0-9]"]),
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0" | "lfm2" => {
+            LLAMA3_FAMILY
+        }
+        "dbrx" | "smaug-bpe" | "chatglm-bpe" | "glm4" => pre(&[LLAMA3]),
+        "qwen2" | "deepseek-r1-qwen" | "kormo" | "megrez" | "stablelm2" | "hunyuan" | "solar-open" | "grok-2" => {
+            pre(&[QWEN2])
+        }
+        "qwen35" => pre(&[QWEN35]),
+        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b" | "mellum2" => {
+            pre(&[r"\p{N}", GPT2])
+        }
+        "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de" | "a.x-4.0" | "mellum"
+        | "exaone4" | "mpt" | "olmo" | "jais" | "trillion" | "granite-docling" | "jina-v1-en" | "jina-v2-code"
+        | "roberta-bpe" => pre(&[GPT2]),
+        "falcon" => pre(&[r"[\p{P}\$\+<=>\^~\|`]+", GPT2, r"[0-9][0-9][0-9]"]),
+        "deepseek-coder" => pre(&[r"[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", r"[一-龥ࠀ-一가-퟿]+", r"\p{N}"]),
+        "deepseek-v3" | "hunyuan-dense" => pre(&[r"\p{N}{1,3}", r"[一-龥぀-ゟ゠-ヿ]+", DEEPSEEK3]),
+        "poro-chat" | "bloom" | "gpt3-finnish" => pre(&[PORO]),
+        "viking" => pre(&[PORO, r"\p{N}"]),
+        "tekken" => PreTokenizer {
+            regexes: &[TEKKEN],
+            ignore_merges: true,
+            add_bos: true,
+        },
+        "gpt-4o" | "llama4" | "minimax-m2" | "kanana2" => pre(&[GPT4O]),
+        "superbpe" => pre(&[r"\p{N}+", r"(?=(\d{3})+(?!\d))"]),
+        "bailingmoe" | "bailingmoe2" | "llada-moe" => pre(&[BAILINGMOE]),
+        "seed-coder" => pre(&[SEED_CODER]),
+        "jais-2" => pre(&[JAIS2]),
+        other => {
+            return Err(Error::Tokenizer(format!(
+                "the pre-tokenizer `{other}` (tokenizer.ggml.pre) is not supported"
+            )))
+        }
+    })
 }
 
 /// GPT-2's reversible map from bytes to printable characters.
@@ -48,6 +110,7 @@ fn byte_to_char_table() -> [char; 256] {
 
 pub struct Bpe {
     regexes: Vec<Regex>,
+    ignore_merges: bool,
     /// (left id, right id) -> (rank, merged id).
     merges: HashMap<(u32, u32), (u32, u32)>,
     byte_to_char: [char; 256],
@@ -56,8 +119,10 @@ pub struct Bpe {
 
 impl Bpe {
     pub fn new(vocab: &Vocab, merges: &[String], pre: &str) -> Result<Self> {
-        let regexes = pre_tokenizer_regexes(pre)
-            .into_iter()
+        let pre = pre_tokenizer(pre)?;
+        let regexes = pre
+            .regexes
+            .iter()
             .map(|r| Regex::new(r).map_err(|e| Error::Tokenizer(format!("pre-tokenizer regex: {e}"))))
             .collect::<Result<Vec<_>>>()?;
         let mut table = HashMap::with_capacity(merges.len());
@@ -74,6 +139,7 @@ impl Bpe {
         let char_to_byte = byte_to_char.iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
         Ok(Bpe {
             regexes,
+            ignore_merges: pre.ignore_merges,
             merges: table,
             byte_to_char,
             char_to_byte,
@@ -107,10 +173,13 @@ impl Bpe {
     pub fn encode(&self, vocab: &Vocab, text: &str, out: &mut Vec<u32>) {
         for word in self.split(text) {
             let mapped: String = word.bytes().map(|b| self.byte_to_char[b as usize]).collect();
-            if let Some(id) = vocab.id(&mapped) {
-                // Shortcut for whole-word tokens: merges would rebuild them anyway.
-                out.push(id);
-                continue;
+            // llama.cpp takes whole-word tokens as they are for some families only; for the
+            // others merges decide, and may not rebuild the word's token.
+            if self.ignore_merges {
+                if let Some(id) = vocab.id(&mapped) {
+                    out.push(id);
+                    continue;
+                }
             }
             self.merge_word(vocab, &mapped, out);
         }

@@ -135,9 +135,12 @@ impl Vocab {
         v.eos = id("tokenizer.ggml.eos_token_id")?;
         v.unk = id("tokenizer.ggml.unknown_token_id")?;
         let model = meta.str("tokenizer.ggml.model")?.unwrap_or("llama");
-        // llama.cpp's defaults when a file is silent: SentencePiece models add BOS and a space prefix.
+        // llama.cpp's defaults when a file is silent: SentencePiece models add BOS and a space
+        // prefix; of the byte-level ones, Llama 3's and Tekken's families add BOS.
         let spm = model == "llama";
-        v.add_bos = meta.bool("tokenizer.ggml.add_bos_token")?.unwrap_or(spm);
+        let bpe_bos = model == "gpt2"
+            && super::bpe::pre_tokenizer(meta.str("tokenizer.ggml.pre")?.unwrap_or("default")).is_ok_and(|p| p.add_bos);
+        v.add_bos = meta.bool("tokenizer.ggml.add_bos_token")?.unwrap_or(spm || bpe_bos);
         v.add_eos = meta.bool("tokenizer.ggml.add_eos_token")?.unwrap_or(false);
         v.add_space_prefix = meta.bool("tokenizer.ggml.add_space_prefix")?.unwrap_or(spm);
         for key in [

@@ -236,3 +236,128 @@ pub fn derive(source: &Path, variant: &str, how: Derive) -> Vec<u8> {
     gguf_file::write(&mut out, &meta, &list).expect("write variant");
     out.into_inner()
 }
+
+/// A tokenizer-only file: SmolLM2's metadata (vocabulary, merges, special tokens) with
+/// `tokenizer.ggml.pre` set to `pre`, and no tensors. The pre-tokenizer name decides how
+/// text is split before the merges, differently for each family of models. A `+nobos`
+/// suffix leaves out `tokenizer.ggml.add_bos_token`, so that the family's default decides;
+/// `+cut` drops the merges that make " quick" and " brown", tokens that stay in the
+/// vocabulary: families that take whole-word tokens as they are still find them.
+pub fn with_pre_tokenizer(source: &Path, name: &str) -> Vec<u8> {
+    let (pre, no_bos) = match name.strip_suffix("+nobos") {
+        Some(pre) => (pre, true),
+        None => (name, false),
+    };
+    let (pre, cut) = match pre.strip_suffix("+cut") {
+        Some(pre) => (pre, true),
+        None => (pre, false),
+    };
+    let mut file = std::fs::File::open(source).expect("source model");
+    let content = gguf_file::Content::read(&mut file).expect("source header");
+    let mut metadata: Vec<(String, gguf_file::Value)> = content
+        .metadata
+        .into_iter()
+        .filter(|(k, _)| k != "tokenizer.ggml.pre" && !(no_bos && k == "tokenizer.ggml.add_bos_token"))
+        .collect();
+    metadata.push(("tokenizer.ggml.pre".into(), gguf_file::Value::String(pre.into())));
+    if cut {
+        for (k, v) in &mut metadata {
+            if k == "tokenizer.ggml.merges" {
+                if let gguf_file::Value::Array(merges) = v {
+                    merges.retain(|m| {
+                        let m = m.to_string().expect("merge");
+                        !matches!(m.replace(' ', "").as_str(), "Ġquick" | "Ġbrown")
+                    });
+                }
+            }
+        }
+    }
+    metadata.sort_by(|a, b| (a.0 != "general.architecture", &a.0).cmp(&(b.0 != "general.architecture", &b.0)));
+    let meta: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut out = std::io::Cursor::new(Vec::new());
+    gguf_file::write(&mut out, &meta, &[]).expect("write tokenizer file");
+    out.into_inner()
+}
+
+/// Pre-tokenizer names to check against llama.cpp: every name it knows (some of which it
+/// splits the same way), and one it does not.
+pub const PRE_TOKENIZERS: &[&str] = &[
+    "default",
+    "llama3",
+    "llama-v3",
+    "llama-bpe",
+    "falcon3",
+    "pixtral",
+    "midm-2.0",
+    "lfm2",
+    "dbrx",
+    "smaug-bpe",
+    "deepseek-llm",
+    "deepseek-coder",
+    "deepseek-v3",
+    "deepseek-r1-qwen",
+    "falcon",
+    "mpt",
+    "starcoder",
+    "gpt-2",
+    "phi-2",
+    "jina-es",
+    "jina-de",
+    "jina-v1-en",
+    "jina-v2-es",
+    "jina-v2-de",
+    "jina-v2-code",
+    "refact",
+    "command-r",
+    "qwen2",
+    "qwen35",
+    "stablelm2",
+    "olmo",
+    "poro-chat",
+    "gpt3-finnish",
+    "bloom",
+    "viking",
+    "jais",
+    "jais-2",
+    "tekken",
+    "smollm",
+    "codeshell",
+    "chatglm-bpe",
+    "exaone",
+    "exaone4",
+    "minerva-7b",
+    "chameleon",
+    "gpt-4o",
+    "minimax-m2",
+    "superbpe",
+    "trillion",
+    "bailingmoe",
+    "seed-coder",
+    "kimi-k2",
+    "grok-2",
+    "hunyuan",
+    "hunyuan-dense",
+    "a.x-4.0",
+    "llada-moe",
+    "megrez",
+    "gigachat",
+    "mellum",
+    "granite-docling",
+    "afmoe",
+    "solar-open",
+    "roberta-bpe",
+    "no-such-pre-tokenizer",
+    "llama-bpe+nobos",
+    "tekken+nobos",
+    "qwen2+nobos",
+    "gpt-2+nobos",
+    "llama-bpe+cut",
+    "gpt-2+cut",
+    "falcon-h1",
+    "kormo",
+    "glm4",
+    "mellum2",
+    "llama4",
+    "kanana2",
+    "bailingmoe2",
+];
