@@ -9,7 +9,7 @@ use candlelit::engine::Engine;
 use candlelit::gguf::{Gguf, Loader};
 use candlelit::model::Decoder;
 use common::reference::check_logits;
-use common::variants::{derive, with_pre_tokenizer, Derive, PRE_TOKENIZERS, VARIANTS};
+use common::variants::{derive, tokenizer_source, with_pre_tokenizer, Derive, PRE_TOKENIZERS, VARIANTS};
 use common::*;
 
 fn variant(name: &str) -> Gguf {
@@ -137,7 +137,7 @@ fn write_pre_tokenizer_files() {
     for pre in PRE_TOKENIZERS {
         std::fs::write(
             dir.join(format!("{pre}.gguf")),
-            with_pre_tokenizer(&model_path(SMOLLM2), pre),
+            with_pre_tokenizer(&model_path(tokenizer_source(pre)), pre),
         )
         .unwrap();
     }

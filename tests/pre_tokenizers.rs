@@ -7,7 +7,7 @@
 mod common;
 use candlelit::gguf::Loader;
 use candlelit::tokenizer::Tokenizer;
-use common::variants::with_pre_tokenizer;
+use common::variants::{tokenizer_source, with_pre_tokenizer};
 use common::*;
 
 /// Names llama.cpp splits with hand-written code or for models far too large for a page
@@ -26,7 +26,7 @@ fn every_pre_tokenizer_splits_as_llama_cpp_does() {
         .collect();
     let mut failures = vec![];
     for (pre, want) in fx["pre"].as_object().unwrap() {
-        let bytes = with_pre_tokenizer(&model_path(SMOLLM2), pre);
+        let bytes = with_pre_tokenizer(&model_path(tokenizer_source(pre)), pre);
         let gguf = Loader::read_from(std::io::Cursor::new(&bytes), Some(bytes.len() as u64)).unwrap();
         let tok = Tokenizer::from_gguf(&gguf.metadata);
         if !want["supported"].as_bool().unwrap() || REFUSED.contains(&pre.as_str()) {

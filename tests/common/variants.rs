@@ -237,8 +237,20 @@ pub fn derive(source: &Path, variant: &str, how: Derive) -> Vec<u8> {
     out.into_inner()
 }
 
+/// The model whose tokenizer a [`with_pre_tokenizer`] name starts from: Gemma 3's
+/// SentencePiece vocabulary for `gemma…` names, SmolLM2's byte-level BPE otherwise.
+pub fn tokenizer_source(name: &str) -> &'static str {
+    if name.starts_with("gemma") {
+        super::GEMMA3
+    } else {
+        super::SMOLLM2
+    }
+}
+
 /// A tokenizer-only file: SmolLM2's metadata (vocabulary, merges, special tokens) with
-/// `tokenizer.ggml.pre` set to `pre`, and no tensors. The pre-tokenizer name decides how
+/// `tokenizer.ggml.pre` set to `pre`, and no tensors (`gemma` names keep Gemma 3's
+/// SentencePiece tokenizer, `+space` setting its `add_space_prefix`, as Llama 2's, Phi-3's
+/// and Mistral's files do). The pre-tokenizer name decides how
 /// text is split before the merges, differently for each family of models. A `+nobos`
 /// suffix leaves out `tokenizer.ggml.add_bos_token`, so that the family's default decides;
 /// `+cut` drops the merges that make " quick" and " brown", tokens that stay in the
@@ -252,14 +264,28 @@ pub fn with_pre_tokenizer(source: &Path, name: &str) -> Vec<u8> {
         Some(pre) => (pre, true),
         None => (pre, false),
     };
+    let (pre, space) = match pre.strip_suffix("+space") {
+        Some(pre) => (pre, true),
+        None => (pre, false),
+    };
+    let spm = pre == "gemma";
     let mut file = std::fs::File::open(source).expect("source model");
     let content = gguf_file::Content::read(&mut file).expect("source header");
     let mut metadata: Vec<(String, gguf_file::Value)> = content
         .metadata
         .into_iter()
-        .filter(|(k, _)| k != "tokenizer.ggml.pre" && !(no_bos && k == "tokenizer.ggml.add_bos_token"))
+        .filter(|(k, _)| {
+            !(k == "tokenizer.ggml.pre" && !spm)
+                && !(no_bos && k == "tokenizer.ggml.add_bos_token")
+                && !(space && k == "tokenizer.ggml.add_space_prefix")
+        })
         .collect();
-    metadata.push(("tokenizer.ggml.pre".into(), gguf_file::Value::String(pre.into())));
+    if !spm {
+        metadata.push(("tokenizer.ggml.pre".into(), gguf_file::Value::String(pre.into())));
+    }
+    if space {
+        metadata.push(("tokenizer.ggml.add_space_prefix".into(), gguf_file::Value::Bool(true)));
+    }
     if cut {
         for (k, v) in &mut metadata {
             if k == "tokenizer.ggml.merges" {
@@ -360,4 +386,7 @@ pub const PRE_TOKENIZERS: &[&str] = &[
     "llama4",
     "kanana2",
     "bailingmoe2",
+    "gemma",
+    "gemma+space",
+    "gemma+space+nobos",
 ];
