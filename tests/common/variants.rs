@@ -275,9 +275,10 @@ pub fn with_pre_tokenizer(source: &Path, name: &str) -> Vec<u8> {
         .metadata
         .into_iter()
         .filter(|(k, _)| {
-            !(k == "tokenizer.ggml.pre" && !spm)
-                && !(no_bos && k == "tokenizer.ggml.add_bos_token")
-                && !(space && k == "tokenizer.ggml.add_space_prefix")
+            let replaced = (k == "tokenizer.ggml.pre" && !spm)
+                || (no_bos && k == "tokenizer.ggml.add_bos_token")
+                || (space && k == "tokenizer.ggml.add_space_prefix");
+            !replaced
         })
         .collect();
     if !spm {
