@@ -60,6 +60,21 @@ fn phi3_matches_llama_cpp_within_and_past_its_original_context() {
     parity("phi3", "variant-phi3-long", 4096);
 }
 
+/// Gemma 3 with a 32-token sliding window (the real one, 512, is longer than the fixtures'
+/// sequences) and linear RoPE scaling on its global layers, as Gemma 3 4B has.
+#[test]
+fn gemma3_sliding_window_and_rope_scaling_match_llama_cpp() {
+    let bytes = derive(&model_path(GEMMA3), "gemma3-window-rope", F32);
+    let gguf = Loader::read_from(std::io::Cursor::new(&bytes), Some(bytes.len() as u64)).unwrap();
+    drop(bytes);
+    let engine = Engine::new(gguf, Some(FIXTURE_CONTEXT)).unwrap();
+    assert_eq!(engine.model.cfg.sliding_window, Some(32));
+    let name = "variant-gemma3-window-rope";
+    let a = check_logits(name, &engine.model, &fixture(name));
+    assert!(a.rate >= 0.99, "{name}: aggregate agreement {:.3}", a.rate);
+    assert!(a.mean_diff < 0.05, "{name}: mean |logit diff| {:.3}", a.mean_diff);
+}
+
 #[test]
 fn llama_rope_frequency_factors_match_llama_cpp() {
     parity("llama-rope-freqs", "variant-llama-rope-freqs", FIXTURE_CONTEXT);
@@ -120,6 +135,10 @@ fn write_variants() {
         derive(&model_path(SMOLLM2), "same", F32),
     ));
     files.push(("gemma-3-270m-f32".into(), derive(&model_path(GEMMA3), "same", F32)));
+    files.push((
+        "variant-gemma3-window-rope".into(),
+        derive(&model_path(GEMMA3), "gemma3-window-rope", F32),
+    ));
     for (name, bytes) in files {
         let path = dir.join(format!("{name}.gguf"));
         std::fs::write(&path, bytes).unwrap();

@@ -610,7 +610,8 @@ fn gpu_agrees_with_cpu_on_gemma3() {
 }
 
 /// The other families on the GPU (Q/K/V biases, QK-norm, fused QKV and gate-up, an untied
-/// output, RoPE factors and attention factor), against llama.cpp on the files derived from
+/// output, RoPE factors and attention factor, Gemma's sliding window crossed at 32 tokens
+/// and linear RoPE scaling), against llama.cpp on the files derived from
 /// SmolLM2 in F32 (tests/architectures.rs runs them on the CPU); lavapipe is slow, so on the
 /// first of the fixtures' three prompts.
 #[test]
@@ -622,12 +623,14 @@ fn other_families_match_llama_cpp_on_the_gpu() {
         ("qwen3", "variant-qwen3", 1024),
         ("phi3", "variant-phi3-long", 4096),
         ("llama-rope-freqs", "variant-llama-rope-freqs", 1024),
+        ("gemma3-window-rope", "variant-gemma3-window-rope", 1024),
     ] {
         let how = Derive {
             layers: None,
             f32: true,
         };
-        let bytes = derive(&model_path(SMOLLM2), variant, how);
+        let source = if variant.starts_with("gemma3") { GEMMA3 } else { SMOLLM2 };
+        let bytes = derive(&model_path(source), variant, how);
         let gguf = Loader::read_from(std::io::Cursor::new(&bytes), Some(bytes.len() as u64)).unwrap();
         drop(bytes);
         let engine = candlelit::engine::Engine::with_backend(gguf, Some(context), gpu()).unwrap();

@@ -116,7 +116,7 @@ pub fn derive(source: &Path, variant: &str, how: Derive) -> Vec<u8> {
     let head_dim = n_embd / get_u32("attention.head_count");
 
     let arch = match variant {
-        "same" => source_arch.as_str(),
+        "same" | "gemma3-window-rope" => source_arch.as_str(),
         "llama-rope-freqs" => "llama",
         v => {
             assert_eq!(source_arch, "llama", "variants are made from SmolLM2");
@@ -221,6 +221,18 @@ pub fn derive(source: &Path, variant: &str, how: Derive) -> Vec<u8> {
             );
         }
         "same" => {}
+        "gemma3-window-rope" => {
+            // A 32-token sliding window, so that short prompts cross it, and Gemma 3 4B's
+            // linear RoPE scaling (global layers only).
+            assert_eq!(source_arch, "gemma3");
+            metadata.retain(|(k, _)| k != "gemma3.attention.sliding_window");
+            metadata.push(("gemma3.attention.sliding_window".into(), gguf_file::Value::U32(32)));
+            metadata.push((
+                "gemma3.rope.scaling.type".into(),
+                gguf_file::Value::String("linear".into()),
+            ));
+            metadata.push(("gemma3.rope.scaling.factor".into(), gguf_file::Value::F32(8.0)));
+        }
         other => panic!("unknown variant {other}"),
     }
     metadata.sort_by(|a, b| (a.0 != "general.architecture", &a.0).cmp(&(b.0 != "general.architecture", &b.0)));
