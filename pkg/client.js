@@ -154,7 +154,8 @@ export class CandlelitEngine {
    * Loads a model. `source` is `{ url }`, `{ file }` (a File or Blob), `{ files }` (a split
    * model's parts) or `{ stored: name }`; a split model's first part brings the others.
    * `onProgress({ phase, loaded, total, bytesPerSecond, secondsLeft })` follows the bytes.
-   * `integrity` pins the file's SHA-256 (`sha256-<base64>` or hex): another file is refused.
+   * `integrity` pins the file's SHA-256 (`sha256-<base64>` or hex), or each part's (a list, in
+   * part order): another file is refused.
    * `signal` (an AbortSignal) cancels it: the promise rejects with an `AbortError`.
    */
   async load(source, { onProgress, contextSize, backend, gpuMatmul, integrity, signal } = {}) {

@@ -248,12 +248,13 @@ export class CandlelitEngine {
    * the text recipes need the CPU backend. `gpuMatmul` (WebGPU): 'auto' (the subgroup kernel
    * on hardware adapters with subgroups), 'subgroup' or 'thread'.
    * `integrity`: the file's SHA-256 as Subresource Integrity's `sha256-<base64>` or 64 hex
-   * digits; the bytes are hashed as they stream in (a stored copy once) and a mismatch fails
-   * with IntegrityError (and deletes the stored copy) instead of loading another file.
+   * digits, or for a split model one per part, in part order; the bytes are hashed as they
+   * stream in (a stored copy once) and a mismatch fails with IntegrityError naming the part
+   * (and deletes its stored copy) instead of loading another file.
    * `signal`: cancels the load (AbortError); a download's bytes so far stay stored and the
    * next load resumes from there.
    */
-  load(source: ModelSource, options?: { onProgress?: (p: LoadProgress) => void; contextSize?: number; backend?: Backend; gpuMatmul?: 'auto' | 'subgroup' | 'thread'; integrity?: string; signal?: AbortSignal }): Promise<ModelInfo>;
+  load(source: ModelSource, options?: { onProgress?: (p: LoadProgress) => void; contextSize?: number; backend?: Backend; gpuMatmul?: 'auto' | 'subgroup' | 'thread'; integrity?: string | string[]; signal?: AbortSignal }): Promise<ModelInfo>;
   unload(): Promise<void>;
   resetChat(): Promise<void>;
   score(prompt: { messages?: ChatMessage[]; prompt?: string }, continuations: string[]): Promise<{ logprob: number; token_logprobs: number[] }[]>;

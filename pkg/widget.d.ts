@@ -2,7 +2,8 @@
 //
 // Attributes: `model` (URL of a .gguf file, required), `heading`, `system` (system prompt),
 // `temperature`, `top-p`, `max-tokens`, `backend` ('auto' | 'webgpu' | 'cpu'), `integrity`
-// (the model's SHA-256, `sha256-<base64>` or hex: another file is refused), `worker`
+// (the model's SHA-256, `sha256-<base64>` or hex: another file is refused; for a split model
+// one per part, in order, separated by spaces), `worker`
 // (URL of worker.js when it is not next to widget.js), `open` (start open), `inline`
 // (a panel in the page's flow instead of a floating button), `autoload` (download without
 // asking first). CSS: `--candlelit-accent`; parts `panel` and `launcher`.

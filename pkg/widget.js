@@ -248,7 +248,9 @@ export class CandlelitChat extends HTMLElement {
       try {
         navigator.storage?.persist?.().catch(() => {});
         const backend = this.getAttribute('backend') || undefined;
-        const integrity = this.getAttribute('integrity') || undefined;
+        // Several hashes (whitespace between them) pin a split model's parts, in order.
+        const pins = (this.getAttribute('integrity') || '').trim().split(/\s+/).filter(Boolean);
+        const integrity = pins.length > 1 ? pins : pins[0];
         const info = await this.engine.load({ url: this.#modelUrl() }, { onProgress, backend, integrity, signal: aborter.signal });
         this.#state = 'ready';
         const from = info.fromStorage ? 'from this browser' : 'downloaded';

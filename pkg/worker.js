@@ -162,10 +162,18 @@ function pinnedSha256(integrity) {
   throw Object.assign(new Error(`integrity: expected "sha256-<base64>" or 64 hex digits, got "${s.slice(0, 80)}"`), { name: 'InvalidRequest' });
 }
 
-// A pin names one file's hash; a split model has one per part, which `integrity` cannot say yet.
-function refuseSplitPin(expected, parts) {
-  if (expected && parts > 1) {
-    throw Object.assign(new Error(`integrity pins one file's SHA-256, but this model comes in ${parts} parts; load it without integrity, or as one file.`), { name: 'InvalidRequest' });
+/** The SHA-256 of each file a load pins: one string, or one per part of a split model. */
+function pinnedParts(integrity) {
+  if (integrity == null || integrity === '') return null;
+  const list = Array.isArray(integrity) ? integrity : [integrity];
+  if (!list.length) throw Object.assign(new Error('integrity: an empty list pins nothing; leave it out instead.'), { name: 'InvalidRequest' });
+  return list.map(pinnedSha256);
+}
+
+function checkPinCount(expected, parts) {
+  if (expected && expected.length !== parts) {
+    const given = `${expected.length} SHA-256 ${expected.length === 1 ? 'hash' : 'hashes'}`;
+    throw Object.assign(new Error(`integrity gives ${given}, but this model comes in ${parts} ${parts === 1 ? 'file' : 'parts'}; give one per part, in order.`), { name: 'InvalidRequest' });
   }
 }
 
@@ -183,8 +191,9 @@ async function partSizes(urls) {
 
 async function loadOn(id, source, options, chosen, signal) {
   let loader = null;
-  let hasher = null;
-  const expected = options.integrity ? pinnedSha256(options.integrity) : null;
+  // One hash per part (index = part), of exactly the bytes loaded.
+  const hashers = [];
+  const expected = pinnedParts(options.integrity);
   const t0 = performance.now();
   // On WebGPU the device opens first, so that the weights go to the GPU chunk by chunk as
   // they arrive (wasm memory never holds the file).
@@ -201,49 +210,47 @@ async function loadOn(id, source, options, chosen, signal) {
       throw Object.assign(new Error(`The subgroup matrix kernel is unavailable: ${why}.`), { name: 'Gpu' });
     }
     const onProgress = (p) => post({ type: 'progress', id, ...p });
-    // A new sink per (re)started stream, each with its own hash of exactly the bytes loaded.
-    // A stored copy already verified against the same hash is not hashed again: storage is
-    // this origin's own, as trusted as the page (hashing costs ~0.3 s per 100 MB).
-    let hashed = false;
-    const makeSink = (total, stored) => {
-      loader?.free();
-      loader = new wasm.WasmLoader(total);
-      if (gpu) loader.streamTo(gpu);
-      hasher?.free();
-      hasher = null;
-      hashed = !!expected && stored?.sha256 !== expected;
-      if (!hashed) return (chunk) => loader.push(chunk);
-      hasher = new wasm.Sha256Stream();
+    // Each part's sink: the first opens the loader, later ones continue it. A part's hash is
+    // of exactly the bytes loaded; a stored copy already verified against the same hash is
+    // not hashed again: storage is this origin's own, as trusted as the page (hashing costs
+    // ~0.3 s per 100 MB).
+    const startPart = (i) => (total, stored) => {
+      if (i === 0) {
+        loader?.free();
+        loader = new wasm.WasmLoader(total);
+        if (gpu) loader.streamTo(gpu);
+      } else {
+        loader.nextFile(total);
+      }
+      hashers[i]?.free();
+      hashers[i] = expected && stored?.sha256 !== expected[i] ? new wasm.Sha256Stream() : null;
+      const hasher = hashers[i];
+      if (!hasher) return (chunk) => loader.push(chunk);
       return (chunk) => {
         hasher.update(chunk);
         loader.push(chunk);
       };
     };
-    // The second and later files of a split model go to the same loader.
-    const nextPart = (total) => {
-      loader.nextFile(total);
-      return (chunk) => loader.push(chunk);
-    };
     let origin;
     if (source.url) {
       const urls = partUrls(source.url);
-      refuseSplitPin(expected, urls.length);
+      checkPinCount(expected, urls.length);
       const progress = partsProgress(onProgress, await partSizes(urls));
       const parts = [];
-      for (const [i, url] of urls.entries()) parts.push(await loadUrl(url, i ? nextPart : makeSink, { onProgress: progress(i), signal }));
+      for (const [i, url] of urls.entries()) parts.push(await loadUrl(url, startPart(i), { onProgress: progress(i), signal }));
       origin = { ...parts[0], fromStorage: parts.every((p) => p.fromStorage), ...(urls.length > 1 && { parts: urls.length }) };
     } else if (source.file || source.files) {
       // Files picked together are a split model's parts: their names put them in order.
       const files = source.files ? [...source.files].sort((a, b) => a.name.localeCompare(b.name)) : [source.file];
-      refuseSplitPin(expected, files.length);
+      checkPinCount(expected, files.length);
       const progress = partsProgress(onProgress, files.map((f) => f.size));
-      for (const [i, f] of files.entries()) await streamBlob(f, i ? nextPart(f.size) : makeSink(f.size), progress(i), 'file', signal);
+      for (const [i, f] of files.entries()) await streamBlob(f, startPart(i)(f.size), progress(i), 'file', signal);
       origin = { name: files[0].name, fromStorage: false, ...(files.length > 1 && { parts: files.length }) };
     } else if (source.stored) {
       const store = await ModelStore.open();
       const meta = await store.meta(source.stored);
       const urls = meta?.url ? partUrls(meta.url) : [null];
-      refuseSplitPin(expected, urls.length);
+      checkPinCount(expected, urls.length);
       const names = urls.map((u, i) => (i ? ModelStore.nameFor(u) : source.stored));
       const files = [];
       for (const [i, name] of names.entries()) {
@@ -253,25 +260,29 @@ async function loadOn(id, source, options, chosen, signal) {
         files.push(file);
       }
       const progress = partsProgress(onProgress, files.map((f) => f.size));
-      for (const [i, f] of files.entries()) await streamBlob(f, i ? nextPart(f.size) : makeSink(f.size), progress(i), 'storage', signal);
+      for (const [i, f] of files.entries()) await streamBlob(f, startPart(i)(f.size), progress(i), 'storage', signal);
       origin = { name: source.stored, fromStorage: true, ...(files.length > 1 && { parts: files.length }) };
     } else {
       throw new Error('load: give a url, a file or a stored model name');
     }
-    if (hashed) {
+    const hashed = hashers.some(Boolean);
+    const partNames = source.url ? partUrls(source.url).map((u) => ModelStore.nameFor(u)) : [];
+    for (const [i, hasher] of hashers.entries()) {
+      if (!hasher) continue;
       const got = hasher.finishHex();
-      hasher = null;
-      if (got !== expected) {
+      hashers[i] = null;
+      const which = hashers.length > 1 ? `Part ${i + 1} of ${hashers.length} of the model` : "The model";
+      if (got !== expected[i]) {
         loader.free();
         loader = null;
         // A URL's copy in storage is the wrong file too: the next load fetches it again.
-        if (source.url) await (await ModelStore.open()).remove(ModelStore.nameFor(source.url));
+        if (source.url) await (await ModelStore.open()).remove(partNames[i]);
         throw Object.assign(
-          new Error(`The model's SHA-256 is ${got}, not the ${expected} this page pinned: it is not the file that was asked for, so it was not loaded${source.url ? ' (and its stored copy was deleted)' : ''}.`),
+          new Error(`${which}'s SHA-256 is ${got}, not the ${expected[i]} this page pinned: it is not the file that was asked for, so it was not loaded${source.url ? ' (and its stored copy was deleted)' : ''}.`),
           { name: 'IntegrityError' },
         );
       }
-      if (source.url) await (await ModelStore.open()).updateMeta(ModelStore.nameFor(source.url), { sha256: got });
+      if (source.url) await (await ModelStore.open()).updateMeta(partNames[i], { sha256: got });
     }
     if (expected) Object.assign(origin, { verified: true, hashed });
     const contextSize = options.contextSize ?? undefined;
@@ -296,7 +307,7 @@ async function loadOn(id, source, options, chosen, signal) {
       memoryBytes: wasm.memoryBytes(),
     };
   } finally {
-    hasher?.free();
+    for (const h of hashers) h?.free();
     gpu?.free();
     // What a failed or cancelled load received is freed now, not when the GC gets to it.
     loader?.free();

@@ -5,7 +5,8 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -161,6 +162,34 @@ test('parts picked as files load in name order; a set without its first part is 
   assert.match(r.ok.refused.message, /part 2 of a split model/);
 });
 
+test('a split model pinned part by part loads; a changed part is refused by number and fetched again', async () => {
+  const hex = [1, 2, 3].map((i) => createHash('sha256').update(readFileSync(path.join(files, `smol-0000${i}-of-00003.gguf`))).digest('hex'));
+  const load = (integrity) =>
+    inPage(async (engine, { url, integrity }) => {
+      const info = await engine.load({ url }, { integrity });
+      return { verified: info.verified, hashed: info.hashed, parts: info.parts };
+    }, { url: server.base + FIRST, integrity });
+  const first = await load(hex);
+  assert.deepEqual(first.ok, { verified: true, hashed: true, parts: 3 }, JSON.stringify(first));
+  // Each stored part now records its hash: the same pins read them without hashing again.
+  const again = await load(hex);
+  assert.deepEqual(again.ok, { verified: true, hashed: false, parts: 3 }, JSON.stringify(again));
+  // A pin that part 2 does not match (the CDN changed it, say): refused by number.
+  const wrong = [hex[0], hex[2], hex[2]];
+  await server.hook('/__test/reset');
+  const refused = await load(wrong);
+  console.log(`changed part: ${refused.message}`);
+  assert.equal(refused.error, 'IntegrityError', JSON.stringify(refused));
+  assert.match(refused.message, new RegExp(`^Part 2 of 3 of the model's SHA-256 is ${hex[1]}, not the ${hex[2]}.*stored copy was deleted`));
+  // Part 2 was hashed from storage (its recorded hash is not the pinned one): nothing fetched.
+  const gets = async () => (await server.hook('/__test/log')).filter((q) => q.path.startsWith('/test-files/smol-') && q.method === 'GET').map((q) => path.basename(q.path));
+  assert.deepEqual(await gets(), []);
+  // Its stored copy is gone: the right pins fetch part 2 alone again.
+  const fixed = await load(hex);
+  assert.deepEqual(fixed.ok, { verified: true, hashed: true, parts: 3 }, JSON.stringify(fixed));
+  assert.deepEqual(await gets(), ['smol-00002-of-00003.gguf']);
+});
+
 test('a missing part or a pinned split model gives a clear error, not a hang', async () => {
   const missing = await inPage(async (engine, { url }) => engine.load({ url }), { url: `${server.base}/test-files/broken/smol-00001-of-00003.gguf` });
   console.log(`missing part: ${missing.message}`);
@@ -168,7 +197,7 @@ test('a missing part or a pinned split model gives a clear error, not a hang', a
   assert.match(missing.message, /smol-00003-of-00003\.gguf: HTTP 404/);
   const pinned = await inPage(async (engine, { url }) => engine.load({ url }, { integrity: 'sha256-' + 'A'.repeat(43) + '=' }), { url: server.base + FIRST });
   assert.equal(pinned.error, 'InvalidRequest', JSON.stringify(pinned));
-  assert.match(pinned.message, /comes in 3 parts/);
+  assert.match(pinned.message, /gives 1 SHA-256 hash, but this model comes in 3 parts; give one per part/);
   // The page still works afterwards.
   const ok = await inPage(async (engine, { url }) => (await engine.load({ url })).parts, { url: server.base + FIRST });
   assert.deepEqual(ok, { ok: 3 });
