@@ -66,7 +66,8 @@ export async function streamBlob(blob, sink, onProgress, phase = 'file', signal)
 }
 
 /**
- * Fetches `url` into `makeSink(totalBytes, stored)`'s sink, storing it in OPFS as it arrives.
+ * Fetches `url` into `makeSink(totalBytes, stored)`'s sink, storing it in OPFS as it arrives
+ * (with `makeSink` null, only stores it: a stored complete copy is then left unread).
  * A stored complete copy is used without the network (`stored` is then its metadata); a
  * stored partial copy is replayed from storage and the rest is requested with `Range`.
  */
@@ -82,6 +83,7 @@ export async function loadUrl(url, makeSink, { onProgress, signal } = {}) {
   const name = ModelStore.nameFor(url);
   const meta = await store?.meta(name);
   const stored = await store?.complete(name, meta);
+  if (stored && !makeSink) return { name, fromStorage: true, resumedFrom: 0 };
   if (stored) {
     const sink = makeSink(stored.size, meta);
     await streamBlob(stored, sink, onProgress, 'storage', signal);
@@ -148,9 +150,9 @@ export async function loadUrl(url, makeSink, { onProgress, signal } = {}) {
 
   async function storeAndFeed() {
     await store.writeMeta(name, { url: new URL(url, self.location.href).href, total, validator });
-    const sink = makeSink(total);
+    const sink = makeSink?.(total) ?? (() => {});
     const meter = progressMeter(total, onProgress, 'download');
-    if (offset > 0) {
+    if (offset > 0 && makeSink) {
       // Replay what we already have, then continue from the network.
       const part = await store.partialFile(name);
       await pump(
@@ -161,6 +163,9 @@ export async function loadUrl(url, makeSink, { onProgress, signal } = {}) {
         },
         signal,
       );
+      meter.resumed = offset;
+    } else if (offset > 0) {
+      meter.add(offset);
       meter.resumed = offset;
     }
     out = await store.appender(name, offset);

@@ -23,7 +23,10 @@ function choiceOf(toolChoice, functions) {
   if (toolChoice === undefined || toolChoice === null) return functions.length ? { mode: 'auto', allowed: functions } : { mode: 'none', allowed: [] };
   if (toolChoice === 'none') return { mode: 'none', allowed: [] };
   if (toolChoice === 'auto') return { mode: 'auto', allowed: functions };
-  if (toolChoice === 'required') return { mode: 'required', allowed: functions };
+  if (toolChoice === 'required') {
+    if (!functions.length) throw new TypeError("tool_choice: 'required' needs at least one function in tools");
+    return { mode: 'required', allowed: functions };
+  }
   const name = toolChoice?.function?.name;
   const f = functions.find((x) => x.name === name);
   if (toolChoice?.type !== 'function' || !f) throw new TypeError(`tool_choice: 'auto', 'none', 'required' or { type: 'function', function: { name } } naming one of the tools, not ${JSON.stringify(toolChoice)}`);

@@ -4,7 +4,7 @@
 
 import { cancelled, loadUrl, streamBlob } from './download.js';
 import { ModelStore } from './storage.js';
-import { headSize, partUrls, partsProgress } from './split.js';
+import { downloadAhead, headSize, partUrls, partsProgress } from './split.js';
 
 // Four builds of the engine: `wasm/` (single thread, runs anywhere) and `wasm-mt/` (shared
 // memory and a pool of Web Workers, only where the page is cross-origin isolated), each also
@@ -63,7 +63,8 @@ let embedder = null;
 let broken = null;
 let current = null; // { id, cancelled }
 let loading = null; // { id, controller } of the load in progress
-const cancelledLoads = new Set(); // loads cancelled before they started
+const queuedLoads = new Set(); // loads waiting behind another request
+const cancelledLoads = new Set(); // of those, the ones cancelled before they started
 
 const post = (msg) => self.postMessage(msg);
 
@@ -236,8 +237,16 @@ async function loadOn(id, source, options, chosen, signal) {
       const urls = partUrls(source.url);
       checkPinCount(expected, urls.length);
       const progress = partsProgress(onProgress, await partSizes(urls));
+      const ahead = downloadAhead(urls, (url, i, inner) => loadUrl(url, null, { onProgress: progress(i), signal: inner }), signal);
       const parts = [];
-      for (const [i, url] of urls.entries()) parts.push(await loadUrl(url, startPart(i), { onProgress: progress(i), signal }));
+      try {
+        for (const [i, url] of urls.entries()) {
+          if (i) await ahead.done[i];
+          parts.push(await loadUrl(url, startPart(i), { onProgress: progress(i), signal }));
+        }
+      } finally {
+        ahead.stop();
+      }
       origin = { ...parts[0], fromStorage: parts.every((p) => p.fromStorage), ...(urls.length > 1 && { parts: urls.length }) };
     } else if (source.file || source.files) {
       // Files picked together are a split model's parts: their names put them in order.
@@ -378,6 +387,7 @@ async function handle(msg) {
   switch (msg.type) {
     case 'load': {
       const controller = new AbortController();
+      queuedLoads.delete(id);
       if (cancelledLoads.delete(id)) controller.abort();
       loading = { id, controller };
       try {
@@ -389,8 +399,9 @@ async function handle(msg) {
     }
     case 'cancel-load':
       // A load still queued behind another request is cancelled when it starts.
+      // A finished (or unknown) load's id is not kept.
       if (loading?.id === msg.target) loading.controller.abort();
-      else cancelledLoads.add(msg.target);
+      else if (queuedLoads.has(msg.target)) cancelledLoads.add(msg.target);
       break;
     case 'generate':
       await generate(id, msg.prompt, msg.request);
@@ -485,6 +496,7 @@ self.onmessage = (e) => {
     handle(msg);
     return;
   }
+  if (msg.type === 'load') queuedLoads.add(msg.id);
   queue = queue.then(async () => {
     if (broken) {
       post({ type: 'error', id: msg.id, name: 'EngineCrashed', message: 'The engine stopped earlier; start a new worker.', fatal: true });

@@ -8,7 +8,8 @@
 //
 // With CANDLELIT_TEST_HOOKS=1 the browser tests can also ask it to cut the next model
 // download after N bytes (POST /__test/cut?after=N), pace the next one at N bytes a second
-// (POST /__test/slow?bytesPerSecond=N), read the request log (GET /__test/log)
+// (POST /__test/slow?bytesPerSecond=N, and the next K with &count=K), read the request log
+// (GET /__test/log: path, method, range, status, start and end times)
 // and fetch files from CANDLELIT_TEST_FILES under /test-files/.
 // With CANDLELIT_CORS=1 it serves as another site's CDN would (see baseHeaders).
 
@@ -42,6 +43,7 @@ const types = {
 const log = [];
 let cutAfter = null;
 let slowBps = null;
+let slowCount = 0;
 
 function resolve(urlPath) {
   for (const [prefix, dir] of mounts) {
@@ -77,7 +79,10 @@ async function handle(req, res) {
   const url = new URL(req.url, `http://${req.headers.host}`);
   if (hooks && url.pathname.startsWith('/__test/')) {
     if (url.pathname === '/__test/cut') cutAfter = Number(url.searchParams.get('after'));
-    if (url.pathname === '/__test/slow') slowBps = Number(url.searchParams.get('bytesPerSecond'));
+    if (url.pathname === '/__test/slow') {
+      slowBps = Number(url.searchParams.get('bytesPerSecond'));
+      slowCount = Number(url.searchParams.get('count') ?? 1);
+    }
     if (url.pathname === '/__test/reset') log.length = 0;
     res.writeHead(200, baseHeaders({ 'Content-Type': 'application/json' }));
     res.end(JSON.stringify(url.pathname === '/__test/log' ? log : { ok: true }));
@@ -97,8 +102,10 @@ async function handle(req, res) {
   if (stat?.isDirectory()) {
     stat = null;
   }
-  const entry = { path: url.pathname, method: req.method, range: req.headers.range ?? null, status: 404 };
+  // When the request came and its response ended (ms): parallel downloads overlap.
+  const entry = { path: url.pathname, method: req.method, range: req.headers.range ?? null, status: 404, start: Date.now() };
   log.push(entry);
+  res.on('close', () => (entry.end = Date.now()));
   if (!stat) {
     res.writeHead(404, baseHeaders({ 'Content-Type': 'text/plain' }));
     res.end('not found');
@@ -161,7 +168,7 @@ async function handle(req, res) {
   }
   const slow = url.pathname.endsWith('.gguf') && req.method === 'GET' ? slowBps : null;
   if (slow) {
-    slowBps = null;
+    if (--slowCount <= 0) slowBps = null;
     entry.slow = slow;
     stream.on('data', (chunk) => {
       stream.pause();

@@ -68,6 +68,9 @@ const greedyReply = async (engine, question) => {
 test('a first part URL loads all three parts and answers as the one-file model does', async () => {
   assert.equal(sizes.length, 3);
   assert.ok(sizes.every((n) => n <= 40_000_000), `parts ${sizes}`);
+  // Each part's download paced at 40 MB/s (about a second each), so that parallel downloads
+  // show as overlapping requests.
+  await server.hook('/__test/slow?bytesPerSecond=40000000&count=3');
   const r = await inPage(
     async (engine, { url, whole, ask }) => {
       const events = [];
@@ -90,10 +93,15 @@ test('a first part URL loads all three parts and answers as the one-file model d
   const total = sizes.reduce((a, b) => a + b, 0);
   assert.ok(events.every((e) => e.total === total && e.parts === 3), JSON.stringify(events.slice(0, 3)));
   assert.ok(events.every((e, i) => i === 0 || e.loaded >= events[i - 1].loaded), 'progress went backwards');
-  assert.deepEqual([...new Set(events.map((e) => e.part))], [1, 2, 3]);
+  assert.deepEqual([...new Set(events.map((e) => e.part))].sort(), [1, 2, 3]);
   assert.equal(events.at(-1).loaded, total);
   const gets = (await server.hook('/__test/log')).filter((q) => q.path.startsWith('/test-files/smol-') && q.method === 'GET');
-  assert.deepEqual(gets.map((q) => path.basename(q.path)), ['smol-00001-of-00003.gguf', 'smol-00002-of-00003.gguf', 'smol-00003-of-00003.gguf']);
+  assert.deepEqual(gets.map((q) => path.basename(q.path)).sort(), ['smol-00001-of-00003.gguf', 'smol-00002-of-00003.gguf', 'smol-00003-of-00003.gguf']);
+  // Parts 2 and 3 download while part 1 does (one GET each, all paced).
+  const [first, ...later] = [...gets].sort((a, b) => a.path.localeCompare(b.path));
+  console.log(`downloads (ms from the first request): ${gets.map((q) => `${path.basename(q.path)} ${q.start - first.start}–${q.end - first.start}`).join(', ')}`);
+  assert.ok(gets.every((q) => q.slow), 'every part was paced');
+  assert.ok(later.every((q) => q.start < first.end), 'the later parts start before the first ends');
 });
 
 test('the next visit loads every part from storage without the network', async () => {

@@ -139,4 +139,6 @@ test('with tools on offer the model may still answer in text, streamed as text',
   assert.match(clash.error, /TypeError: .*cannot both shape the reply/);
   const unknown = await create({ messages: [ask], tools: [weather], tool_choice: { type: 'function', function: { name: 'get_time' } } });
   assert.match(unknown.error, /TypeError: tool_choice/);
+  const nothingToCall = await create({ messages: [ask], tools: [], tool_choice: 'required' });
+  assert.match(nothingToCall.error, /TypeError: tool_choice: 'required' needs at least one function/);
 });
