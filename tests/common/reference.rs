@@ -114,6 +114,27 @@ pub fn check_logits<B: Backend>(name: &str, model: &Decoder<B>, fx: &serde_json:
     }
 }
 
+/// What close agreement with llama.cpp is where activation quantization does not blur it
+/// (weights in F32): nearly every argmax, and logits within a few hundredths.
+pub const CLOSE_AGREEMENT: f64 = 0.99;
+pub const CLOSE_MEAN_DIFF: f32 = 0.05;
+
+impl Agreement {
+    /// Asserts close agreement (see [`CLOSE_AGREEMENT`]) for `label`.
+    pub fn assert_close(&self, label: &str) {
+        assert!(
+            self.rate >= CLOSE_AGREEMENT,
+            "{label}: aggregate agreement {:.3}",
+            self.rate
+        );
+        assert!(
+            self.mean_diff < CLOSE_MEAN_DIFF,
+            "{label}: logits differ from llama.cpp's by {:.3} on average",
+            self.mean_diff
+        );
+    }
+}
+
 pub struct Agreement {
     /// Teacher-forced argmax agreement over all positions of all prompts.
     pub rate: f64,
