@@ -280,7 +280,7 @@ async function loadOn(id, source, options, chosen, signal) {
       if (!hasher) continue;
       const got = hasher.finishHex();
       hashers[i] = null;
-      const which = hashers.length > 1 ? `Part ${i + 1} of ${hashers.length} of the model` : "The model";
+      const which = hashers.length > 1 ? `Part ${i + 1} of ${hashers.length} of the model` : 'The model';
       if (got !== expected[i]) {
         loader.free();
         loader = null;
