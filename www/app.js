@@ -137,7 +137,8 @@ function showProgress(p) {
   const verb = { download: 'Downloading', storage: 'Reading from storage', file: 'Reading file' }[p.phase] ?? 'Loading';
   const speed = p.bytesPerSecond ? ` · ${mb(p.bytesPerSecond)}/s` : '';
   const eta = p.secondsLeft != null && p.phase === 'download' ? ` · ${Math.ceil(p.secondsLeft)} s left` : '';
-  const part = p.parts ? ` (part ${p.part} of ${p.parts})` : '';
+  // Parts download side by side, so the bar is the model's, not one part's.
+  const part = p.parts ? ` (${p.parts} parts)` : '';
   ui.progressText.textContent = `${verb} ${mb(p.loaded)} of ${mb(p.total)}${part}${speed}${eta}`;
 }
 
