@@ -276,6 +276,8 @@ async function loadOn(id, source, options, chosen, signal) {
     }
     const hashed = hashers.some(Boolean);
     const partNames = source.url ? partUrls(source.url).map((u) => ModelStore.nameFor(u)) : [];
+    // A URL's parts are in storage: each checked one records its hash (or goes, if wrong).
+    const store = source.url && hashed ? await ModelStore.open() : null;
     for (const [i, hasher] of hashers.entries()) {
       if (!hasher) continue;
       const got = hasher.finishHex();
@@ -285,13 +287,13 @@ async function loadOn(id, source, options, chosen, signal) {
         loader.free();
         loader = null;
         // A URL's copy in storage is the wrong file too: the next load fetches it again.
-        if (source.url) await (await ModelStore.open()).remove(partNames[i]);
+        await store?.remove(partNames[i]);
         throw Object.assign(
           new Error(`${which}'s SHA-256 is ${got}, not the ${expected[i]} this page pinned: it is not the file that was asked for, so it was not loaded${source.url ? ' (and its stored copy was deleted)' : ''}.`),
           { name: 'IntegrityError' },
         );
       }
-      if (source.url) await (await ModelStore.open()).updateMeta(partNames[i], { sha256: got });
+      await store?.updateMeta(partNames[i], { sha256: got });
     }
     if (expected) Object.assign(origin, { verified: true, hashed });
     const contextSize = options.contextSize ?? undefined;

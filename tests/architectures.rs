@@ -6,7 +6,7 @@
 
 mod common;
 use candlelit::engine::Engine;
-use candlelit::gguf::{Gguf, Loader};
+use candlelit::gguf::Gguf;
 use candlelit::model::Decoder;
 use common::reference::check_logits;
 use common::variants::{derive, tokenizer_source, with_pre_tokenizer, Derive, PRE_TOKENIZERS, VARIANTS};
@@ -16,7 +16,7 @@ use common::*;
 fn variant(name: &str) -> Gguf {
     let source = if name.starts_with("gemma3") { GEMMA3 } else { SMOLLM2 };
     let bytes = derive(&model_path(source), name, F32);
-    Loader::read_from(std::io::Cursor::new(&bytes), Some(bytes.len() as u64)).unwrap()
+    load_bytes(&bytes)
 }
 
 /// The families are compared in F32 (see [`Derive::f32`]): our quantized kernels are
@@ -84,7 +84,7 @@ fn variants_without_their_extras_are_smollm2() {
                 f32: false,
             },
         );
-        let mut gguf = Loader::read_from(std::io::Cursor::new(&bytes), Some(bytes.len() as u64)).unwrap();
+        let mut gguf = load_bytes(&bytes);
         let extra = |n: &str| {
             n.ends_with(".bias")
                 || n.contains("_norm.weight") && n.contains("attn_") && !n.contains("attn_norm")

@@ -631,7 +631,7 @@ fn other_families_match_llama_cpp_on_the_gpu() {
         };
         let source = if variant.starts_with("gemma3") { GEMMA3 } else { SMOLLM2 };
         let bytes = derive(&model_path(source), variant, how);
-        let gguf = Loader::read_from(std::io::Cursor::new(&bytes), Some(bytes.len() as u64)).unwrap();
+        let gguf = load_bytes(&bytes);
         drop(bytes);
         let engine = candlelit::engine::Engine::with_backend(gguf, Some(context), gpu()).unwrap();
         let mut fx = fixture(fixture_name);

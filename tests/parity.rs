@@ -57,7 +57,7 @@ fn f32_parity(name: &str, fixture_name: &str) {
         f32: true,
     };
     let bytes = derive(&model_path(name), "same", how);
-    let mut gguf = Loader::read_from(std::io::Cursor::new(&bytes), Some(bytes.len() as u64)).unwrap();
+    let mut gguf = load_bytes(&bytes);
     drop(bytes);
     let model = Decoder::from_gguf(&mut gguf).unwrap();
     let a = check_logits(fixture_name, &model, &fixture(fixture_name));

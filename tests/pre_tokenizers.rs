@@ -5,7 +5,6 @@
 //! decides whether BOS comes first (Llama 3's and Tekken's add it).
 
 mod common;
-use candlelit::gguf::Loader;
 use candlelit::tokenizer::Tokenizer;
 use common::variants::{tokenizer_source, with_pre_tokenizer};
 use common::*;
@@ -27,7 +26,7 @@ fn every_pre_tokenizer_splits_as_llama_cpp_does() {
     let mut failures = vec![];
     for (pre, want) in fx["pre"].as_object().unwrap() {
         let bytes = with_pre_tokenizer(&model_path(tokenizer_source(pre)), pre);
-        let gguf = Loader::read_from(std::io::Cursor::new(&bytes), Some(bytes.len() as u64)).unwrap();
+        let gguf = load_bytes(&bytes);
         let tok = Tokenizer::from_gguf(&gguf.metadata);
         if !want["supported"].as_bool().unwrap() || REFUSED.contains(&pre.as_str()) {
             if let Err(e) = &tok {

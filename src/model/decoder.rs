@@ -49,7 +49,6 @@ struct Layer<B: Backend> {
 /// Per-dimension divisors of RoPE's frequencies, from tensors (one copy for all layers):
 /// Llama 3.1/3.2's `rope_freqs`, or Phi-3's long-context pair, of which llama.cpp takes the
 /// long one only when the context exceeds the original one.
-#[derive(Default)]
 struct RopeFactors {
     freqs: Option<Vec<f32>>,
     short: Option<Vec<f32>>,

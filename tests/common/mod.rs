@@ -28,6 +28,11 @@ pub fn model_path(name: &str) -> PathBuf {
     p
 }
 
+/// A model from GGUF bytes in memory (the derived files of [`variants`]).
+pub fn load_bytes(bytes: &[u8]) -> candlelit::gguf::Gguf {
+    candlelit::gguf::Loader::read_from(bytes, Some(bytes.len() as u64)).expect("load GGUF bytes")
+}
+
 pub fn fixture(name: &str) -> serde_json::Value {
     let p = root().join("tests/fixtures").join(format!("{name}.llamacpp.json"));
     serde_json::from_slice(&std::fs::read(&p).expect("fixture")).expect("fixture json")

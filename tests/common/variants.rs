@@ -235,8 +235,6 @@ pub fn derive(source: &Path, variant: &str, how: Derive) -> Vec<u8> {
         }
         other => panic!("unknown variant {other}"),
     }
-    metadata.sort_by(|a, b| (a.0 != "general.architecture", &a.0).cmp(&(b.0 != "general.architecture", &b.0)));
-    let meta: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     if how.f32 {
         for t in tensors.values_mut() {
             let values = t.dequantize(&Device::Cpu).expect("dequantize");
@@ -244,8 +242,16 @@ pub fn derive(source: &Path, variant: &str, how: Derive) -> Vec<u8> {
         }
     }
     let list: Vec<(&str, &QTensor)> = order.iter().map(|n| (n.as_str(), &tensors[n])).collect();
+    write_gguf(metadata, &list)
+}
+
+/// GGUF bytes with the architecture key first (llama.cpp reads it before the others) and
+/// the rest sorted, so that the same inputs always give the same file.
+fn write_gguf(mut metadata: Vec<(String, gguf_file::Value)>, tensors: &[(&str, &QTensor)]) -> Vec<u8> {
+    metadata.sort_by(|a, b| (a.0 != "general.architecture", &a.0).cmp(&(b.0 != "general.architecture", &b.0)));
+    let meta: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut out = std::io::Cursor::new(Vec::new());
-    gguf_file::write(&mut out, &meta, &list).expect("write variant");
+    gguf_file::write(&mut out, &meta, tensors).expect("write GGUF");
     out.into_inner()
 }
 
@@ -311,11 +317,7 @@ pub fn with_pre_tokenizer(source: &Path, name: &str) -> Vec<u8> {
             }
         }
     }
-    metadata.sort_by(|a, b| (a.0 != "general.architecture", &a.0).cmp(&(b.0 != "general.architecture", &b.0)));
-    let meta: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let mut out = std::io::Cursor::new(Vec::new());
-    gguf_file::write(&mut out, &meta, &[]).expect("write tokenizer file");
-    out.into_inner()
+    write_gguf(metadata, &[])
 }
 
 /// Pre-tokenizer names to check against llama.cpp: every name it knows (some of which it
