@@ -4,13 +4,18 @@
 Model hubs are unreachable from our machines (and from CI), so the weights come
 from registry packages named in ../shared/MODELS.md. Files land in models/
 (ignored by git). A file whose hash does not match is deleted, never used.
+`templates` (also fetched by default) is the folder of real chat templates that
+tests/chat_templates.rs renders, taken from llama-cpp-python's source package.
 """
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import ssl
+import tarfile
 import tempfile
+import urllib.request
 import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -86,12 +91,62 @@ def fetch(name, info, cache):
     print(f"fetched {name}")
 
 
+# Real chat templates of 70 model families, for tests/chat_templates.rs: llama.cpp keeps them
+# in models/templates/, and llama-cpp-python's source package (PyPI) carries that folder.
+TEMPLATES = {
+    "dir": "templates",
+    "sdist": "llama_cpp_python-0.3.36.tar.gz",
+    "index": "https://pypi.org/simple/llama-cpp-python/",
+    "sha256": "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e",
+    "member_dir": "llama_cpp_python-0.3.36/vendor/llama.cpp/models/templates/",
+}
+
+
+def fetch_templates(cache):
+    out = os.path.join(DEST, TEMPLATES["dir"])
+    stamp = os.path.join(out, ".sha256")
+    if os.path.exists(stamp) and open(stamp).read().strip() == TEMPLATES["sha256"]:
+        print(f"ok      {TEMPLATES['dir']}/")
+        return
+    # pip would build the source package to read its metadata (minutes): take the file the
+    # package index lists, and check its hash.
+    context = ssl.create_default_context(cafile=os.environ.get("PIP_CERT") or None)
+    with urllib.request.urlopen(TEMPLATES["index"], context=context, timeout=180) as r:
+        index = r.read().decode()
+    marker = "/" + TEMPLATES["sdist"] + "#sha256="
+    url = next((h.split('"')[0] for h in index.split('href="')[1:] if marker in h.split('"')[0]), None)
+    if url is None:
+        sys.exit(f"{TEMPLATES['sdist']} is not on {TEMPLATES['index']}")
+    path = os.path.join(cache, TEMPLATES["sdist"])
+    with urllib.request.urlopen(url.split("#")[0], context=context, timeout=180) as r, open(path, "wb") as f:
+        shutil.copyfileobj(r, f, 1 << 20)
+    got = sha256(path)
+    if got != TEMPLATES["sha256"]:
+        os.remove(path)
+        sys.exit(f"{TEMPLATES['sdist']}: sha256 {got}, expected {TEMPLATES['sha256']}")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    with tarfile.open(path) as tar:
+        for member in tar.getmembers():
+            name = member.name
+            if member.isfile() and name.startswith(TEMPLATES["member_dir"]) and name.endswith(".jinja"):
+                base = os.path.basename(name)
+                with tar.extractfile(member) as src, open(os.path.join(out, base), "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+    with open(stamp, "w") as f:
+        f.write(TEMPLATES["sha256"] + "\n")
+    print(f"fetched {TEMPLATES['dir']}/ ({len(os.listdir(out)) - 1} templates)")
+
+
 def main():
-    wanted = sys.argv[1:] or list(MODELS)
+    wanted = sys.argv[1:] or list(MODELS) + [TEMPLATES["dir"]]
     cache = os.path.join(DEST, ".wheels")
     os.makedirs(cache, exist_ok=True)
     for name in wanted:
-        fetch(name, MODELS[name], cache)
+        if name == TEMPLATES["dir"]:
+            fetch_templates(cache)
+        else:
+            fetch(name, MODELS[name], cache)
     # The wheels are only a transport: drop them once every file is verified.
     shutil.rmtree(cache, ignore_errors=True)
 

@@ -2,6 +2,7 @@
 //! from a Hugging Face `tokenizer.json`, with chat templates and streaming decoding.
 
 mod bpe;
+mod pyjinja;
 mod special;
 mod spm;
 mod stream;

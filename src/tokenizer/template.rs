@@ -1,9 +1,12 @@
 //! Chat templates: the Jinja template in `tokenizer.chat_template`, rendered with
 //! minijinja, or a documented fallback for files that have none.
 
+use super::pyjinja;
 use crate::error::{Error, Result};
 use minijinja::{Environment, ErrorKind, Value};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
@@ -37,6 +40,8 @@ pub struct ChatTemplate {
     fallback: Fallback,
     bos: String,
     eos: String,
+    /// Seconds since 1970 that `strftime_now` reads; 0 = the clock.
+    fixed_time: Arc<AtomicI64>,
 }
 
 fn raise_exception(msg: String) -> std::result::Result<Value, minijinja::Error> {
@@ -46,14 +51,27 @@ fn raise_exception(msg: String) -> std::result::Result<Value, minijinja::Error> 
 impl ChatTemplate {
     pub fn new(source: Option<&str>, fallback: Fallback, bos: &str, eos: &str) -> Result<Self> {
         let mut env = Environment::new();
-        // Hugging Face templates are written for Python's Jinja: allow its string methods
-        // (`.strip()`, `.startswith()`...) and its whitespace handling.
+        // Templates are written for Python's Jinja as transformers (and llama.cpp) set it up:
+        // its string methods (`.strip()`, `.startswith()`...), `trim_blocks` and
+        // `lstrip_blocks` (a template's line breaks and indentation around `{% %}` are not
+        // part of the prompt), `tojson` as `json.dumps`, `strftime_now` and
+        // `raise_exception` (tests/chat_templates.rs checks 70 real templates against it).
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.set_trim_blocks(false);
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
         env.add_function("raise_exception", raise_exception);
+        env.add_filter("tojson", pyjinja::tojson);
+        env.add_test("iterable", pyjinja::is_iterable);
+        let fixed_time = Arc::new(AtomicI64::new(0));
+        let clock = fixed_time.clone();
+        env.add_function("strftime_now", move |format: String| {
+            let fixed = clock.load(Ordering::Relaxed);
+            let now = if fixed != 0 { fixed } else { pyjinja::unix_now() };
+            pyjinja::strftime(&format, now)
+        });
         if let Some(src) = source {
-            env.add_template_owned("chat", src.to_string())
+            env.add_template_owned("chat", pyjinja::strip_generation_tags(src))
                 .map_err(|e| Error::Template(format!("cannot parse the file's chat template: {e}")))?;
         }
         Ok(ChatTemplate {
@@ -62,7 +80,14 @@ impl ChatTemplate {
             fallback,
             bos: bos.into(),
             eos: eos.into(),
+            fixed_time,
         })
+    }
+
+    /// Renders `strftime_now` at this time (seconds since 1970, UTC) instead of the clock's,
+    /// so that a prompt can be reproduced.
+    pub fn fix_time(&self, unix_seconds: i64) {
+        self.fixed_time.store(unix_seconds, Ordering::Relaxed);
     }
 
     pub fn has_template(&self) -> bool {
@@ -86,6 +111,10 @@ impl ChatTemplate {
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos,
             eos_token => self.eos,
+            // transformers passes both, as none, when a request has none: templates test
+            // `tools is not none`.
+            tools => Value::from(()),
+            documents => Value::from(()),
         })
         .map_err(|e| Error::Template(format!("rendering failed: {e}")))
     }

@@ -1,0 +1,116 @@
+//! Real chat templates render as transformers renders them. The reference is Python's Jinja
+//! in transformers' setup (`scripts/make_template_fixtures.py`, its prompts' SHA-256 in
+//! tests/fixtures/chat-templates.transformers.json); the templates are the 70 of llama.cpp's
+//! collection (Llama 3.x, Qwen 2.5/3, Phi-3.5, Gemma, Mistral, DeepSeek, Granite, …, fetched
+//! by scripts/fetch_models.py) and SmolLM2's own.
+
+mod common;
+
+use candlelit::gguf::Loader;
+use candlelit::tokenizer::{ChatTemplate, Fallback, Message};
+use common::{model_path, root};
+use sha2::{Digest, Sha256};
+
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn template_source(name: &str) -> String {
+    if let Some(model) = name.strip_prefix("gguf:") {
+        let model = model.trim_end_matches(".gguf");
+        let gguf = Loader::load_file(model_path(model)).expect("load the test model");
+        return gguf
+            .metadata
+            .str("tokenizer.chat_template")
+            .expect("metadata")
+            .expect("the model has a chat template")
+            .to_string();
+    }
+    let dir = std::env::var("CANDLELIT_MODELS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root().join("models"))
+        .join("templates");
+    std::fs::read_to_string(dir.join(name))
+        .unwrap_or_else(|e| panic!("{name}: {e}; run `python3 scripts/fetch_models.py templates`"))
+}
+
+#[test]
+fn real_chat_templates_render_as_transformers_renders_them() {
+    let path = root().join("tests/fixtures/chat-templates.transformers.json");
+    let fixture: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("fixture json");
+    let conversations: Vec<(Vec<Message>, bool)> = fixture["conversations"]
+        .as_array()
+        .expect("conversations")
+        .iter()
+        .map(|c| {
+            let messages = serde_json::from_value(c["messages"].clone()).expect("messages");
+            (messages, c["add_generation_prompt"].as_bool().expect("flag"))
+        })
+        .collect();
+    let bos = fixture["bos_token"].as_str().expect("bos");
+    let eos = fixture["eos_token"].as_str().expect("eos");
+    let fixed_time = fixture["fixed_time"].as_i64().expect("time");
+    let templates = fixture["templates"].as_object().expect("templates");
+    assert!(templates.len() >= 70, "{} templates", templates.len());
+
+    let dump = std::env::var_os("CANDLELIT_TEMPLATE_DUMP").map(std::path::PathBuf::from);
+    let (mut compared, mut raised, mut lenient) = (0, 0, 0);
+    let mut failures = Vec::new();
+    for (name, expected) in templates {
+        let source = template_source(name);
+        assert_eq!(
+            sha256(source.as_bytes()),
+            expected["sha256"],
+            "{name} is not the fixture's"
+        );
+        let template = match ChatTemplate::new(Some(&source), Fallback::Plain, bos, eos) {
+            Ok(t) => t,
+            Err(e) => {
+                failures.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        template.fix_time(fixed_time);
+        let renders = expected["renders"].as_array().expect("renders");
+        for (i, ((messages, generation), want)) in conversations.iter().zip(renders).enumerate() {
+            compared += 1;
+            let got = template.render(messages, *generation);
+            if let (Some(dir), Ok(text)) = (&dump, &got) {
+                std::fs::create_dir_all(dir).expect("dump dir");
+                std::fs::write(dir.join(format!("{name}.{i}.txt")), text).expect("dump");
+            }
+            match (got, want.get("error")) {
+                // The template itself refused the conversation (e.g. Gemma 2 has no system
+                // role): the engine must refuse it too, not invent a prompt.
+                (Err(_), Some(_)) => raised += 1,
+                (Ok(text), None) if sha256(text.as_bytes()) == want["sha256"] => {}
+                (Ok(text), None) => failures.push(format!(
+                    "{name} conversation {i}: {} chars, transformers {}",
+                    text.chars().count(),
+                    want["chars"]
+                )),
+                // minijinja loops over `none` as over nothing, where Python raises: the tool-use
+                // variants of Hermes' and Command R+'s templates (made for requests with
+                // tools) then render an empty tool list instead of failing.
+                (Ok(_), Some(e)) if e.as_str() == Some("TypeError: 'NoneType' object is not iterable") => lenient += 1,
+                (Ok(_), Some(e)) => {
+                    failures.push(format!("{name} conversation {i}: rendered, transformers raised {e}"))
+                }
+                (Err(e), None) => failures.push(format!("{name} conversation {i}: {e}")),
+            }
+        }
+    }
+    println!(
+        "{} templates, {compared} prompts: {} equal, {raised} refused as transformers refuses them, \
+         {lenient} rendered where Python refuses to loop over none",
+        templates.len(),
+        compared - raised - lenient - failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
