@@ -110,26 +110,50 @@ def sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def fold_system(messages):
+    """The engine's fallback for templates that refuse system messages (ChatTemplate::render):
+    the system prompts, joined by a blank line, open the first user message."""
+    system = [m["content"] for m in messages if m["role"] == "system"]
+    users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    if not system or not users:
+        return None
+    out = []
+    for i, m in enumerate(messages):
+        if m["role"] == "system":
+            continue
+        if i == users[0]:
+            m = {**m, "content": "\n\n".join(system) + "\n\n" + m["content"]}
+        out.append(m)
+    return out
+
+
 def render_all(source):
     try:
         template = environment().from_string(source)
     except jinja2.exceptions.TemplateError as e:
         return {"parse_error": str(e)}
-    renders = []
-    for c in CONVERSATIONS:
+    def render(messages, add_generation_prompt):
         try:
             text = template.render(
-                messages=c["messages"],
-                add_generation_prompt=c["add_generation_prompt"],
+                messages=messages,
+                add_generation_prompt=add_generation_prompt,
                 bos_token=BOS,
                 eos_token=EOS,
                 # transformers passes these even when a request has none.
                 tools=None,
                 documents=None,
             )
-            renders.append({"sha256": sha256(text.encode()), "chars": len(text)})
+            return {"sha256": sha256(text.encode()), "chars": len(text)}
         except Exception as e:  # the template's own raise_exception, or an undefined value
-            renders.append({"error": f"{type(e).__name__}: {e}"})
+            return {"error": f"{type(e).__name__}: {e}"}
+
+    renders = []
+    for c in CONVERSATIONS:
+        result = render(c["messages"], c["add_generation_prompt"])
+        folded = fold_system(c["messages"])
+        if "error" in result and folded is not None:
+            result["folded"] = render(folded, c["add_generation_prompt"])
+        renders.append(result)
     return {"renders": renders}
 
 

@@ -98,10 +98,23 @@ impl ChatTemplate {
         self.fallback
     }
 
+    /// The prompt for a conversation. A template that refuses system messages (Gemma 2's
+    /// and Mistral Instruct's raise an error; the page always sends one) gets the system
+    /// prompt folded into the first user message instead, as Gemma 3's own template and
+    /// llama.cpp's template polyfill do; if that does not render either, the template's own
+    /// error is returned.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         if self.source.is_none() {
             return Ok(render_fallback(self.fallback, messages, add_generation_prompt));
         }
+        let first = self.render_template(messages, add_generation_prompt);
+        match (&first, fold_system(messages)) {
+            (Err(_), Some(folded)) => self.render_template(&folded, add_generation_prompt).or(first),
+            _ => first,
+        }
+    }
+
+    fn render_template(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         let tmpl = self
             .env
             .get_template("chat")
@@ -118,6 +131,32 @@ impl ChatTemplate {
         })
         .map_err(|e| Error::Template(format!("rendering failed: {e}")))
     }
+}
+
+/// The conversation with its system messages joined into the first user message (a blank
+/// line between), or `None` if there is nothing to fold.
+fn fold_system(messages: &[Message]) -> Option<Vec<Message>> {
+    let system: Vec<&str> = messages
+        .iter()
+        .filter(|m| m.role == "system")
+        .map(|m| m.content.as_str())
+        .collect();
+    let first_user = messages.iter().position(|m| m.role == "user")?;
+    if system.is_empty() {
+        return None;
+    }
+    let mut folded: Vec<Message> = Vec::with_capacity(messages.len());
+    for (i, m) in messages.iter().enumerate() {
+        if m.role == "system" {
+            continue;
+        }
+        let mut m = m.clone();
+        if i == first_user {
+            m.content = format!("{}\n\n{}", system.join("\n\n"), m.content);
+        }
+        folded.push(m);
+    }
+    Some(folded)
 }
 
 fn render_fallback(kind: Fallback, messages: &[Message], add_generation_prompt: bool) -> String {
@@ -193,6 +232,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("first message must be from the user"), "{err}");
+    }
+
+    #[test]
+    fn a_refused_system_prompt_is_folded_into_the_first_user_message() {
+        let src = "{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}[{{ m.role }}]{{ m.content }}{% endfor %}";
+        let t = ChatTemplate::new(Some(src), Fallback::Plain, "", "").unwrap();
+        let msgs = [
+            Message::new("system", "S"),
+            Message::new("user", "U"),
+            Message::new("assistant", "A"),
+            Message::new("user", "V"),
+        ];
+        assert_eq!(t.render(&msgs, true).unwrap(), "[user]S\n\nU[assistant]A[user]V");
+        // Nothing to fold into: the template's own error.
+        let err = t.render(&msgs[..1], true).unwrap_err().to_string();
+        assert!(err.contains("System role not supported"), "{err}");
     }
 
     #[test]
