@@ -180,8 +180,9 @@ impl Decoder<Cpu> {
         }
         let mut out = vec![];
         for (name, lin) in named {
-            // Five rows: the four-row prefill kernels and the one-row ones both run.
-            let rows = 5;
+            // Seventeen rows: prefill's four-row kernels (the SIMD128 build's k-quant quads
+            // from 16 rows) with a one-row tail, then the one-row kernels, all run.
+            let rows = 17;
             let x: Vec<f32> = (0..rows * lin.in_dim)
                 .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 2.0)
                 .collect();

@@ -1303,7 +1303,6 @@ fn quad_sums<const M: usize, const N: usize, const MIN: bool>(w: [&[Quad]; M], a
 /// runs; of 16 for Q6_K, four runs). Activations: `d`; `start`, each run's starting sums
 /// (−32 · its sub-blocks' sums for Q6_K, whose codes are value + 32; else 0); `b16`, the
 /// sums per 32 values as i16 lanes, for Q4_K/Q5_K's minimums.
-#[cfg(target_feature = "relaxed-simd")]
 #[derive(Clone, Copy)]
 pub struct KQuad {
     qs: [v128; 16],
@@ -1314,7 +1313,6 @@ pub struct KQuad {
 
 /// A weight super-block as a [`KQuad`]: codes, each run's scales as i32 lanes, the eight
 /// minimums (Q4_K/Q5_K) as i16 lanes.
-#[cfg(target_feature = "relaxed-simd")]
 #[derive(Clone, Copy)]
 struct KQuadW {
     qs: [v128; 16],
@@ -1325,7 +1323,6 @@ struct KQuadW {
 }
 
 /// Sixteen vectors of 16 values (in order) interleaved by sub-blocks of `sub` values.
-#[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
 fn interleave_k(v: [v128; 16], sub: usize) -> [v128; 16] {
     let mut out = v;
@@ -1344,7 +1341,6 @@ fn interleave_k(v: [v128; 16], sub: usize) -> [v128; 16] {
 
 /// The k-quant types multiplied as [`KQuad`]s (their weights packed at load), with their
 /// sub-block size.
-#[cfg(target_feature = "relaxed-simd")]
 pub fn kquad_sub(dtype: candle_core::quantized::GgmlDType) -> Option<usize> {
     use candle_core::quantized::GgmlDType as T;
     match dtype {
@@ -1355,7 +1351,6 @@ pub fn kquad_sub(dtype: candle_core::quantized::GgmlDType) -> Option<usize> {
 }
 
 /// An activation row (blocks from `quantize_q8k`) as [`KQuad`]s for sub-blocks of `sub`.
-#[cfg(target_feature = "relaxed-simd")]
 pub fn kquad_acts(row: &[BlockQ8K], sub: usize, out: &mut Vec<KQuad>) {
     for b in row {
         let qs = interleave_k(std::array::from_fn(|i| load_i8(&b.qs, 16 * i)), sub);
@@ -1381,7 +1376,6 @@ pub fn kquad_acts(row: &[BlockQ8K], sub: usize, out: &mut Vec<KQuad>) {
 /// 12 bytes after `d` and `dmin` (see `scale_min_k4`): scale j < 4 is byte j's low six bits,
 /// scale j ≥ 4 byte j + 4's low nibble and byte j − 4's top two bits; the minimums likewise
 /// from bytes 4..8 and the high nibbles.
-#[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
 fn k_scales_mins(w: &[u8]) -> ([v128; 2], v128) {
     let q = load(w, 4);
@@ -1401,7 +1395,6 @@ fn k_scales_mins(w: &[u8]) -> ([v128; 2], v128) {
 }
 
 /// Q6_K's sixteen signed scales as four runs of i32 lanes.
-#[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
 fn q6_k_scales(w: &[u8]) -> [v128; 4] {
     let s = load(w, 192);
@@ -1415,7 +1408,6 @@ fn q6_k_scales(w: &[u8]) -> [v128; 4] {
 }
 
 /// Bits `at..at + width` of every byte of `h`, moved to bit 4 up: a code's high bits.
-#[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
 fn high_bits_at(h: v128, at: u32, mask: u8) -> v128 {
     let moved = if at <= 4 {
@@ -1478,6 +1470,63 @@ fn packed_kquad<const KIND: u8>(w: &[u8]) -> KQuadW {
     (qs[5], qs[13]) = packed_k_pair::<KIND, 5>(w, &h);
     (qs[6], qs[14]) = packed_k_pair::<KIND, 6>(w, &h);
     (qs[7], qs[15]) = packed_k_pair::<KIND, 7>(w, &h);
+    if KIND == 6 {
+        return KQuadW {
+            qs,
+            sc: q6_k_scales(w),
+            mn: i32x4_splat(0),
+            d: f16_at(w, 208),
+            dmin: 0.0,
+        };
+    }
+    let ([s0, s1], mn) = k_scales_mins(w);
+    let zero = i32x4_splat(0);
+    KQuadW {
+        qs,
+        sc: [s0, s1, zero, zero],
+        mn,
+        d: f16_at(w, 0),
+        dmin: f16_at(w, 2),
+    }
+}
+
+/// A super-block in the file's layout as a [`KQuadW`]: its 256 codes in order as sixteen
+/// vectors (`packed_k`'s `file_slot` says where each lives), interleaved by sub-block as the
+/// activations are; the scales and factors are where a packed block has them too.
+#[inline(always)]
+fn file_kquad<const KIND: u8>(w: &[u8]) -> KQuadW {
+    let mut v = [i32x4_splat(0); 16];
+    if KIND == 6 {
+        // Value 128n + 32q + l: low bits in `ql` byte 64n + 32(q % 2) + l, nibble q / 2;
+        // high bits in `qh` byte 128 + 32n + l, bits 2q and 2q + 1.
+        for n in 0..2 {
+            for j in 0..2 {
+                let qh = load(w, 128 + 32 * n + 16 * j);
+                for q in 0..4 {
+                    let (lo, hi) = nibbles(load(w, 64 * n + 32 * (q % 2) + 16 * j));
+                    let low = if q < 2 { lo } else { hi };
+                    v[8 * n + 2 * q + j] = v128_or(low, high_bits_at(qh, 2 * q as u32, 0x30));
+                }
+            }
+        }
+    } else {
+        // Value 64c + 32h + l: nibble h of `qs` byte 32c + l; Q5_K's fifth bit is bit 2c + h of
+        // `qh` byte l.
+        let at = if KIND == 5 { 48 } else { 16 };
+        for c in 0..4 {
+            for j in 0..2 {
+                let (mut lo, mut hi) = nibbles(load(w, at + 32 * c + 16 * j));
+                if KIND == 5 {
+                    let qh = load(w, 16 + 16 * j);
+                    lo = v128_or(lo, high_bits_at(qh, 2 * c as u32, 0x10));
+                    hi = v128_or(hi, high_bits_at(qh, 2 * c as u32 + 1, 0x10));
+                }
+                v[4 * c + j] = lo;
+                v[4 * c + 2 + j] = hi;
+            }
+        }
+    }
+    let qs = interleave_k(v, if KIND == 6 { 16 } else { 32 });
     if KIND == 6 {
         return KQuadW {
             qs,
@@ -1585,12 +1634,13 @@ pub fn kquad_decode(
     }
 }
 
-/// [`quad_rows`] for the packed k-quants: each weight row unpacked once, then four activation
-/// rows at a time. The integer sums are exact, so the lanes may split them any way; the
-/// float steps per super-block are the scalar reference's.
-#[cfg(target_feature = "relaxed-simd")]
+/// [`quad_rows`] for the k-quants: each weight row unpacked once (from the packed layout
+/// or, in the SIMD128 build, which keeps the file's, from that), then four activation rows
+/// at a time. The integer sums are exact, so the lanes may split them any way; the float
+/// steps per super-block are the scalar reference's.
 pub fn kquad_rows(
     dtype: candle_core::quantized::GgmlDType,
+    packed: bool,
     w: &[u8],
     row_bytes: usize,
     acts: &[KQuad],
@@ -1600,10 +1650,16 @@ pub fn kquad_rows(
     use candle_core::quantized::GgmlDType as T;
     let rows = acts.len() / blocks;
     let bb = row_bytes / blocks;
-    let unpack: fn(&[u8]) -> KQuadW = match dtype {
-        T::Q4K => packed_kquad::<4>,
-        T::Q5K => packed_kquad::<5>,
-        _ => packed_kquad::<6>,
+    let unpack: fn(&[u8]) -> KQuadW = match (dtype, packed) {
+        #[cfg(target_feature = "relaxed-simd")]
+        (T::Q4K, true) => packed_kquad::<4>,
+        #[cfg(target_feature = "relaxed-simd")]
+        (T::Q5K, true) => packed_kquad::<5>,
+        #[cfg(target_feature = "relaxed-simd")]
+        (_, true) => packed_kquad::<6>,
+        (T::Q4K, _) => file_kquad::<4>,
+        (T::Q5K, _) => file_kquad::<5>,
+        _ => file_kquad::<6>,
     };
     let mut unpacked = Vec::with_capacity(blocks);
     let row = |r: usize| &acts[r * blocks..(r + 1) * blocks];
@@ -1628,7 +1684,6 @@ pub fn kquad_rows(
     }
 }
 
-#[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
 fn kquad_sums<const N: usize, const SUB: usize>(w: &[KQuadW], act: [&[KQuad]; N]) -> [f32; N] {
     let runs = 256 / (4 * SUB);
@@ -1644,7 +1699,7 @@ fn kquad_sums<const N: usize, const SUB: usize>(w: &[KQuadW], act: [&[KQuad]; N]
             for v in k * per_run..(k + 1) * per_run {
                 let wv = wb.qs[v];
                 for n in 0..N {
-                    part[n] = i32x4_relaxed_dot_i8x16_i7x16_add(ab[n].qs[v], wv, part[n]);
+                    part[n] = dot_quads(ab[n].qs[v], wv, part[n]);
                 }
             }
             for n in 0..N {
