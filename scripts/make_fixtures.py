@@ -15,11 +15,13 @@ Writes tests/fixtures/<model>.llamacpp.json with, per model:
     llama.cpp's own token-by-token greedy choice equals its batched argmax: its noise floor.
 
 `--variants` writes the other families' files derived from SmolLM2 (Qwen 2, Qwen 3, Phi-3,
-Llama 3's RoPE factors; tests/common/variants.rs, through `cargo test`) and both test models
+Llama 3's RoPE factors) and Gemma 3 (its sliding window and RoPE scaling, Gemma 2;
+tests/common/variants.rs, through `cargo test`) and both test models
 converted to F32 to models/variants/, and their logits fixtures
 (tests/fixtures/variant-*.llamacpp.json, *-f32.llamacpp.json); then, as `--pre-tokenizers`
 alone does, SmolLM2's vocabulary under every pre-tokenizer name llama.cpp knows
-(tests/fixtures/pre-tokenizers.llamacpp.json).
+(tests/fixtures/pre-tokenizers.llamacpp.json). `--variants NAME...` writes only the named
+logits fixtures (e.g. `variant-gemma2`).
 """
 import json
 import os
@@ -77,6 +79,7 @@ VARIANTS = {
     "smollm2-135m-instruct-f32": ("smollm2-135m-instruct-f32", 1024, SMOL),
     "gemma-3-270m-f32": ("gemma-3-270m-f32", 1024, "gemma-3-270m-q4_k_m"),
     "variant-gemma3-window-rope": ("variant-gemma3-window-rope", 1024, "gemma-3-270m-q4_k_m"),
+    "variant-gemma2": ("variant-gemma2", 1024, "gemma-3-270m-q4_k_m"),
 }
 
 
@@ -117,13 +120,15 @@ def logits_cases(llm, name, prompts):
     return cases
 
 
-def variants():
+def variants(only=()):
     subprocess.run(
         ["cargo", "test", "--release", "--test", "architectures", "--", "--ignored", "--exact", "write_variants"],
         cwd=ROOT,
         check=True,
     )
     for name, (file, n_ctx, prompts) in VARIANTS.items():
+        if only and name not in only:
+            continue
         path = os.path.join(MODELS, "variants", file + ".gguf")
         llm = Llama(model_path=path, n_ctx=n_ctx, n_batch=1024, logits_all=True, n_threads=2, verbose=False, seed=0)
         fixture = {"llama_cpp_python": llama_cpp_version, "model": file + ".gguf", "n_ctx": n_ctx, "tokenizer": []}
@@ -184,6 +189,8 @@ def main():
     if sys.argv[1:] == ["--variants"]:
         variants()
         return pre_tokenizers()
+    if sys.argv[1:2] == ["--variants"]:  # only the named fixtures, e.g. variant-gemma2
+        return variants(sys.argv[2:])
     if sys.argv[1:] == ["--pre-tokenizers"]:
         return pre_tokenizers()
     names = sys.argv[1:] or list(PROMPTS)

@@ -47,7 +47,7 @@ pub struct Config {
 }
 
 /// Architectures whose tensors and metadata the decoder understands.
-pub const SUPPORTED: &[&str] = &["llama", "qwen2", "qwen3", "gemma3", "phi3"];
+pub const SUPPORTED: &[&str] = &["llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"];
 
 impl Config {
     pub fn from_metadata(meta: &Metadata) -> Result<Self> {
@@ -103,17 +103,32 @@ impl Config {
             .map(|a| a.len())
             .or(meta.usize(&k("vocab_size"))?)
             .ok_or_else(|| Error::Metadata("unknown vocabulary size".into()))?;
-        let gemma = arch == "gemma3";
+        // Gemma 2 is Gemma 3 without QK-norm (its norms are optional tensors), with soft-capped
+        // attention and output logits (read below for every family), every other layer local
+        // and one RoPE base for all layers.
+        let gemma = arch == "gemma3" || arch == "gemma2";
         let sliding_window = if gemma {
             meta.usize(&k("attention.sliding_window"))?
         } else {
             None
         };
-        // Gemma 3: five local (sliding-window) layers, then one global, unless the file says otherwise.
-        let pattern = meta.usize(&k("attention.sliding_window_pattern"))?.unwrap_or(6).max(1);
+        // Gemma 3: five local (sliding-window) layers, then one global; Gemma 2: one local, one
+        // global; unless the file says otherwise.
+        let default_pattern = if arch == "gemma2" { 2 } else { 6 };
+        let pattern = meta
+            .usize(&k("attention.sliding_window_pattern"))?
+            .unwrap_or(default_pattern)
+            .max(1);
         let layer_is_local = (0..n_layer)
             .map(|i| sliding_window.is_some() && i % pattern < pattern - 1)
             .collect();
+        // Gemma 2 and 3 27B scale queries by 1/√(width / heads) rather than 1/√(head size)
+        // (their `query_pre_attn_scalar`); GGUF has no key for it, so llama.cpp tells the
+        // 27B models by their layer count, as here.
+        let query_scale_dim = match (arch.as_str(), n_layer) {
+            ("gemma2", 46) | ("gemma3", 62) => (n_embd / n_head) as f32,
+            _ => head_dim as f32,
+        };
         let rope_style = if arch == "llama" {
             RopeStyle::Interleaved
         } else {
@@ -135,12 +150,12 @@ impl Config {
             rope_scale,
             rope_attn_factor,
             rope_orig_context,
-            rope_base_local: if gemma { 10_000.0 } else { rope_base },
+            rope_base_local: if arch == "gemma3" { 10_000.0 } else { rope_base },
             sliding_window,
             layer_is_local,
             activation: if gemma { Activation::GeluTanh } else { Activation::Silu },
             embed_scale: if gemma { Some((n_embd as f32).sqrt()) } else { None },
-            attn_scale: rope_attn_factor * rope_attn_factor / (head_dim as f32).sqrt(),
+            attn_scale: rope_attn_factor * rope_attn_factor / query_scale_dim.sqrt(),
             attn_softcap: meta.f64(&k("attn_logit_softcapping"))?.map(|v| v as f32),
             final_softcap: meta.f64(&k("final_logit_softcapping"))?.map(|v| v as f32),
             arch,

@@ -13,6 +13,9 @@ use std::path::Path;
 
 pub const VARIANTS: &[&str] = &["qwen2", "qwen3", "phi3", "llama-rope-freqs"];
 
+/// Gemma 2's variant scales Gemma 3's Q and K weights by this (a power of two: exact).
+const GEMMA2_QK_SCALE: f64 = 0.125;
+
 /// A fixed, varied sequence in [lo, hi] (a multiplicative hash, not a random generator).
 fn pattern(n: usize, salt: usize, lo: f32, hi: f32) -> Vec<f32> {
     (0..n)
@@ -117,6 +120,10 @@ pub fn derive(source: &Path, variant: &str, how: Derive) -> Vec<u8> {
 
     let arch = match variant {
         "same" | "gemma3-window-rope" => source_arch.as_str(),
+        "gemma2" => {
+            assert_eq!(source_arch, "gemma3", "the Gemma 2 variant is made from Gemma 3");
+            "gemma2"
+        }
         "llama-rope-freqs" => "llama",
         v => {
             assert_eq!(source_arch, "llama", "variants are made from SmolLM2");
@@ -232,6 +239,36 @@ pub fn derive(source: &Path, variant: &str, how: Derive) -> Vec<u8> {
                 gguf_file::Value::String("linear".into()),
             ));
             metadata.push(("gemma3.rope.scaling.factor".into(), gguf_file::Value::F32(8.0)));
+        }
+        "gemma2" => {
+            // Gemma 3 without QK-norm, with Gemma 2's soft-capping of attention scores (50) and
+            // output logits (30), every other layer local (llama.cpp's and our default for
+            // the family), a 32-token window so that short prompts cross it.
+            for i in 0..n_layer {
+                for w in ["attn_q_norm", "attn_k_norm"] {
+                    let name = format!("blk.{i}.{w}.weight");
+                    tensors.remove(&name);
+                    order.retain(|n| *n != name);
+                }
+                // Without the norms, Gemma 3's queries and keys are large enough to make every
+                // softmax one-hot, where any rounding flips an output: scaled down (exactly, in
+                // F32) they keep the scores in the range soft-capping was made for.
+                for w in ["attn_q", "attn_k"] {
+                    let name = format!("blk.{i}.{w}.weight");
+                    let values = tensors[&name].dequantize(&Device::Cpu).expect("dequantize");
+                    let scaled = (values * GEMMA2_QK_SCALE).expect("scale");
+                    tensors.insert(name, QTensor::quantize(&scaled, GgmlDType::F32).expect("f32"));
+                }
+            }
+            metadata.retain(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "gemma2.attention.sliding_window" | "gemma2.attention.sliding_window_pattern"
+                )
+            });
+            metadata.push(("gemma2.attention.sliding_window".into(), gguf_file::Value::U32(32)));
+            metadata.push(("gemma2.attn_logit_softcapping".into(), gguf_file::Value::F32(50.0)));
+            metadata.push(("gemma2.final_logit_softcapping".into(), gguf_file::Value::F32(30.0)));
         }
         other => panic!("unknown variant {other}"),
     }
