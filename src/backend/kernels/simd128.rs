@@ -1470,6 +1470,13 @@ fn packed_kquad<const KIND: u8>(w: &[u8]) -> KQuadW {
     (qs[5], qs[13]) = packed_k_pair::<KIND, 5>(w, &h);
     (qs[6], qs[14]) = packed_k_pair::<KIND, 6>(w, &h);
     (qs[7], qs[15]) = packed_k_pair::<KIND, 7>(w, &h);
+    kquad_w::<KIND>(w, qs)
+}
+
+/// A [`KQuadW`] of the codes `qs` and the scales, minimums and factors of block `w`, which
+/// sit in the same place in the file's layout and the packed one.
+#[inline(always)]
+fn kquad_w<const KIND: u8>(w: &[u8], qs: [v128; 16]) -> KQuadW {
     if KIND == 6 {
         return KQuadW {
             qs,
@@ -1527,24 +1534,7 @@ fn file_kquad<const KIND: u8>(w: &[u8]) -> KQuadW {
         }
     }
     let qs = interleave_k(v, if KIND == 6 { 16 } else { 32 });
-    if KIND == 6 {
-        return KQuadW {
-            qs,
-            sc: q6_k_scales(w),
-            mn: i32x4_splat(0),
-            d: f16_at(w, 208),
-            dmin: 0.0,
-        };
-    }
-    let ([s0, s1], mn) = k_scales_mins(w);
-    let zero = i32x4_splat(0);
-    KQuadW {
-        qs,
-        sc: [s0, s1, zero, zero],
-        mn,
-        d: f16_at(w, 0),
-        dmin: f16_at(w, 2),
-    }
+    kquad_w::<KIND>(w, qs)
 }
 
 /// Code vectors P and P + 8 of a packed super-block times an activation block, added to
