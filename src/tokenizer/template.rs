@@ -100,9 +100,9 @@ impl ChatTemplate {
 
     /// The prompt for a conversation. A template that refuses system messages (Gemma 2's
     /// and Mistral Instruct's raise an error; the page always sends one) gets the system
-    /// prompt folded into the first user message instead, as Gemma 3's own template and
-    /// llama.cpp's template polyfill do; if that does not render either, the template's own
-    /// error is returned.
+    /// prompt folded into the first user message instead, after a blank line as Gemma 3's
+    /// own template does it (llama.cpp's server folds it too, after one line break); if that
+    /// does not render either, the template's own error is returned.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         if self.source.is_none() {
             return Ok(render_fallback(self.fallback, messages, add_generation_prompt));
@@ -248,6 +248,22 @@ mod tests {
         // Nothing to fold into: the template's own error.
         let err = t.render(&msgs[..1], true).unwrap_err().to_string();
         assert!(err.contains("System role not supported"), "{err}");
+    }
+
+    /// Expected strings from Python: `json.dumps(x, ensure_ascii=False)`, with `indent=2`,
+    /// with `ensure_ascii=True`, with `sort_keys=True, separators=(',', ':')`.
+    #[test]
+    fn tojson_writes_what_pythons_json_dumps_writes() {
+        let src = r#"{% set x = {'name': 'get_weather', 'b': [1, 2.5, none, true], 'html': "<b>&'</b>", 'u': 'é😀', 'e': {}, 'l': []} %}{{ x | tojson }}|{{ x | tojson(indent=2) }}|{{ x | tojson(ensure_ascii=true) }}|{{ x | tojson(sort_keys=true, separators=[',', ':']) }}"#;
+        let t = ChatTemplate::new(Some(src), Fallback::Plain, "", "").unwrap();
+        let got = t.render(&[], false).unwrap();
+        let want = [
+            r#"{"name": "get_weather", "b": [1, 2.5, null, true], "html": "<b>&'</b>", "u": "é😀", "e": {}, "l": []}"#,
+            "{\n  \"name\": \"get_weather\",\n  \"b\": [\n    1,\n    2.5,\n    null,\n    true\n  ],\n  \"html\": \"<b>&'</b>\",\n  \"u\": \"é😀\",\n  \"e\": {},\n  \"l\": []\n}",
+            r#"{"name": "get_weather", "b": [1, 2.5, null, true], "html": "<b>&'</b>", "u": "\u00e9\ud83d\ude00", "e": {}, "l": []}"#,
+            r#"{"b":[1,2.5,null,true],"e":{},"html":"<b>&'</b>","l":[],"name":"get_weather","u":"é😀"}"#,
+        ];
+        assert_eq!(got.split('|').collect::<Vec<_>>(), want);
     }
 
     #[test]
