@@ -15,6 +15,7 @@ import sys
 import ssl
 import tarfile
 import tempfile
+import urllib.parse
 import urllib.request
 import zipfile
 
@@ -96,7 +97,7 @@ def fetch(name, info, cache):
 TEMPLATES = {
     "dir": "templates",
     "sdist": "llama_cpp_python-0.3.36.tar.gz",
-    "index": "https://pypi.org/simple/llama-cpp-python/",
+    "package": "llama-cpp-python",
     "sha256": "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e",
     "member_dir": "llama_cpp_python-0.3.36/vendor/llama.cpp/models/templates/",
 }
@@ -109,16 +110,28 @@ def fetch_templates(cache):
         print(f"ok      {TEMPLATES['dir']}/")
         return
     # pip would build the source package to read its metadata (minutes): take the file the
-    # package index lists, and check its hash.
-    context = ssl.create_default_context(cafile=os.environ.get("PIP_CERT") or None)
-    with urllib.request.urlopen(TEMPLATES["index"], context=context, timeout=180) as r:
+    # package index lists, and check its hash. The index and certificates are pip's.
+    index_url = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+    index_page = f"{index_url}/{TEMPLATES['package']}/"
+    cafile = os.environ.get("PIP_CERT")
+    if not cafile:
+        try:
+            from pip._vendor import certifi
+
+            cafile = certifi.where()
+        except ImportError:
+            cafile = None
+    context = ssl.create_default_context(cafile=cafile)
+    with urllib.request.urlopen(index_page, context=context, timeout=180) as r:
         index = r.read().decode()
     marker = "/" + TEMPLATES["sdist"] + "#sha256="
     url = next((h.split('"')[0] for h in index.split('href="')[1:] if marker in h.split('"')[0]), None)
     if url is None:
-        sys.exit(f"{TEMPLATES['sdist']} is not on {TEMPLATES['index']}")
+        sys.exit(f"{TEMPLATES['sdist']} is not on {index_page}")
     path = os.path.join(cache, TEMPLATES["sdist"])
-    with urllib.request.urlopen(url.split("#")[0], context=context, timeout=180) as r, open(path, "wb") as f:
+    # Mirrors may list files by relative links.
+    url = urllib.parse.urljoin(index_page, url.split("#")[0])
+    with urllib.request.urlopen(url, context=context, timeout=180) as r, open(path, "wb") as f:
         shutil.copyfileobj(r, f, 1 << 20)
     got = sha256(path)
     if got != TEMPLATES["sha256"]:
