@@ -27,7 +27,7 @@ pub enum Error {
     },
     #[error("split GGUF: {0}")]
     Split(String),
-    #[error("unsupported model architecture `{0}` (supported: llama, qwen2, qwen3, gemma2, gemma3, phi3)")]
+    #[error("unsupported model architecture `{0}` (supported: llama, granite, qwen2, qwen3, gemma2, gemma3, phi3)")]
     UnsupportedArchitecture(String),
     #[error("model metadata: {0}")]
     Metadata(String),

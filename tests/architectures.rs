@@ -78,6 +78,15 @@ fn gemma2_matches_llama_cpp() {
     assert!(a.mean_diff < 0.005, "variant-gemma2: mean |logit diff| {}", a.mean_diff);
 }
 
+/// Granite: Llama with its embeddings, attention scores, branch outputs and logits scaled
+/// (each scale left out makes this fail: tried).
+#[test]
+fn granite_matches_llama_cpp() {
+    let engine = parity("granite", "variant-granite", FIXTURE_CONTEXT);
+    let cfg = &engine.model.cfg;
+    assert_eq!((cfg.residual_scale, cfg.logit_scale), (Some(0.22), Some(8.0)));
+}
+
 #[test]
 fn llama_rope_frequency_factors_match_llama_cpp() {
     parity("llama-rope-freqs", "variant-llama-rope-freqs", FIXTURE_CONTEXT);

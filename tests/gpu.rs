@@ -442,6 +442,9 @@ impl Backend for Nudged {
     fn softcap(&self, x: &mut Vec<f32>, c: f32) -> Result<()> {
         Cpu.softcap(x, c)
     }
+    fn scale(&self, x: &mut Vec<f32>, s: f32) -> Result<()> {
+        Cpu.scale(x, s)
+    }
     fn read(&self, x: Vec<f32>) -> Result<Vec<f32>> {
         Ok(x)
     }
@@ -611,7 +614,7 @@ fn gpu_agrees_with_cpu_on_gemma3() {
 
 /// The other families on the GPU (Q/K/V biases, QK-norm, fused QKV and gate-up, an untied
 /// output, RoPE factors and attention factor, Gemma's sliding window crossed at 32 tokens
-/// and linear RoPE scaling, Gemma 2's soft-capping), against llama.cpp on the files derived
+/// and linear RoPE scaling, Gemma 2's soft-capping, Granite's scales), against llama.cpp on the files derived
 /// from SmolLM2 and Gemma 3 in F32 (tests/architectures.rs runs them on the CPU); lavapipe is slow, so on the
 /// first of the fixtures' three prompts.
 #[test]
@@ -625,6 +628,7 @@ fn other_families_match_llama_cpp_on_the_gpu() {
         ("llama-rope-freqs", "variant-llama-rope-freqs", 1024),
         ("gemma3-window-rope", "variant-gemma3-window-rope", 1024),
         ("gemma2", "variant-gemma2", 1024),
+        ("granite", "variant-granite", 1024),
     ] {
         let how = Derive {
             layers: None,

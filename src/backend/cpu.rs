@@ -611,6 +611,10 @@ impl Backend for Cpu {
         softcap(x, cap);
         Ok(())
     }
+    fn scale(&self, x: &mut Vec<f32>, s: f32) -> Result<()> {
+        x.iter_mut().for_each(|v| *v *= s);
+        Ok(())
+    }
     fn read(&self, x: Vec<f32>) -> Result<Vec<f32>> {
         Ok(x)
     }

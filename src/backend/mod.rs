@@ -92,6 +92,8 @@ pub trait Backend {
     /// The last `keep` of `rows` rows of width `width`.
     fn last_rows(&self, x: &Self::Act, rows: usize, keep: usize, width: usize) -> Result<Self::Act>;
     fn softcap(&self, x: &mut Self::Act, cap: f32) -> Result<()>;
+    /// `x *= s`, element-wise (Granite's residual and logit scales).
+    fn scale(&self, x: &mut Self::Act, s: f32) -> Result<()>;
     /// Brings activations back to the CPU and ends the pass: the GPU backend waits for the
     /// device here and frees every other activation the pass made.
     fn read(&self, x: Self::Act) -> Result<Vec<f32>>;

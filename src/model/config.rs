@@ -44,10 +44,14 @@ pub struct Config {
     pub attn_scale: f32,
     pub attn_softcap: Option<f32>,
     pub final_softcap: Option<f32>,
+    /// Granite multiplies each attention and FFN output by this before the residual add.
+    pub residual_scale: Option<f32>,
+    /// Granite divides the logits by this.
+    pub logit_scale: Option<f32>,
 }
 
 /// Architectures whose tensors and metadata the decoder understands.
-pub const SUPPORTED: &[&str] = &["llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"];
+pub const SUPPORTED: &[&str] = &["llama", "granite", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"];
 
 impl Config {
     pub fn from_metadata(meta: &Metadata) -> Result<Self> {
@@ -129,7 +133,26 @@ impl Config {
             ("gemma2", 46) | ("gemma3", 62) => (n_embd / n_head) as f32,
             _ => head_dim as f32,
         };
-        let rope_style = if arch == "llama" {
+        // Granite is Llama (its converter interleaves Q and K as Llama's does) with four
+        // scalars: embeddings, attention scores, branch outputs and logits each scaled.
+        let granite = arch == "granite";
+        let scalar = |key: &str| -> Result<Option<f32>> {
+            Ok(match granite {
+                true => meta.f64(&k(key))?.map(|v| v as f32).filter(|v| *v != 0.0),
+                false => None,
+            })
+        };
+        for (key, v) in [
+            ("embedding_scale", scalar("embedding_scale")?),
+            ("residual_scale", scalar("residual_scale")?),
+            ("attention.scale", scalar("attention.scale")?),
+            ("logit_scale", scalar("logit_scale")?),
+        ] {
+            if v.is_some_and(|v| !v.is_finite()) {
+                return Err(Error::Metadata(format!("{arch}.{key} is not a finite number")));
+            }
+        }
+        let rope_style = if arch == "llama" || granite {
             RopeStyle::Interleaved
         } else {
             RopeStyle::Halves
@@ -154,10 +177,17 @@ impl Config {
             sliding_window,
             layer_is_local,
             activation: if gemma { Activation::GeluTanh } else { Activation::Silu },
-            embed_scale: if gemma { Some((n_embd as f32).sqrt()) } else { None },
-            attn_scale: rope_attn_factor * rope_attn_factor / query_scale_dim.sqrt(),
+            embed_scale: if gemma {
+                Some((n_embd as f32).sqrt())
+            } else {
+                scalar("embedding_scale")?
+            },
+            attn_scale: scalar("attention.scale")?
+                .unwrap_or(rope_attn_factor * rope_attn_factor / query_scale_dim.sqrt()),
             attn_softcap: meta.f64(&k("attn_logit_softcapping"))?.map(|v| v as f32),
             final_softcap: meta.f64(&k("final_logit_softcapping"))?.map(|v| v as f32),
+            residual_scale: scalar("residual_scale")?,
+            logit_scale: scalar("logit_scale")?,
             arch,
         })
     }

@@ -356,6 +356,9 @@ impl<B: Backend> Decoder<B> {
             if let Some(w) = &l.post_attn_norm {
                 b.rms_norm_in_place(&mut a, w, cfg.rms_eps)?;
             }
+            if let Some(s) = cfg.residual_scale {
+                b.scale(&mut a, s)?;
+            }
             b.add(&mut h, &a)?;
 
             let x = b.rms_norm(&h, &l.ffn_norm, cfg.rms_eps)?;
@@ -371,6 +374,9 @@ impl<B: Backend> Decoder<B> {
             if let Some(w) = &l.post_ffn_norm {
                 b.rms_norm_in_place(&mut f, w, cfg.rms_eps)?;
             }
+            if let Some(s) = cfg.residual_scale {
+                b.scale(&mut f, s)?;
+            }
             b.add(&mut h, &f)?;
         }
         cache.push_tokens(tokens);
@@ -380,6 +386,9 @@ impl<B: Backend> Decoder<B> {
         let mut logits = b.linear(&self.output, &x, rows)?;
         if let Some(c) = cfg.final_softcap {
             b.softcap(&mut logits, c)?;
+        }
+        if let Some(s) = cfg.logit_scale {
+            b.scale(&mut logits, 1.0 / s)?;
         }
         Ok(logits)
     }

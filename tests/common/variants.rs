@@ -11,7 +11,7 @@ use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
 
-pub const VARIANTS: &[&str] = &["qwen2", "qwen3", "phi3", "llama-rope-freqs"];
+pub const VARIANTS: &[&str] = &["qwen2", "qwen3", "phi3", "llama-rope-freqs", "granite"];
 
 /// Gemma 2's variant scales Gemma 3's Q and K weights by this (a power of two: exact).
 const GEMMA2_QK_SCALE: f64 = 0.125;
@@ -149,7 +149,7 @@ pub fn derive(source: &Path, variant: &str, how: Derive) -> Vec<u8> {
     let mut order: Vec<String> = names.iter().map(|n| n.to_string()).collect();
 
     // Rows back in the original order for the families that rotate halves.
-    if source_arch == "llama" && arch != "llama" {
+    if source_arch == "llama" && !matches!(arch, "llama" | "granite") {
         for i in 0..n_layer {
             for w in ["attn_q", "attn_k"] {
                 let name = format!("blk.{i}.{w}.weight");
@@ -226,6 +226,17 @@ pub fn derive(source: &Path, variant: &str, how: Derive) -> Vec<u8> {
                 "rope_freqs.weight".into(),
                 f32_tensor(pattern(head_dim / 2, 3, 0.5, 4.0)),
             );
+        }
+        "granite" => {
+            // Granite 3.3 2B's scalars (its head size is SmolLM2's, 64).
+            for (key, v) in [
+                ("embedding_scale", 12.0),
+                ("residual_scale", 0.22),
+                ("attention.scale", 0.015625),
+                ("logit_scale", 8.0),
+            ] {
+                metadata.push((format!("granite.{key}"), gguf_file::Value::F32(v)));
+            }
         }
         "same" => {}
         "gemma3-window-rope" => {

@@ -468,6 +468,11 @@ impl Backend for Gpu {
         Ok(())
     }
 
+    fn scale(&self, x: &mut GpuAct, s: f32) -> Result<()> {
+        self.elementwise("scale", x, None, x.len, [0; 3], s);
+        Ok(())
+    }
+
     fn read(&self, x: GpuAct) -> Result<Vec<f32>> {
         self.read_blocking(&x.buf, x.len)
     }

@@ -72,6 +72,14 @@ fn columns(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 @compute @workgroup_size(64)
+fn scale(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if (i < p.n) {
+        x[i] = x[i] * p.f;
+    }
+}
+
+@compute @workgroup_size(64)
 fn softcap(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = index(gid);
     if (i < p.n) {
