@@ -566,7 +566,10 @@ fn stream_into_gpu(name: &str) {
 
 fn stream_files_into_gpu(name: &str, files: &[std::path::PathBuf]) {
     use std::io::Read;
-    let g = gpu();
+    // A device of its own: streamed matrices wait on their device, by tensor name, for the
+    // decoder to take them, and the other tests (running at the same time) load other
+    // models by the same names on the shared device. The page opens a device per load.
+    let g = Gpu::new_blocking().expect("a Vulkan adapter");
     let path = model_path(name);
     let file_len: u64 = files.iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
     let mut loader = Loader::new(Some(std::fs::metadata(&files[0]).unwrap().len()));
