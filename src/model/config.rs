@@ -142,16 +142,13 @@ impl Config {
                 false => None,
             })
         };
-        for (key, v) in [
-            ("embedding_scale", scalar("embedding_scale")?),
-            ("residual_scale", scalar("residual_scale")?),
-            ("attention.scale", scalar("attention.scale")?),
-            ("logit_scale", scalar("logit_scale")?),
-        ] {
-            if v.is_some_and(|v| !v.is_finite()) {
-                return Err(Error::Metadata(format!("{arch}.{key} is not a finite number")));
-            }
-        }
+        let [embedding_scale, residual_scale, attention_scale, logit_scale] =
+            ["embedding_scale", "residual_scale", "attention.scale", "logit_scale"].map(|key| match scalar(key) {
+                Ok(Some(v)) if !v.is_finite() => Err(Error::Metadata(format!("{arch}.{key} is not a finite number"))),
+                other => other,
+            });
+        let (embedding_scale, residual_scale, attention_scale, logit_scale) =
+            (embedding_scale?, residual_scale?, attention_scale?, logit_scale?);
         let rope_style = if arch == "llama" || granite {
             RopeStyle::Interleaved
         } else {
@@ -180,14 +177,13 @@ impl Config {
             embed_scale: if gemma {
                 Some((n_embd as f32).sqrt())
             } else {
-                scalar("embedding_scale")?
+                embedding_scale
             },
-            attn_scale: scalar("attention.scale")?
-                .unwrap_or(rope_attn_factor * rope_attn_factor / query_scale_dim.sqrt()),
+            attn_scale: attention_scale.unwrap_or(rope_attn_factor * rope_attn_factor / query_scale_dim.sqrt()),
             attn_softcap: meta.f64(&k("attn_logit_softcapping"))?.map(|v| v as f32),
             final_softcap: meta.f64(&k("final_logit_softcapping"))?.map(|v| v as f32),
-            residual_scale: scalar("residual_scale")?,
-            logit_scale: scalar("logit_scale")?,
+            residual_scale,
+            logit_scale,
             arch,
         })
     }

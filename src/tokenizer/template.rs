@@ -108,9 +108,12 @@ impl ChatTemplate {
             return Ok(render_fallback(self.fallback, messages, add_generation_prompt));
         }
         let first = self.render_template(messages, add_generation_prompt);
-        match (&first, fold_system(messages)) {
-            (Err(_), Some(folded)) => self.render_template(&folded, add_generation_prompt).or(first),
-            _ => first,
+        if first.is_ok() {
+            return first;
+        }
+        match fold_system(messages) {
+            Some(folded) => self.render_template(&folded, add_generation_prompt).or(first),
+            None => first,
         }
     }
 

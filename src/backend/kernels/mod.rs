@@ -346,9 +346,9 @@ pub fn matmul(w: &Weights, x: &[f32], rows: usize, out: &mut [f32], simd: bool) 
             // of the two SIMD128 builds in one V8, 2048 × 2048: Q4_K 0.99× at 8 rows, 1.09× at
             // 32, 1.12× at 128; Q6_K 1.01×, 1.13×; Q5_K 1.21×, 1.38× at 768 × 128).
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            let quads = rows >= if w.packed { 1 } else { FILE_KQUAD_ROWS };
+            let as_quads = rows >= if w.packed { 1 } else { FILE_KQUAD_ROWS };
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            if let (true, true, Some(sub)) = (simd, quads, simd128::kquad_sub(w.dtype)) {
+            if let (true, true, Some(sub)) = (simd, as_quads, simd128::kquad_sub(w.dtype)) {
                 let mut quads = Vec::with_capacity(acts.len());
                 for row in acts.chunks_exact(w.in_dim / 256) {
                     simd128::kquad_acts(row, sub, &mut quads);

@@ -1339,8 +1339,8 @@ fn interleave_k(v: [v128; 16], sub: usize) -> [v128; 16] {
     out
 }
 
-/// The k-quant types multiplied as [`KQuad`]s (their weights packed at load), with their
-/// sub-block size.
+/// The k-quant types multiplied as [`KQuad`]s (packed at load in the relaxed build, from the
+/// file's layout in prefill of the SIMD128 build), with their sub-block size.
 pub fn kquad_sub(dtype: candle_core::quantized::GgmlDType) -> Option<usize> {
     use candle_core::quantized::GgmlDType as T;
     match dtype {
@@ -1520,11 +1520,16 @@ fn file_kquad<const KIND: u8>(w: &[u8]) -> KQuadW {
         // Value 64c + 32h + l: nibble h of `qs` byte 32c + l; Q5_K's fifth bit is bit 2c + h of
         // `qh` byte l.
         let at = if KIND == 5 { 48 } else { 16 };
+        let qh = if KIND == 5 {
+            [load(w, 16), load(w, 32)]
+        } else {
+            [i32x4_splat(0); 2]
+        };
         for c in 0..4 {
             for j in 0..2 {
                 let (mut lo, mut hi) = nibbles(load(w, at + 32 * c + 16 * j));
                 if KIND == 5 {
-                    let qh = load(w, 16 + 16 * j);
+                    let qh = qh[j];
                     lo = v128_or(lo, high_bits_at(qh, 2 * c as u32, 0x10));
                     hi = v128_or(hi, high_bits_at(qh, 2 * c as u32 + 1, 0x10));
                 }
