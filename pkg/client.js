@@ -157,15 +157,16 @@ export class CandlelitEngine {
    * `integrity` pins the file's SHA-256 (`sha256-<base64>` or hex), or each part's (a list, in
    * part order): another file is refused.
    * `signal` (an AbortSignal) cancels it: the promise rejects with an `AbortError`.
+   * `chatTemplate` (Jinja source) replaces the file's chat template.
    */
-  async load(source, { onProgress, contextSize, backend, gpuMatmul, integrity, signal } = {}) {
+  async load(source, { onProgress, contextSize, backend, gpuMatmul, integrity, chatTemplate, signal } = {}) {
     if (source instanceof Blob) source = { file: source };
     if (Array.isArray(source)) source = { files: source };
     if (typeof source === 'string') source = { url: source };
     if (source.url) source = { url: new URL(source.url, globalThis.location?.href).href };
     if (signal?.aborted) throw engineError({ name: 'AbortError', message: 'Loading the model was cancelled.' });
     this.model = null;
-    const call = this.#call({ type: 'load', source, options: { contextSize, backend, gpuMatmul, integrity } }, (m) => {
+    const call = this.#call({ type: 'load', source, options: { contextSize, backend, gpuMatmul, integrity, chatTemplate } }, (m) => {
       if (m.type === 'progress') onProgress?.(m);
     });
     // Cancelling stops the download between two chunks (what arrived stays stored, so the
@@ -339,6 +340,18 @@ export class CandlelitEngine {
       ignore_eos: !!params.ignore_eos,
       constraint: tools.constraint ?? constraintOf(params.response_format),
     };
+    // Template switches, as vLLM takes them (`chat_template_kwargs`) and WebLLM
+    // (`extra_body.enable_thinking`): Qwen3's thinking, gpt-oss's reasoning effort.
+    const ctk = params.chat_template_kwargs;
+    if (ctk !== undefined && (typeof ctk !== 'object' || ctk === null || Array.isArray(ctk))) throw new TypeError('chat_template_kwargs: an object of template variables');
+    const kwargs = { ...(params.extra_body?.enable_thinking !== undefined ? { enable_thinking: params.extra_body.enable_thinking } : {}), ...ctk };
+    if (Object.keys(kwargs).length) request.chat_template_kwargs = kwargs;
+    // The thinking comes apart from the answer (`reasoning_content`) unless 'none' is asked
+    // for, as llama.cpp's server does it.
+    if (params.reasoning_format !== undefined) {
+      if (!['none', 'auto', 'parsed'].includes(params.reasoning_format)) throw new TypeError(`reasoning_format: 'auto', 'parsed' or 'none', not ${params.reasoning_format}`);
+      request.separate_reasoning = params.reasoning_format !== 'none';
+    }
     if (params.truncation !== undefined) {
       if (params.truncation !== 'auto' && params.truncation !== 'disabled') throw new TypeError(`truncation: 'auto' or 'disabled', not ${params.truncation}`);
       request.truncation = params.truncation;
@@ -403,16 +416,17 @@ export class CandlelitEngine {
         if (m.type === 'prefill') continue;
         if (m.type === 'token') {
           const delta = first ? { role: 'assistant', content: m.text } : { content: m.text };
+          if (m.reasoning) delta.reasoning_content = m.reasoning;
           first = false;
           const extra = m.top_logprobs?.length
             ? { logprobs: { content: [{ token_id: m.token, logprob: m.logprob, top_logprobs: m.top_logprobs.map(([id, lp]) => ({ token_id: id, logprob: lp })) }] } }
             : {};
-          if (m.text || extra.logprobs) yield chunk(delta, null, extra);
+          if (m.text || m.reasoning || extra.logprobs) yield chunk(delta, null, extra);
           continue;
         }
         if (m.type === 'done') {
           signal?.removeEventListener('abort', cancel);
-          if (m.text) yield chunk({ content: m.text });
+          if (m.text || m.reasoning) yield chunk({ content: m.text ?? '', ...(m.reasoning ? { reasoning_content: m.reasoning } : {}) });
           const last = chunk({}, finishReason(m.reason));
           last.usage = usageOf(m.stats);
           yield last;
@@ -431,6 +445,8 @@ export class CandlelitEngine {
         if (!ch.finish_reason) {
           if (!holding) yield c;
           else {
+            // Thinking is never a call: it goes on as it comes.
+            if (ch.delta.reasoning_content) yield chunk({ reasoning_content: ch.delta.reasoning_content });
             held += ch.delta.content ?? '';
             if (tools.mode === 'auto' && !mightBeCall(held)) {
               holding = false;
@@ -454,16 +470,19 @@ export class CandlelitEngine {
     if (stream) return Promise.resolve(withToolCalls(events()));
     return (async () => {
       let content = '';
+      let reasoning = '';
       let last;
       const logprobs = [];
       const toolCalls = [];
       for await (const c of withToolCalls(events())) {
         content += c.choices[0].delta.content ?? '';
+        reasoning += c.choices[0].delta.reasoning_content ?? '';
         for (const { index, ...call } of c.choices[0].delta.tool_calls ?? []) toolCalls[index] = call;
         if (c.choices[0].logprobs) logprobs.push(...c.choices[0].logprobs.content);
         last = c;
       }
       const message = toolCalls.length ? { role: 'assistant', content: content || null, tool_calls: toolCalls } : { role: 'assistant', content };
+      if (reasoning) message.reasoning_content = reasoning;
       return {
         id: completionId,
         object: 'chat.completion',

@@ -26,6 +26,8 @@ export interface ModelInfo {
   vocab: number;
   context: number;
   chat_template: boolean;
+  /** Switches its chat template reads ('enable_thinking', 'reasoning_effort'), for `chat_template_kwargs`. */
+  template_switches: string[];
   fromStorage: boolean;
   resumedFrom?: number;
   /** How many files a split model came in (absent for one file). */
@@ -144,6 +146,20 @@ export interface CompletionParams {
    */
   tools?: Tool[];
   tool_choice?: ToolChoice;
+  /**
+   * Variables for the model's chat template, as transformers' `apply_chat_template` takes
+   * them: `{ enable_thinking: false }` has Qwen3 (DeepSeek, SmolLM3, GLM…) answer without
+   * thinking first; `{ reasoning_effort: 'low' }` for gpt-oss. `messages` and
+   * `add_generation_prompt` cannot be set here.
+   */
+  chat_template_kwargs?: Record<string, unknown>;
+  /** WebLLM's form of the thinking switch. */
+  extra_body?: { enable_thinking?: boolean };
+  /**
+   * A reply's `<think>…</think>` comes back apart from the answer, as `reasoning_content`
+   * ('auto', the default), or stays in `content` ('none').
+   */
+  reasoning_format?: 'auto' | 'parsed' | 'none';
   signal?: AbortSignal;
 }
 
@@ -215,7 +231,7 @@ export interface ChatCompletionChunk {
   model: string;
   choices: {
     index: number;
-    delta: { role?: 'assistant'; content?: string | null; tool_calls?: (ToolCall & { index: number })[] };
+    delta: { role?: 'assistant'; content?: string | null; reasoning_content?: string; tool_calls?: (ToolCall & { index: number })[] };
     finish_reason: FinishReason | null;
     logprobs?: { content: TokenLogprob[] };
   }[];
@@ -230,7 +246,7 @@ export interface ChatCompletion {
   model: string;
   choices: {
     index: number;
-    message: { role: 'assistant'; content: string | null; tool_calls?: ToolCall[] };
+    message: { role: 'assistant'; content: string | null; reasoning_content?: string; tool_calls?: ToolCall[] };
     finish_reason: FinishReason;
     logprobs: { content: TokenLogprob[] } | null;
   }[];
@@ -254,7 +270,7 @@ export class CandlelitEngine {
    * `signal`: cancels the load (AbortError); a download's bytes so far stay stored and the
    * next load resumes from there.
    */
-  load(source: ModelSource, options?: { onProgress?: (p: LoadProgress) => void; contextSize?: number; backend?: Backend; gpuMatmul?: 'auto' | 'subgroup' | 'thread'; integrity?: string | string[]; signal?: AbortSignal }): Promise<ModelInfo>;
+  load(source: ModelSource, options?: { onProgress?: (p: LoadProgress) => void; contextSize?: number; backend?: Backend; gpuMatmul?: 'auto' | 'subgroup' | 'thread'; integrity?: string | string[]; /** Jinja source that replaces the file's chat template. */ chatTemplate?: string; signal?: AbortSignal }): Promise<ModelInfo>;
   unload(): Promise<void>;
   resetChat(): Promise<void>;
   score(prompt: { messages?: ChatMessage[]; prompt?: string }, continuations: string[]): Promise<{ logprob: number; token_logprobs: number[] }[]>;

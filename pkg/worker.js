@@ -306,6 +306,15 @@ async function loadOn(id, source, options, chosen, signal) {
       engine = loader.finish(contextSize);
     }
     backend = chosen;
+    if (options.chatTemplate !== undefined) {
+      try {
+        engine.setChatTemplate(String(options.chatTemplate));
+      } catch (e) {
+        engine.free();
+        engine = null;
+        throw Object.assign(new Error(`chatTemplate: ${e.message ?? e}`), { name: 'Template' });
+      }
+    }
     const info = JSON.parse(engine.info());
     return {
       ...info,

@@ -73,6 +73,12 @@ CONVERSATIONS = [
 ]
 
 
+# Template switches a request may pass (`chat_template_kwargs`), each rendered for the
+# templates that name it: thinking off and on (Qwen3, DeepSeek, SmolLM3, GLM, Gemma 4, …),
+# gpt-oss's reasoning effort.
+KWARGS = [{"enable_thinking": False}, {"enable_thinking": True}, {"reasoning_effort": "low"}]
+
+
 class Generation(jinja2.ext.Extension):
     """transformers' AssistantTracker: `{% generation %}` marks the assistant's tokens for
     training masks; rendering a prompt, it renders its body."""
@@ -132,29 +138,33 @@ def render_all(source):
         template = environment().from_string(source)
     except jinja2.exceptions.TemplateError as e:
         return {"parse_error": str(e)}
-    def render(messages, add_generation_prompt):
+    def render(messages, add_generation_prompt, kwargs):
         try:
             text = template.render(
                 messages=messages,
                 add_generation_prompt=add_generation_prompt,
-                bos_token=BOS,
-                eos_token=EOS,
-                # transformers passes these even when a request has none.
-                tools=None,
-                documents=None,
+                # transformers passes these even when a request has none; kwargs override.
+                **{"bos_token": BOS, "eos_token": EOS, "tools": None, "documents": None, **kwargs},
             )
             return {"sha256": sha256(text.encode()), "chars": len(text)}
         except Exception as e:  # the template's own raise_exception, or an undefined value
             return {"error": f"{type(e).__name__}: {e}"}
 
-    renders = []
-    for c in CONVERSATIONS:
-        result = render(c["messages"], c["add_generation_prompt"])
-        folded = fold_system(c["messages"])
-        if "error" in result and folded is not None:
-            result["folded"] = render(folded, c["add_generation_prompt"])
-        renders.append(result)
-    return {"renders": renders}
+    def render_conversations(kwargs):
+        renders = []
+        for c in CONVERSATIONS:
+            result = render(c["messages"], c["add_generation_prompt"], kwargs)
+            folded = fold_system(c["messages"])
+            if "error" in result and folded is not None:
+                result["folded"] = render(folded, c["add_generation_prompt"], kwargs)
+            renders.append(result)
+        return renders
+
+    out = {"renders": render_conversations({})}
+    named = [k for k in KWARGS if all(key in source for key in k)]
+    if named:
+        out["with_kwargs"] = [{"kwargs": k, "renders": render_conversations(k)} for k in named]
+    return out
 
 
 def gguf_template(path):

@@ -7,7 +7,7 @@
 mod common;
 
 use candlelit::gguf::Loader;
-use candlelit::tokenizer::{ChatTemplate, Fallback, Message};
+use candlelit::tokenizer::{ChatTemplate, Fallback, Message, TemplateKwargs};
 use common::{model_path, root};
 use sha2::{Digest, Sha256};
 
@@ -55,7 +55,7 @@ fn real_chat_templates_render_as_transformers_renders_them() {
     assert!(templates.len() >= 70, "{} templates", templates.len());
 
     let dump = std::env::var_os("CANDLELIT_TEMPLATE_DUMP").map(std::path::PathBuf::from);
-    let (mut compared, mut raised, mut lenient, mut folded_in) = (0, 0, 0, 0);
+    let (mut compared, mut raised, mut lenient, mut folded_in, mut with_kwargs) = (0, 0, 0, 0, 0);
     let mut failures = Vec::new();
     for (name, expected) in templates {
         let source = template_source(name);
@@ -72,10 +72,36 @@ fn real_chat_templates_render_as_transformers_renders_them() {
             }
         };
         template.fix_time(fixed_time);
-        let renders = expected["renders"].as_array().expect("renders");
-        for (i, ((messages, generation), want)) in conversations.iter().zip(renders).enumerate() {
+        // The plain renders, then those with each switch the template names
+        // (`enable_thinking`, `reasoning_effort`) passed as chat_template_kwargs.
+        let mut runs = vec![(TemplateKwargs::new(), expected["renders"].clone())];
+        for w in expected
+            .get("with_kwargs")
+            .and_then(|w| w.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let kwargs = w["kwargs"].as_object().expect("kwargs").clone();
+            runs.push((kwargs, w["renders"].clone()));
+        }
+        for ((messages, generation), want, i, kwargs) in runs.iter().flat_map(|(kwargs, renders)| {
+            let renders = renders.as_array().expect("renders");
+            conversations
+                .iter()
+                .zip(renders)
+                .enumerate()
+                .map(move |(i, (c, want))| (c, want, i, kwargs))
+        }) {
             compared += 1;
-            let got = template.render(messages, *generation);
+            if !kwargs.is_empty() {
+                with_kwargs += 1;
+            }
+            let name = if kwargs.is_empty() {
+                name.clone()
+            } else {
+                format!("{name} {}", serde_json::Value::Object(kwargs.clone()))
+            };
+            let got = template.render_with(messages, *generation, kwargs);
             if let (Some(dir), Ok(text)) = (&dump, &got) {
                 std::fs::create_dir_all(dir).expect("dump dir");
                 std::fs::write(dir.join(format!("{name}.{i}.txt")), text).expect("dump");
@@ -111,9 +137,10 @@ fn real_chat_templates_render_as_transformers_renders_them() {
         }
     }
     println!(
-        "{} templates, {compared} prompts: {} equal ({folded_in} with the system prompt folded into \
-         the first user message), {raised} refused as transformers refuses them, {lenient} \
-         rendered where Python refuses to loop over none",
+        "{} templates, {compared} prompts ({with_kwargs} with chat_template_kwargs): {} equal \
+         ({folded_in} with the system prompt folded into the first user message), {raised} \
+         refused as transformers refuses them, {lenient} rendered where Python refuses to loop \
+         over none",
         templates.len(),
         compared - raised - lenient - failures.len()
     );

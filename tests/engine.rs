@@ -2,6 +2,7 @@
 //! stop strings, cancellation and context limits.
 
 mod common;
+use candlelit::constrain::Constraint;
 use candlelit::engine::{Engine, FinishReason, Prompt, Request, Step, Truncation};
 use candlelit::gguf::Loader;
 use candlelit::sample::SamplingParams;
@@ -21,6 +22,7 @@ fn greedy(max_tokens: usize) -> Request {
         ignore_eos: false,
         constraint: None,
         truncation: Truncation::Disabled,
+        ..Request::default()
     }
 }
 
@@ -70,6 +72,7 @@ fn gemma3_completes_with_paris() {
         ignore_eos: false,
         constraint: None,
         truncation: Truncation::Disabled,
+        ..Request::default()
     };
     e.start(&Prompt::Text("The capital of France is".into()), &req).unwrap();
     let top = loop {
@@ -140,6 +143,7 @@ fn same_seed_same_text_and_different_seeds_differ() {
         ignore_eos: false,
         constraint: None,
         truncation: Truncation::Disabled,
+        ..Request::default()
     };
     let p = Prompt::Text("Once upon a time".into());
     let a = e.generate(&p, &req(42)).unwrap();
@@ -179,6 +183,7 @@ fn max_tokens_and_logprobs() {
         ignore_eos: false,
         constraint: None,
         truncation: Truncation::Disabled,
+        ..Request::default()
     };
     e.start(&Prompt::Text("One, two, three,".into()), &req).unwrap();
     let mut n = 0;
@@ -327,4 +332,96 @@ fn a_chat_longer_than_the_context_leaves_out_its_oldest_turns() {
         assert_eq!(second.stats.dropped_messages, s.dropped_messages);
         assert!(second.stats.cached_tokens >= s.prompt_tokens, "{:?}", second.stats);
     }
+}
+
+/// A reasoning model's `<think>…</think>` comes out apart from its answer, token by token as
+/// it streams. SmolLM2 does not think on its own: a regex makes it write a thought first.
+#[test]
+fn a_chat_replys_thinking_comes_apart_from_its_answer() {
+    let mut e = engine(SMOLLM2);
+    let prompt = chat(&[("user", "What is the capital of France?")]);
+    let req = Request {
+        constraint: Some(Constraint::Regex {
+            pattern: r"<think>[A-Za-z ,]{10,60}</think>\n\n[A-Z][a-z]+( [a-z]+){0,6}\.".into(),
+        }),
+        ..greedy(60)
+    };
+    e.start(&prompt, &req).unwrap();
+    let (mut reasoning, mut text, mut steps) = (vec![], String::new(), 0);
+    loop {
+        match e.step().unwrap() {
+            Step::Prefill { .. } => {}
+            Step::Token {
+                text: t, reasoning: r, ..
+            } => {
+                steps += 1;
+                if !r.is_empty() {
+                    reasoning.push((steps, r));
+                }
+                text += &t;
+            }
+            Step::Done {
+                text: t, reasoning: r, ..
+            } => {
+                text += &t;
+                if !r.is_empty() {
+                    reasoning.push((steps + 1, r));
+                }
+                break;
+            }
+        }
+    }
+    let thought: String = reasoning.iter().map(|(_, r)| r.as_str()).collect();
+    println!("thinking {thought:?} over {} steps, answer {text:?}", reasoning.len());
+    assert!(thought.len() >= 10 && !thought.contains("think>"), "{thought:?}");
+    assert!(reasoning.len() > 2, "the thinking should stream, not come at the end");
+    assert!(!text.contains("think>") && !text.starts_with('\n'), "{text:?}");
+    assert!(text.ends_with('.'), "{text:?}");
+
+    // Unsplit, the same tokens give the tags and both parts in one text.
+    let whole = e
+        .generate(
+            &prompt,
+            &Request {
+                separate_reasoning: false,
+                ..req.clone()
+            },
+        )
+        .unwrap();
+    assert_eq!(whole.text, format!("<think>{thought}</think>\n\n{text}"));
+    assert!(whole.reasoning.is_empty());
+    // A raw-text prompt is never split.
+    let raw = e.generate(&Prompt::Text("<think>".into()), &req).unwrap();
+    assert!(raw.reasoning.is_empty() && raw.text.contains("</think>"), "{raw:?}");
+}
+
+/// chat_template_kwargs reach the template (their rendering is compared with transformers'
+/// in tests/chat_templates.rs); the template's own inputs cannot be overridden through them.
+#[test]
+fn chat_template_kwargs_may_not_replace_the_conversation() {
+    let mut e = engine(SMOLLM2);
+    let mut kwargs = candlelit::tokenizer::TemplateKwargs::new();
+    kwargs.insert("enable_thinking".into(), false.into());
+    let ok = e.generate(
+        &chat(&[("user", "Hi")]),
+        &Request {
+            chat_template_kwargs: kwargs.clone(),
+            ..greedy(2)
+        },
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+    kwargs.insert("messages".into(), serde_json::json!([]));
+    let err = e
+        .generate(
+            &chat(&[("user", "Hi")]),
+            &Request {
+                chat_template_kwargs: kwargs,
+                ..greedy(2)
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidRequest(_)) && err.to_string().contains("messages"),
+        "{err}"
+    );
 }

@@ -9,6 +9,7 @@ const MODELS = [
   { label: 'Gemma 3 270M base · Q4_K_M · 253 MB (this server; completion)', url: '/models/gemma-3-270m-q4_k_m.gguf' },
   { label: 'SmolLM2 360M Instruct · Q8_0 · 386 MB (Hugging Face)', url: 'https://huggingface.co/HuggingFaceTB/SmolLM2-360M-Instruct-GGUF/resolve/main/smollm2-360m-instruct-q8_0.gguf' },
   { label: 'Qwen2.5 0.5B Instruct · Q4_K_M · 398 MB (Hugging Face)', url: 'https://huggingface.co/Qwen/Qwen2.5-0.5B-Instruct-GGUF/resolve/main/qwen2.5-0.5b-instruct-q4_k_m.gguf' },
+  { label: 'Qwen3 0.6B · Q8_0 · 639 MB (Hugging Face; thinks before answering, switch in Settings)', url: 'https://huggingface.co/Qwen/Qwen3-0.6B-GGUF/resolve/main/Qwen3-0.6B-Q8_0.gguf' },
   { label: 'Llama 3.2 1B Instruct · Q4_K_M · 808 MB (Hugging Face)', url: 'https://huggingface.co/bartowski/Llama-3.2-1B-Instruct-GGUF/resolve/main/Llama-3.2-1B-Instruct-Q4_K_M.gguf' },
   { label: 'Gemma 3 1B it · Q4_K_M · 806 MB (Hugging Face)', url: 'https://huggingface.co/ggml-org/gemma-3-1b-it-GGUF/resolve/main/gemma-3-1b-it-Q4_K_M.gguf' },
 ];
@@ -16,7 +17,7 @@ const FILE = '__file';
 const OTHER_URL = '__url';
 const STATE_KEY = 'candlelit.state.v1';
 // Small models answer best with little randomness (SmolLM2's card suggests 0.2 / 0.9).
-const DEFAULTS = { system: 'You are a helpful assistant.', temperature: 0.2, topP: 0.9, maxTokens: 512 };
+const DEFAULTS = { system: 'You are a helpful assistant.', temperature: 0.2, topP: 0.9, maxTokens: 512, thinking: true };
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -24,6 +25,7 @@ const ui = {
   progress: $('progress'), bar: $('progress-bar'), progressText: $('progress-text'), error: $('error'),
   log: $('log'), form: $('composer'), message: $('message'), send: $('send'), stop: $('stop'), newChat: $('new-chat'),
   system: $('system'), temperature: $('temperature'), topP: $('top-p'), maxTokens: $('max-tokens'), stored: $('stored'),
+  thinking: $('thinking'), thinkingRow: $('thinking-row'),
 };
 
 const engine = new CandlelitEngine();
@@ -65,6 +67,8 @@ function addBubble(msg) {
   div.setAttribute('aria-label', msg.role === 'user' ? 'You' : 'Assistant');
   const body = document.createElement('div');
   body.className = 'body';
+  const thinking = msg.role === 'assistant' ? thinkingBlock(msg.reasoning) : null;
+  if (thinking) div.append(thinking.details);
   div.append(body);
   if (msg.role === 'user') body.textContent = msg.content;
   else renderMarkdown(body, msg.content);
@@ -84,7 +88,28 @@ function addBubble(msg) {
   div.append(m, actions);
   ui.log.append(div);
   div.scrollIntoView({ block: 'end' });
-  return { body, meta: m, div };
+  return { body, meta: m, div, thinking };
+}
+
+/**
+ * A reasoning model's thinking, folded above its answer (open while it streams). Shown as
+ * plain text: it is the model's scratch work, and never markup.
+ */
+function thinkingBlock(reasoning) {
+  const details = document.createElement('details');
+  details.className = 'thinking';
+  const summary = document.createElement('summary');
+  summary.textContent = 'Thinking';
+  const text = document.createElement('div');
+  text.className = 'thinking-text';
+  details.append(summary, text);
+  const show = (r, { streaming = false } = {}) => {
+    details.hidden = !r;
+    text.textContent = r ?? '';
+    summary.textContent = streaming ? 'Thinking…' : 'Thinking';
+  };
+  show(reasoning);
+  return { details, show };
 }
 
 function actionButton(text, label, onClick, className = '') {
@@ -233,6 +258,7 @@ async function loadModel() {
     const from = info.fromStorage ? 'from browser storage' : info.resumedFrom ? `resumed at ${mb(info.resumedFrom)}` : 'downloaded';
     ui.status.textContent = `${info.name.replace(/^[0-9a-f]{8}-/, '')} (${info.architecture}, ${info.layers} layers) ready — ${from} in ${(info.loadMs / 1000).toFixed(1)} s, engine memory ${mb(info.memoryBytes)}. ${describeBackend(info)}`;
     ui.status.dataset.backend = info.backend;
+    ui.thinkingRow.hidden = !info.template_switches?.includes('enable_thinking');
     ui.status.dataset.loadMs = String(Math.round(info.loadMs));
   } catch (e) {
     ui.status.textContent = 'No model loaded.';
@@ -264,17 +290,23 @@ async function send() {
 async function reply() {
   showError(null);
   updateActions();
-  const answer = { role: 'assistant', content: '' };
+  const answer = { role: 'assistant', content: '', reasoning: '' };
   const bubble = addBubble(answer);
   // Set when the GPU failed during this reply (the message says why).
   let gpuFailed = null;
   const s = state.settings;
+  // Earlier thinking is not sent back (reasoning models' templates drop it too).
   const messages = [...(s.system.trim() ? [{ role: 'system', content: s.system.trim() }] : []), ...state.messages.map(({ role, content }) => ({ role, content }))];
+  // The switch only where the model's template reads it (Qwen3, DeepSeek, SmolLM3, …).
+  const switches = engine.model?.template_switches ?? [];
   aborter = new AbortController();
   setBusy(true);
   let pending = false;
+  let done = false;
   const repaint = () => {
     pending = false;
+    bubble.thinking.show(answer.reasoning, { streaming: !answer.content && !done });
+    if (answer.reasoning && !answer.content && !done) bubble.thinking.details.open = true;
     renderMarkdown(bubble.body, answer.content);
     bubble.div.scrollIntoView({ block: 'end' });
   };
@@ -287,10 +319,15 @@ async function reply() {
       max_tokens: Number(s.maxTokens),
       // A long chat goes on: the oldest turns are left out of the model's view.
       truncation: 'auto',
+      ...(switches.includes('enable_thinking') ? { chat_template_kwargs: { enable_thinking: !!s.thinking } } : {}),
       signal: aborter.signal,
     });
     for await (const chunk of stream) {
-      answer.content += chunk.choices[0]?.delta?.content ?? '';
+      const delta = chunk.choices[0]?.delta;
+      // The thinking folds away once the answer starts.
+      if (delta?.content && !answer.content && answer.reasoning) bubble.thinking.details.open = false;
+      answer.content += delta?.content ?? '';
+      answer.reasoning += delta?.reasoning_content ?? '';
       if (!pending) {
         pending = true;
         requestAnimationFrame(repaint);
@@ -300,12 +337,13 @@ async function reply() {
         answer.finish = chunk.choices[0].finish_reason;
       }
     }
+    done = true;
     repaint();
     bubble.meta.textContent = meta(answer.stats) + (answer.finish === 'abort' ? ' · stopped' : '');
     state.messages.push(answer);
   } catch (e) {
     showError(e);
-    if (answer.content) state.messages.push(answer);
+    if (answer.content || answer.reasoning) state.messages.push(answer);
     else {
       // Not part of the conversation (and gone on the next render); the error says why.
       bubble.div.classList.add('failed');
@@ -475,6 +513,11 @@ async function runSearch() {
 // ---------------------------------------------------------------- wiring
 
 function bindSettings() {
+  ui.thinking.checked = state.settings.thinking !== false;
+  ui.thinking.addEventListener('change', () => {
+    state.settings.thinking = ui.thinking.checked;
+    save();
+  });
   const fields = [[ui.system, 'system'], [ui.temperature, 'temperature'], [ui.topP, 'topP'], [ui.maxTokens, 'maxTokens']];
   for (const [el, key] of fields) {
     el.value = state.settings[key];

@@ -228,6 +228,10 @@ mod cli {
         /// Constrain the output to one of these strings (repeatable).
         #[arg(long)]
         choice: Vec<String>,
+        /// Extra variables for the chat template, as a JSON object, e.g.
+        /// '{"enable_thinking": false}' to have Qwen3 answer without thinking first.
+        #[arg(long)]
+        chat_template_kwargs: Option<String>,
     }
 
     impl SampleArgs {
@@ -269,6 +273,15 @@ mod cli {
                 constraint: self.constraint()?,
                 // `chat` goes on past the context by leaving out its oldest turns.
                 truncation: Truncation::Auto,
+                chat_template_kwargs: match &self.chat_template_kwargs {
+                    None => Default::default(),
+                    Some(j) => serde_json::from_str(j).map_err(|e| {
+                        candlelit::Error::InvalidRequest(format!(
+                            "--chat-template-kwargs: a JSON object, such as '{{\"enable_thinking\": false}}': {e}"
+                        ))
+                    })?,
+                },
+                separate_reasoning: true,
             })
         }
     }
@@ -430,7 +443,9 @@ mod cli {
                                 out.flush()?;
                             }
                         }
-                        Step::Done { reason, text, stats } => {
+                        Step::Done {
+                            reason, text, stats, ..
+                        } => {
                             if json {
                                 if !text.is_empty() {
                                     writeln!(out, "{}", json!({"text": text}))?;
@@ -466,6 +481,9 @@ mod cli {
                     }
                     messages.push(Message::new("user", line.trim_end()));
                     let reply = engine.generate(&Prompt::Chat(messages.clone()), &sample.request()?)?;
+                    if !reply.reasoning.is_empty() {
+                        eprintln!("[thinking]\n{}\n[/thinking]", reply.reasoning.trim());
+                    }
                     writeln!(out, "{}", reply.text)?;
                     let dropped = match reply.stats.dropped_messages {
                         0 => String::new(),

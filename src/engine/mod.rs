@@ -5,6 +5,7 @@
 
 pub mod clock;
 mod fit;
+pub mod reasoning;
 mod score;
 mod stop;
 
@@ -18,7 +19,8 @@ use crate::error::{Error, Result};
 use crate::gguf::Gguf;
 use crate::model::{Decoder, KvCache, DEFAULT_CONTEXT};
 use crate::sample::{Sampled, Sampler, SamplingParams};
-use crate::tokenizer::{ChatTemplate, Message, Tokenizer, Utf8Stream};
+use crate::tokenizer::{ChatTemplate, Message, TemplateKwargs, Tokenizer, Utf8Stream};
+use reasoning::{Parts, ReasoningSplit};
 use serde::{Deserialize, Serialize};
 
 /// What the model continues from.
@@ -45,6 +47,12 @@ pub struct Request {
     pub constraint: Option<Constraint>,
     /// A chat too long for the context: an error, or its oldest turns left out.
     pub truncation: Truncation,
+    /// Extra variables for a chat's template, as transformers' `apply_chat_template` takes
+    /// them: Qwen3's and DeepSeek's `enable_thinking`, gpt-oss's `reasoning_effort`.
+    pub chat_template_kwargs: TemplateKwargs,
+    /// A chat reply's `<think>…</think>` comes apart from the answer (the steps' `reasoning`)
+    /// unless this is off; raw-text prompts are never split.
+    pub separate_reasoning: bool,
 }
 
 impl Default for Request {
@@ -56,6 +64,8 @@ impl Default for Request {
             ignore_eos: false,
             constraint: None,
             truncation: Truncation::Disabled,
+            chat_template_kwargs: TemplateKwargs::new(),
+            separate_reasoning: true,
         }
     }
 }
@@ -98,12 +108,17 @@ pub enum Step {
     Token {
         id: u32,
         text: String,
+        /// Thinking that may be shown now (a chat reply's `<think>` part).
+        #[serde(skip_serializing_if = "String::is_empty")]
+        reasoning: String,
         logprob: f32,
         top_logprobs: Vec<(u32, f32)>,
     },
     Done {
         reason: FinishReason,
         text: String,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        reasoning: String,
         stats: Stats,
     },
 }
@@ -120,10 +135,24 @@ struct Active {
     logits: Option<Vec<f32>>,
     utf8: Utf8Stream,
     stops: StopMatcher,
+    /// Takes a chat reply's thinking apart from its answer.
+    reasoning: Option<ReasoningSplit>,
     guide: Option<Guide>,
     stats: Stats,
     /// A forward pass recorded by the last step whose logits have not been delivered yet.
     pending: Option<Pending>,
+}
+
+impl Active {
+    fn split(&mut self, text: &str) -> Parts {
+        match self.reasoning.as_mut() {
+            Some(r) => r.push(text),
+            None => Parts {
+                reasoning: String::new(),
+                text: text.to_string(),
+            },
+        }
+    }
 }
 
 struct Pending {
@@ -207,6 +236,14 @@ impl<B: Backend> Engine<B> {
         step.map(|_| ())
     }
 
+    /// Uses this chat template instead of the file's (a missing or broken one, or a newer
+    /// revision); an error leaves the file's in place. The cache is kept: a prompt that
+    /// renders differently shares less of it.
+    pub fn set_chat_template(&mut self, source: &str) -> Result<()> {
+        self.template = self.tokenizer.chat_template_from(Some(source))?;
+        Ok(())
+    }
+
     /// Forgets the conversation held in the cache.
     pub fn reset(&mut self) {
         self.active = None;
@@ -214,15 +251,19 @@ impl<B: Backend> Engine<B> {
     }
 
     pub fn tokenize_prompt(&self, prompt: &Prompt) -> Result<Vec<u32>> {
+        self.tokenize_prompt_with(prompt, &TemplateKwargs::new())
+    }
+
+    fn tokenize_prompt_with(&self, prompt: &Prompt, kwargs: &TemplateKwargs) -> Result<Vec<u32>> {
         match prompt {
             Prompt::Text(t) => self.tokenizer.encode(t, true, true),
-            Prompt::Chat(messages) => self.tokenize_chat(messages),
+            Prompt::Chat(messages) => self.tokenize_chat(messages, kwargs),
             Prompt::Tokens(ids) => Ok(ids.clone()),
         }
     }
 
-    fn tokenize_chat(&self, messages: &[Message]) -> Result<Vec<u32>> {
-        let text = self.template.render(messages, true)?;
+    fn tokenize_chat(&self, messages: &[Message], kwargs: &TemplateKwargs) -> Result<Vec<u32>> {
+        let text = self.template.render_with(messages, true, kwargs)?;
         // Templates write BOS themselves when the model wants it; llama.cpp likewise
         // does not add a second one to rendered chat text.
         let ids = self.tokenizer.encode(&text, true, true)?;
@@ -234,11 +275,13 @@ impl<B: Backend> Engine<B> {
     /// of the context).
     fn fit_prompt(&mut self, prompt: &Prompt, req: &Request) -> Result<(Vec<u32>, usize)> {
         let (Prompt::Chat(messages), Truncation::Auto) = (prompt, req.truncation) else {
-            return Ok((self.tokenize_prompt(prompt)?, 0));
+            return Ok((self.tokenize_prompt_with(prompt, &req.chat_template_kwargs)?, 0));
         };
         let reserve = req.max_tokens.clamp(1, (self.context_size / 4).max(1));
         let budget = self.context_size.saturating_sub(reserve).max(1);
-        let fitted = fit::fit_chat(messages, budget, self.last_dropped, |m| self.tokenize_chat(m));
+        let fitted = fit::fit_chat(messages, budget, self.last_dropped, |m| {
+            self.tokenize_chat(m, &req.chat_template_kwargs)
+        });
         let (ids, dropped) = fitted.map_err(|e| match e {
             Error::ContextOverflow { needed, .. } => Error::ContextOverflow {
                 needed: needed + reserve,
@@ -303,6 +346,10 @@ impl<B: Backend> Engine<B> {
             dropped_messages: dropped,
             ..Default::default()
         };
+        let reasoning = match prompt {
+            Prompt::Chat(_) if req.separate_reasoning => Some(ReasoningSplit::new(self.opens_thinking(&ids))),
+            _ => None,
+        };
         self.active = Some(Active {
             sampler: Sampler::new(req.sampling.clone()),
             prompt: ids,
@@ -313,11 +360,19 @@ impl<B: Backend> Engine<B> {
             logits: None,
             utf8: Utf8Stream::default(),
             stops: StopMatcher::new(&req.stop),
+            reasoning,
             guide,
             stats,
             pending: None,
         });
         Ok(())
+    }
+
+    /// Whether a rendered chat prompt ends inside `<think>` (DeepSeek R1's and QwQ's
+    /// templates open the thinking for the model).
+    fn opens_thinking(&self, ids: &[u32]) -> bool {
+        let tail = &ids[ids.len().saturating_sub(4)..];
+        self.tokenizer.decode(tail, true).trim_end().ends_with("<think>")
     }
 
     pub fn is_active(&self) -> bool {
@@ -501,9 +556,11 @@ impl<B: Backend> Engine<B> {
             });
         }
         a.stats.decode_ms += clock::now_ms() - t0;
+        let Parts { reasoning, text } = a.split(&text);
         let step = Step::Token {
             id: token,
             text,
+            reasoning,
             logprob,
             top_logprobs: top,
         };
@@ -511,6 +568,12 @@ impl<B: Backend> Engine<B> {
     }
 
     fn finish(a: &mut Active, reason: FinishReason, text: String) -> Step {
+        let mut parts = a.split(&text);
+        if let Some(r) = a.reasoning.as_mut() {
+            let rest = r.finish();
+            parts.reasoning += &rest.reasoning;
+            parts.text += &rest.text;
+        }
         let s = &mut a.stats;
         s.generated_tokens = a.generated.len();
         s.prefill_tokens_per_s = if s.prefill_ms > 0.0 {
@@ -525,7 +588,8 @@ impl<B: Backend> Engine<B> {
         };
         Step::Done {
             reason,
-            text,
+            text: parts.text,
+            reasoning: parts.reasoning,
             stats: s.clone(),
         }
     }
@@ -537,12 +601,21 @@ impl<B: Backend> Engine<B> {
         loop {
             match self.step()? {
                 Step::Prefill { .. } => {}
-                Step::Token { id, text, .. } => {
+                Step::Token {
+                    id, text, reasoning, ..
+                } => {
                     out.tokens.push(id);
                     out.text += &text;
+                    out.reasoning += &reasoning;
                 }
-                Step::Done { reason, text, stats } => {
+                Step::Done {
+                    reason,
+                    text,
+                    reasoning,
+                    stats,
+                } => {
                     out.text += &text;
+                    out.reasoning += &reasoning;
                     out.reason = Some(reason);
                     out.stats = stats;
                     return Ok(out);
@@ -555,6 +628,8 @@ impl<B: Backend> Engine<B> {
 #[derive(Debug, Clone, Default)]
 pub struct Generation {
     pub text: String,
+    /// A chat reply's thinking, apart from its answer (`text`).
+    pub reasoning: String,
     pub tokens: Vec<u32>,
     pub reason: Option<FinishReason>,
     pub stats: Stats,

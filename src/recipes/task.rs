@@ -124,6 +124,7 @@ fn generate(
         constraint,
         // A task's input is never shortened behind the caller's back.
         truncation: Truncation::Disabled,
+        ..Request::default()
     };
     engine.start(prompt, &req)?;
     let mut text = String::new();

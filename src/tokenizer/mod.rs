@@ -11,7 +11,7 @@ mod vocab;
 
 pub use special::{partition, Fragment};
 pub use stream::Utf8Stream;
-pub use template::{ChatTemplate, Fallback, Message};
+pub use template::{ChatTemplate, Fallback, Message, TemplateKwargs};
 pub use vocab::{TokenType, Vocab};
 
 use crate::error::{Error, Result};
@@ -204,7 +204,12 @@ impl Tokenizer {
 
     /// The chat template of a GGUF file, or the fallback its special tokens suggest.
     pub fn chat_template(&self, meta: &Metadata) -> Result<ChatTemplate> {
-        let source = meta.str("tokenizer.chat_template")?;
+        self.chat_template_from(meta.str("tokenizer.chat_template")?)
+    }
+
+    /// A chat template from its source (the fallback where there is none), with this
+    /// vocabulary's BOS and EOS texts.
+    pub fn chat_template_from(&self, source: Option<&str>) -> Result<ChatTemplate> {
         let fallback = if self.vocab.id("<|im_start|>").is_some() {
             Fallback::ChatMl
         } else if self.vocab.id("<start_of_turn>").is_some() {

@@ -23,6 +23,15 @@ impl Message {
     }
 }
 
+/// Extra variables for a template (transformers' `apply_chat_template(**kwargs)`).
+pub type TemplateKwargs = serde_json::Map<String, serde_json::Value>;
+
+/// Template variables that reasoning models' templates read, which a page may offer.
+const SWITCHES: [&str; 2] = ["enable_thinking", "reasoning_effort"];
+
+/// Variables a request may not set through its kwargs: the template's own inputs.
+const RESERVED: [&str; 2] = ["messages", "add_generation_prompt"];
+
 /// Formats used when a file has no template, chosen by the special tokens its vocabulary has.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Fallback {
@@ -90,6 +99,15 @@ impl ChatTemplate {
         self.fixed_time.store(unix_seconds, Ordering::Relaxed);
     }
 
+    /// The switches a request can pass (`chat_template_kwargs`) that this template reads:
+    /// a page offers "think first" only for a model whose template has the switch.
+    pub fn switches(&self) -> Vec<&'static str> {
+        let Some(source) = self.source.as_deref() else {
+            return vec![];
+        };
+        SWITCHES.into_iter().filter(|k| source.contains(k)).collect()
+    }
+
     pub fn has_template(&self) -> bool {
         self.source.is_some()
     }
@@ -104,35 +122,64 @@ impl ChatTemplate {
     /// own template does it (llama.cpp's server folds it too, after one line break); if that
     /// does not render either, the template's own error is returned.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+        self.render_with(messages, add_generation_prompt, &TemplateKwargs::new())
+    }
+
+    /// [`ChatTemplate::render`] with extra variables for the template (Qwen3's
+    /// `enable_thinking`); they may override `bos_token`, `eos_token`, `tools` and
+    /// `documents`. A file without a template has no switches: its fallback ignores them.
+    pub fn render_with(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        kwargs: &TemplateKwargs,
+    ) -> Result<String> {
+        if let Some(k) = RESERVED.iter().find(|k| kwargs.contains_key(**k)) {
+            return Err(Error::InvalidRequest(format!(
+                "chat_template_kwargs may not set `{k}`: the request itself gives it"
+            )));
+        }
         if self.source.is_none() {
             return Ok(render_fallback(self.fallback, messages, add_generation_prompt));
         }
-        let first = self.render_template(messages, add_generation_prompt);
+        let first = self.render_template(messages, add_generation_prompt, kwargs);
         if first.is_ok() {
             return first;
         }
         match fold_system(messages) {
-            Some(folded) => self.render_template(&folded, add_generation_prompt).or(first),
+            Some(folded) => self.render_template(&folded, add_generation_prompt, kwargs).or(first),
             None => first,
         }
     }
 
-    fn render_template(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+    fn render_template(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        kwargs: &TemplateKwargs,
+    ) -> Result<String> {
         let tmpl = self
             .env
             .get_template("chat")
             .map_err(|e| Error::Template(e.to_string()))?;
-        tmpl.render(minijinja::context! {
-            messages => messages,
-            add_generation_prompt => add_generation_prompt,
-            bos_token => self.bos,
-            eos_token => self.eos,
-            // transformers passes both, as none, when a request has none: templates test
-            // `tools is not none`.
-            tools => Value::from(()),
-            documents => Value::from(()),
-        })
-        .map_err(|e| Error::Template(format!("rendering failed: {e}")))
+        // Later maps win: the request's variables over the kwargs over the defaults.
+        let context = minijinja::value::merge_maps([
+            minijinja::context! {
+                bos_token => self.bos,
+                eos_token => self.eos,
+                // transformers passes both, as none, when a request has none: templates
+                // test `tools is not none`.
+                tools => Value::from(()),
+                documents => Value::from(()),
+            },
+            Value::from_serialize(kwargs),
+            minijinja::context! {
+                messages => messages,
+                add_generation_prompt => add_generation_prompt,
+            },
+        ]);
+        tmpl.render(context)
+            .map_err(|e| Error::Template(format!("rendering failed: {e}")))
     }
 }
 

@@ -265,6 +265,7 @@ impl WasmGpuEngine {
             "vocab": c.vocab_size,
             "context": e.context_size(),
             "chat_template": e.template.has_template(),
+            "template_switches": e.template.switches(),
             "backend": "webgpu",
             "gpu": self.gpu.info(),
             "gpuWeightBytes": self.gpu.weight_bytes(),
@@ -314,6 +315,13 @@ impl WasmGpuEngine {
         }
     }
 
+    /// Uses this chat template instead of the file's.
+    #[wasm_bindgen(js_name = setChatTemplate)]
+    pub fn set_chat_template(&self, source: &str) -> Result<(), JsValue> {
+        let mut e = self.inner.try_borrow_mut().map_err(|_| busy())?;
+        e.set_chat_template(source).map_err(js_error)
+    }
+
     /// Loses the GPU device on purpose (the test of the CPU fallback).
     #[wasm_bindgen(js_name = faultInjectDeviceLoss)]
     pub fn fault_inject_device_loss(&self) {
@@ -343,6 +351,7 @@ impl WasmEngine {
             "vocab": c.vocab_size,
             "context": self.inner.context_size(),
             "chat_template": self.inner.template.has_template(),
+            "template_switches": self.inner.template.switches(),
         })
         .to_string()
     }
@@ -369,6 +378,12 @@ impl WasmEngine {
     /// Forgets the cached conversation.
     pub fn reset(&mut self) {
         self.inner.reset()
+    }
+
+    /// Uses this chat template instead of the file's.
+    #[wasm_bindgen(js_name = setChatTemplate)]
+    pub fn set_chat_template(&mut self, source: &str) -> Result<(), JsValue> {
+        self.inner.set_chat_template(source).map_err(js_error)
     }
 
     /// SIMD kernels against their scalar references on this model's own weights (JSON).
