@@ -6,7 +6,8 @@
 // one per part, in order, separated by spaces), `worker`
 // (URL of worker.js when it is not next to widget.js), `open` (start open), `inline`
 // (a panel in the page's flow instead of a floating button), `autoload` (download without
-// asking first). CSS: `--candlelit-accent`; parts `panel` and `launcher`.
+// asking first), `thinking` ('off': a reasoning model such as Qwen3 answers without thinking
+// first; its thinking is never shown, only "Thinking…" while it runs). CSS: `--candlelit-accent`; parts `panel` and `launcher`.
 
 import type { CandlelitEngine, ChatMessage, FinishReason, ModelInfo, Usage } from './index.js';
 

@@ -50,6 +50,7 @@ header button { background: transparent; border-color: rgba(255,255,255,.5); col
 .msg.user { align-self: flex-end; background: var(--accent); color: #fff; white-space: pre-wrap; }
 .msg.assistant { align-self: flex-start; background: #f1f1f5; }
 .msg.assistant p { margin: 0 0 .5em; } .msg.assistant p:last-child { margin-bottom: 0; }
+.msg.assistant .thinking { color: #77778a; font-style: italic; }
 .msg.assistant pre { overflow-x: auto; background: #e4e4ea; padding: 6px; border-radius: 6px; }
 form { display: flex; gap: 6px; padding: 8px; border-top: 1px solid #eee; align-items: flex-end; }
 textarea { flex: 1; font: inherit; resize: none; border: 1px solid #c8c8d0; border-radius: 8px; padding: 6px 8px; }
@@ -308,9 +309,16 @@ export class CandlelitChat extends HTMLElement {
     this.#aborter = new AbortController();
     this.#setBusy(true);
     let painted = true;
+    let thinking = false;
     const paint = () => {
       painted = true;
-      renderMarkdown(body, reply.content);
+      // A reasoning model's thinking is not shown in the widget, only that it is thinking.
+      if (thinking && !reply.content) {
+        const note = document.createElement('span');
+        note.className = 'thinking';
+        note.textContent = 'Thinking…';
+        body.replaceChildren(note);
+      } else renderMarkdown(body, reply.content);
       ui.log.scrollTop = ui.log.scrollHeight;
     };
     const system = this.getAttribute('system') ?? DEFAULTS.system;
@@ -323,11 +331,16 @@ export class CandlelitChat extends HTMLElement {
         max_tokens: this.#number('max-tokens', DEFAULTS.maxTokens),
         // A long chat goes on: the oldest turns are left out of the model's view.
         truncation: 'auto',
+        // thinking="off": a reasoning model answers at once (where its template has the switch).
+        ...(this.engine.model?.template_switches?.includes('enable_thinking') && this.hasAttribute('thinking')
+          ? { chat_template_kwargs: { enable_thinking: this.getAttribute('thinking') !== 'off' } }
+          : {}),
         signal: this.#aborter.signal,
       });
       let last = null;
       for await (const chunk of stream) {
         reply.content += chunk.choices[0]?.delta?.content ?? '';
+        thinking ||= !!chunk.choices[0]?.delta?.reasoning_content;
         last = chunk;
         if (painted) {
           painted = false;
