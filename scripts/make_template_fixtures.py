@@ -38,6 +38,21 @@ def turns(*pairs):
     return [{"role": r, "content": c} for r, c in pairs]
 
 
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The current weather in a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string", "description": "The city's name"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
+
 CONVERSATIONS = [
     {"add_generation_prompt": True, "messages": turns(("user", "What is the capital of France?"))},
     {
@@ -70,6 +85,36 @@ CONVERSATIONS = [
         ),
     },
     {"add_generation_prompt": True, "messages": turns(("system", "Only a system prompt."))},
+    # Tools offered (transformers' `tools=`), a call with its result, and an earlier reply's
+    # thinking (`reasoning_content`, which Qwen3's template reads), as OpenAI's API sends them.
+    {
+        "add_generation_prompt": True,
+        "tools": TOOLS,
+        "messages": turns(("system", "You are terse."), ("user", "What's the weather in Paris?")),
+    },
+    {
+        "add_generation_prompt": True,
+        "tools": TOOLS,
+        "messages": [
+            {"role": "user", "content": "What's the weather in Paris?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "name": "get_weather", "content": '{"celsius": 21, "sky": "sunny"}'},
+        ],
+    },
+    {
+        "add_generation_prompt": True,
+        "messages": [
+            {"role": "user", "content": "What is 2+2?"},
+            {"role": "assistant", "content": "4", "reasoning_content": "Two and two make four."},
+            {"role": "user", "content": "And 3+3?"},
+        ],
+    },
 ]
 
 
@@ -138,13 +183,13 @@ def render_all(source):
         template = environment().from_string(source)
     except jinja2.exceptions.TemplateError as e:
         return {"parse_error": str(e)}
-    def render(messages, add_generation_prompt, kwargs):
+    def render(messages, add_generation_prompt, kwargs, tools=None):
         try:
             text = template.render(
                 messages=messages,
                 add_generation_prompt=add_generation_prompt,
                 # transformers passes these even when a request has none; kwargs override.
-                **{"bos_token": BOS, "eos_token": EOS, "tools": None, "documents": None, **kwargs},
+                **{"bos_token": BOS, "eos_token": EOS, "tools": tools, "documents": None, **kwargs},
             )
             return {"sha256": sha256(text.encode()), "chars": len(text)}
         except Exception as e:  # the template's own raise_exception, or an undefined value
@@ -153,10 +198,10 @@ def render_all(source):
     def render_conversations(kwargs):
         renders = []
         for c in CONVERSATIONS:
-            result = render(c["messages"], c["add_generation_prompt"], kwargs)
+            result = render(c["messages"], c["add_generation_prompt"], kwargs, c.get("tools"))
             folded = fold_system(c["messages"])
             if "error" in result and folded is not None:
-                result["folded"] = render(folded, c["add_generation_prompt"], kwargs)
+                result["folded"] = render(folded, c["add_generation_prompt"], kwargs, c.get("tools"))
             renders.append(result)
         return renders
 

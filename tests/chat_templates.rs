@@ -39,13 +39,15 @@ fn real_chat_templates_render_as_transformers_renders_them() {
     let path = root().join("tests/fixtures/chat-templates.transformers.json");
     let fixture: serde_json::Value =
         serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("fixture json");
-    let conversations: Vec<(Vec<Message>, bool)> = fixture["conversations"]
+    // (messages, add_generation_prompt, the tools offered)
+    let conversations: Vec<(Vec<Message>, bool, Option<serde_json::Value>)> = fixture["conversations"]
         .as_array()
         .expect("conversations")
         .iter()
         .map(|c| {
             let messages = serde_json::from_value(c["messages"].clone()).expect("messages");
-            (messages, c["add_generation_prompt"].as_bool().expect("flag"))
+            let generation = c["add_generation_prompt"].as_bool().expect("flag");
+            (messages, generation, c.get("tools").cloned())
         })
         .collect();
     let bos = fixture["bos_token"].as_str().expect("bos");
@@ -56,6 +58,7 @@ fn real_chat_templates_render_as_transformers_renders_them() {
 
     let dump = std::env::var_os("CANDLELIT_TEMPLATE_DUMP").map(std::path::PathBuf::from);
     let (mut compared, mut raised, mut lenient, mut folded_in, mut with_kwargs) = (0, 0, 0, 0, 0);
+    let mut markup = 0;
     let mut failures = Vec::new();
     for (name, expected) in templates {
         let source = template_source(name);
@@ -84,7 +87,7 @@ fn real_chat_templates_render_as_transformers_renders_them() {
             let kwargs = w["kwargs"].as_object().expect("kwargs").clone();
             runs.push((kwargs, w["renders"].clone()));
         }
-        for ((messages, generation), want, i, kwargs) in runs.iter().flat_map(|(kwargs, renders)| {
+        for ((messages, generation, tools), want, i, kwargs) in runs.iter().flat_map(|(kwargs, renders)| {
             let renders = renders.as_array().expect("renders");
             conversations
                 .iter()
@@ -101,7 +104,12 @@ fn real_chat_templates_render_as_transformers_renders_them() {
             } else {
                 format!("{name} {}", serde_json::Value::Object(kwargs.clone()))
             };
-            let got = template.render_with(messages, *generation, kwargs);
+            // transformers' `tools=` argument, which the request's kwargs carry here.
+            let mut kwargs = kwargs.clone();
+            if let Some(t) = tools {
+                kwargs.insert("tools".into(), t.clone());
+            }
+            let got = template.render_with(messages, *generation, &kwargs);
             if let (Some(dir), Ok(text)) = (&dump, &got) {
                 std::fs::create_dir_all(dir).expect("dump dir");
                 std::fs::write(dir.join(format!("{name}.{i}.txt")), text).expect("dump");
@@ -120,6 +128,12 @@ fn real_chat_templates_render_as_transformers_renders_them() {
                 // role): the engine must refuse it too, not invent a prompt.
                 (Err(_), Some(_)) => raised += 1,
                 (Ok(text), None) if sha256(text.as_bytes()) == want["sha256"] => {}
+                // Functionary v3.1 writes `"…"|safe + tool|tojson`: Python's Markup escapes the
+                // JSON it is added to (`{&#34;name&#34;: …}`, which no model was trained on);
+                // minijinja has no Markup arithmetic and gives the JSON as written.
+                (Ok(_), None) if name.starts_with("meetkai-functionary-medium-v3.1.jinja") && tools.is_some() => {
+                    markup += 1
+                }
                 (Ok(text), None) => failures.push(format!(
                     "{name} conversation {i}: {} chars, transformers {}",
                     text.chars().count(),
@@ -129,6 +143,13 @@ fn real_chat_templates_render_as_transformers_renders_them() {
                 // variants of Hermes' and Command R+'s templates (made for requests with
                 // tools) then render an empty tool list instead of failing.
                 (Ok(_), Some(e)) if e.as_str() == Some("TypeError: 'NoneType' object is not iterable") => lenient += 1,
+                // llama.cpp's own DeepSeek R1 template (written for its C++ Jinja) hands
+                // `json.dumps` a generator in Python; minijinja renders the tools.
+                (Ok(_), Some(e))
+                    if e.as_str() == Some("TypeError: Object of type generator is not JSON serializable") =>
+                {
+                    lenient += 1
+                }
                 (Ok(_), Some(e)) => {
                     failures.push(format!("{name} conversation {i}: rendered, transformers raised {e}"))
                 }
@@ -139,10 +160,11 @@ fn real_chat_templates_render_as_transformers_renders_them() {
     println!(
         "{} templates, {compared} prompts ({with_kwargs} with chat_template_kwargs): {} equal \
          ({folded_in} with the system prompt folded into the first user message), {raised} \
-         refused as transformers refuses them, {lenient} rendered where Python refuses to loop \
-         over none",
+         refused as transformers refuses them, {lenient} rendered where Python fails (a loop \
+         over none, a generator to json.dumps), {markup} with tool JSON where Python's Markup \
+         escapes it",
         templates.len(),
-        compared - raised - lenient - failures.len()
+        compared - raised - lenient - markup - failures.len()
     );
     assert!(
         failures.is_empty(),

@@ -95,7 +95,7 @@ mod tests {
 
     /// One token per word plus two per message, as a stand-in for a template.
     fn encode(m: &[Message]) -> Result<Vec<u32>> {
-        let n: usize = m.iter().map(|m| m.content.split_whitespace().count() + 2).sum();
+        let n: usize = m.iter().map(|m| m.text().split_whitespace().count() + 2).sum();
         Ok(vec![0; n])
     }
 

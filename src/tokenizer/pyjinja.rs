@@ -163,6 +163,174 @@ fn python_float(x: f64) -> String {
     }
 }
 
+/// A value printed by `{{ }}` as Python's `str()` prints it: `None`, `True`, `False`, and
+/// lists and dicts as their repr (`{'a': 1, 'b': [True, None]}`), where minijinja writes
+/// JSON-like text. Templates print tool definitions this way (Apriel's `{{ tool }}`), and the
+/// model saw Python's spelling in training.
+pub fn format(out: &mut minijinja::Output<'_>, state: &minijinja::State<'_, '_>, value: &Value) -> Result<(), Error> {
+    let text = match value.kind() {
+        ValueKind::None | ValueKind::Bool | ValueKind::Map | ValueKind::Seq => python_repr(value),
+        _ => return minijinja::escape_formatter(out, state, value),
+    };
+    out.write_str(&text)
+        .map_err(|_| Error::new(ErrorKind::WriteFailure, "writing the template's output"))
+}
+
+/// Jinja's `string` filter as Python's `str()`: the same spelling as [`format`] prints
+/// (Apriel's templates write `{{ tool|string }}`).
+pub fn string(value: Value) -> Value {
+    match value.kind() {
+        ValueKind::None | ValueKind::Bool | ValueKind::Map | ValueKind::Seq => Value::from(python_repr(&value)),
+        ValueKind::String => value,
+        _ => Value::from(value.to_string()),
+    }
+}
+
+/// Python's `repr` of a value (inside a list or dict, strings are quoted).
+fn python_repr(v: &Value) -> String {
+    match v.kind() {
+        ValueKind::None | ValueKind::Undefined => "None".into(),
+        ValueKind::Bool => if v.is_true() { "True" } else { "False" }.into(),
+        ValueKind::Number if v.is_integer() => v.to_string(),
+        ValueKind::Number => match f64::try_from(v.clone()) {
+            Ok(x) if x.is_nan() => "nan".into(),
+            Ok(x) if x.is_infinite() => if x > 0.0 { "inf" } else { "-inf" }.into(),
+            Ok(x) => python_float(x),
+            Err(_) => v.to_string(),
+        },
+        ValueKind::String => python_str_repr(v.as_str().unwrap_or_default()),
+        ValueKind::Seq => {
+            let items: Vec<String> = v.try_iter().into_iter().flatten().map(|x| python_repr(&x)).collect();
+            format!("[{}]", items.join(", "))
+        }
+        ValueKind::Map => {
+            let items: Vec<String> = v
+                .try_iter()
+                .into_iter()
+                .flatten()
+                .map(|k| {
+                    let item = v.get_item(&k).unwrap_or_default();
+                    format!("{}: {}", python_repr(&k), python_repr(&item))
+                })
+                .collect();
+            format!("{{{}}}", items.join(", "))
+        }
+        _ => v.to_string(),
+    }
+}
+
+/// A string as Python's `repr` quotes it: in single quotes unless it holds a single quote and
+/// no double quote; backslash escapes for the quote, backslashes and control characters.
+fn python_str_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || (0x7f..0xa0).contains(&(c as u32)) => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// Jinja's `indent` as Python's Jinja does it: a trailing line break is kept
+/// (`'{\n'|indent(4, true)` is `'    {\n'`, where minijinja drops it) and `width` may be a
+/// string to indent with.
+pub fn indent(
+    value: String,
+    width: Option<Value>,
+    first: Option<bool>,
+    blank: Option<bool>,
+    kwargs: Kwargs,
+) -> Result<String, Error> {
+    let width = match width {
+        Some(w) => Some(w),
+        None => kwargs.get::<Option<Value>>("width")?,
+    };
+    let first = first
+        .map_or_else(|| kwargs.get::<Option<bool>>("first"), |f| Ok(Some(f)))?
+        .unwrap_or(false);
+    let blank = blank
+        .map_or_else(|| kwargs.get::<Option<bool>>("blank"), |b| Ok(Some(b)))?
+        .unwrap_or(false);
+    kwargs.assert_all_used()?;
+    let with = match width {
+        None => "    ".to_string(),
+        Some(w) => match w.as_str() {
+            Some(s) => s.to_string(),
+            None => " ".repeat(usize::try_from(w.as_i64().unwrap_or(4)).unwrap_or(0)),
+        },
+    };
+    let text = value + "\n";
+    let lines = splitlines(&text);
+    let mut rv = if blank {
+        lines.join(&format!("\n{with}"))
+    } else {
+        let mut rest = lines.iter();
+        let mut rv = rest.next().map(|l| l.to_string()).unwrap_or_default();
+        let rest: Vec<String> = rest
+            .map(|l| {
+                if l.is_empty() {
+                    String::new()
+                } else {
+                    format!("{with}{l}")
+                }
+            })
+            .collect();
+        if !rest.is_empty() {
+            rv.push('\n');
+            rv.push_str(&rest.join("\n"));
+        }
+        rv
+    };
+    if first {
+        rv.insert_str(0, &with);
+    }
+    Ok(rv)
+}
+
+/// Python's `str.splitlines()`: every line boundary Python knows, no empty last line after a
+/// final break.
+fn splitlines(s: &str) -> Vec<&str> {
+    let mut lines = vec![];
+    let mut start = 0;
+    let mut chars = s.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let end = match c {
+            '\r' if matches!(chars.peek(), Some((_, '\n'))) => {
+                chars.next();
+                i + 2
+            }
+            '\n' | '\r' | '\u{0b}' | '\u{0c}' | '\u{1c}' | '\u{1d}' | '\u{1e}' | '\u{85}' | '\u{2028}' | '\u{2029}' => {
+                i + c.len_utf8()
+            }
+            _ => continue,
+        };
+        lines.push(&s[start..i]);
+        start = end;
+    }
+    if start < s.len() {
+        lines.push(&s[start..]);
+    }
+    lines
+}
+
 /// Python's `is iterable`: `none` is not (minijinja says it is, and templates guard
 /// `tools | length` with it); an undefined value is, as Jinja's `Undefined` iterates as empty.
 pub fn is_iterable(value: Value) -> bool {
@@ -354,6 +522,38 @@ mod tests {
         );
         assert_eq!(strftime("%Y-%m-%d %a", 0), "1970-01-01 Thu");
         assert_eq!(strftime("%Y-%m-%d", 951_782_400), "2000-02-29");
+    }
+
+    #[test]
+    fn values_print_as_python_prints_them() {
+        let env = {
+            let mut env = minijinja::Environment::new();
+            env.set_formatter(format);
+            env.add_filter("indent", indent);
+            env.add_filter("string", string);
+            env
+        };
+        let render = |src: &str, ctx: Value| env.render_str(src, ctx).unwrap();
+        let ctx = Value::from_serialize(serde_json::json!({
+            "d": {"b": [true, null, 1, 2.5, "it's"], "a": "say \"hi\"\n", "e": {}}
+        }));
+        assert_eq!(
+            render("{{ d }} {{ none }} {{ true }} {{ 'x' }} {{ [] }}", ctx),
+            r#"{'b': [True, None, 1, 2.5, "it's"], 'a': 'say "hi"\n', 'e': {}} None True x []"#
+        );
+        assert_eq!(
+            render(
+                "{{ (d.b|string)[:6] }}",
+                Value::from_serialize(serde_json::json!({"d": {"b": [true]}}))
+            ),
+            "[True]"
+        );
+        let ind = |s: &str| render(s, Value::from(()));
+        assert_eq!(ind("{{ '{\n'|indent(4, true) }}"), "    {\n");
+        assert_eq!(ind("{{ 'a\nb\n\nc'|indent(2) }}"), "a\n  b\n\n  c");
+        assert_eq!(ind("{{ 'a\nb'|indent('> ', first=true) }}"), "> a\n> b");
+        assert_eq!(ind("{{ 'a\n\nb'|indent(2, blank=true) }}"), "a\n  \n  b");
+        assert_eq!(splitlines("a\r\nb\rc\n"), vec!["a", "b", "c"]);
     }
 
     #[test]

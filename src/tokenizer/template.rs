@@ -8,18 +8,31 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+/// One turn of a conversation, as OpenAI's API and transformers' templates take it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub role: String,
-    pub content: String,
+    /// None for an assistant turn that only calls tools (OpenAI's `content: null`).
+    #[serde(default)]
+    pub content: Option<String>,
+    /// Whatever else the turn carries, for the templates that read it: `tool_calls`,
+    /// `tool_call_id`, `name`, `reasoning_content`.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Message {
     pub fn new(role: &str, content: &str) -> Self {
         Message {
             role: role.into(),
-            content: content.into(),
+            content: Some(content.into()),
+            extra: Default::default(),
         }
+    }
+
+    /// The turn's text ("" for none).
+    pub fn text(&self) -> &str {
+        self.content.as_deref().unwrap_or("")
     }
 }
 
@@ -71,6 +84,9 @@ impl ChatTemplate {
         env.set_lstrip_blocks(true);
         env.add_function("raise_exception", raise_exception);
         env.add_filter("tojson", pyjinja::tojson);
+        env.add_filter("indent", pyjinja::indent);
+        env.add_filter("string", pyjinja::string);
+        env.set_formatter(pyjinja::format);
         env.add_test("iterable", pyjinja::is_iterable);
         let fixed_time = Arc::new(AtomicI64::new(0));
         let clock = fixed_time.clone();
@@ -189,7 +205,7 @@ fn fold_system(messages: &[Message]) -> Option<Vec<Message>> {
     let system: Vec<&str> = messages
         .iter()
         .filter(|m| m.role == "system")
-        .map(|m| m.content.as_str())
+        .map(Message::text)
         .collect();
     let first_user = messages.iter().position(|m| m.role == "user")?;
     if system.is_empty() {
@@ -202,7 +218,7 @@ fn fold_system(messages: &[Message]) -> Option<Vec<Message>> {
         }
         let mut m = m.clone();
         if i == first_user {
-            m.content = format!("{}\n\n{}", system.join("\n\n"), m.content);
+            m.content = Some(format!("{}\n\n{}", system.join("\n\n"), m.text()));
         }
         folded.push(m);
     }
@@ -214,7 +230,7 @@ fn render_fallback(kind: Fallback, messages: &[Message], add_generation_prompt: 
     match kind {
         Fallback::ChatMl => {
             for m in messages {
-                out += &format!("<|im_start|>{}\n{}<|im_end|>\n", m.role, m.content);
+                out += &format!("<|im_start|>{}\n{}<|im_end|>\n", m.role, m.text());
             }
             if add_generation_prompt {
                 out += "<|im_start|>assistant\n";
@@ -224,13 +240,13 @@ fn render_fallback(kind: Fallback, messages: &[Message], add_generation_prompt: 
             let mut system = String::new();
             for m in messages {
                 match m.role.as_str() {
-                    "system" => system = format!("{}\n\n", m.content),
+                    "system" => system = format!("{}\n\n", m.text()),
                     role => {
                         let role = if role == "assistant" { "model" } else { role };
                         out += &format!(
                             "<start_of_turn>{role}\n{}{}<end_of_turn>\n",
                             std::mem::take(&mut system),
-                            m.content
+                            m.text()
                         );
                     }
                 }
@@ -246,7 +262,7 @@ fn render_fallback(kind: Fallback, messages: &[Message], add_generation_prompt: 
                     "assistant" => "Assistant",
                     _ => "User",
                 };
-                out += &format!("{role}: {}\n", m.content);
+                out += &format!("{role}: {}\n", m.text());
             }
             if add_generation_prompt {
                 out += "Assistant:";
