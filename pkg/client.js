@@ -8,7 +8,7 @@
 //
 // The page, the widget, the npm package and the tests all go through this module.
 
-import { mightBeCall, parseToolCall, planTools } from './tools.js';
+import { mightBeCall, parseToolCalls, planTools } from './tools.js';
 
 let nextId = 1;
 
@@ -329,7 +329,7 @@ export class CandlelitEngine {
     for (const k of Object.keys(sampling)) if (sampling[k] === undefined || sampling[k] === null) delete sampling[k];
     if (!messages && (params.tools || params.tool_choice)) throw new TypeError('create: tools need messages, not a raw prompt');
     // Function calling: the tools described in the system message, earlier calls and results as turns.
-    const tools = messages ? planTools(messages, params.tools, params.tool_choice) : { mode: 'none' };
+    const tools = messages ? planTools(messages, params.tools, params.tool_choice, this.model?.tool_format) : { mode: 'none' };
     if (tools.constraint && params.response_format && params.response_format.type !== 'text') {
       throw new TypeError('create: a required tool call and response_format cannot both shape the reply');
     }
@@ -344,7 +344,7 @@ export class CandlelitEngine {
     // (`extra_body.enable_thinking`): Qwen3's thinking, gpt-oss's reasoning effort.
     const ctk = params.chat_template_kwargs;
     if (ctk !== undefined && (typeof ctk !== 'object' || ctk === null || Array.isArray(ctk))) throw new TypeError('chat_template_kwargs: an object of template variables');
-    const kwargs = { ...(params.extra_body?.enable_thinking !== undefined ? { enable_thinking: params.extra_body.enable_thinking } : {}), ...ctk };
+    const kwargs = { ...(tools.tools ? { tools: tools.tools } : {}), ...(params.extra_body?.enable_thinking !== undefined ? { enable_thinking: params.extra_body.enable_thinking } : {}), ...ctk };
     if (Object.keys(kwargs).length) request.chat_template_kwargs = kwargs;
     // The thinking comes apart from the answer (`reasoning_content`) unless 'none' is asked
     // for, as llama.cpp's server does it.
@@ -455,9 +455,9 @@ export class CandlelitEngine {
           }
           continue;
         }
-        const call = holding ? parseToolCall(held, tools.allowed) : null;
-        if (call) {
-          yield chunk({ role: 'assistant', content: null, tool_calls: [{ index: 0, ...call }] });
+        const calls = holding ? parseToolCalls(held, tools.allowed) : null;
+        if (calls) {
+          yield chunk({ role: 'assistant', content: null, tool_calls: calls.map((call, index) => ({ index, ...call })) });
           ch.finish_reason = 'tool_calls';
         } else if (holding && held) {
           yield chunk({ role: 'assistant', content: held });

@@ -28,6 +28,12 @@ export interface ModelInfo {
   chat_template: boolean;
   /** Switches its chat template reads ('enable_thinking', 'reasoning_effort'), for `chat_template_kwargs`. */
   template_switches: string[];
+  /**
+   * How the model writes a function call where its template offers tools itself: 'hermes'
+   * (JSON in <tool_call> tags: Qwen 2.5/3, Granite 4) or 'llama3' (bare JSON: Llama 3.x);
+   * null: the functions are described in the system message instead.
+   */
+  tool_format: 'hermes' | 'llama3' | null;
   fromStorage: boolean;
   resumedFrom?: number;
   /** How many files a split model came in (absent for one file). */

@@ -1,8 +1,11 @@
 // Function calling in OpenAI's shape (`tools`, `tool_choice`, `tool_calls`, role 'tool') for
-// any chat model: the functions are described in the system message, earlier calls and
-// their results become ordinary turns (every chat template renders those, Gemma's too), and
-// when a call is required the reply is decoded under a JSON Schema of the allowed calls, so
-// that even a small model returns a well-formed call to a function that exists.
+// any chat model. A model whose chat template offers tools itself (Qwen 2.5/3, Llama 3.x,
+// Granite 4: the engine reports its `tool_format`) gets them as it was trained: the template
+// renders the functions, calls and results, and the reply is read in its own call format.
+// Any other model gets the functions described in the system message, and earlier calls and
+// results as ordinary turns (every chat template renders those, Gemma's too). When a call is
+// required the reply is decoded under a grammar of the allowed calls, so that even a small
+// model returns a well-formed call to a function that exists.
 
 /** The functions a request offers, checked: `[{ name, description, parameters }]`. */
 function functionsOf(tools) {
@@ -14,7 +17,7 @@ function functionsOf(tools) {
     // Arguments the schema does not name are left out (a small model invents them), unless the
     // schema itself says what else may come.
     const closed = parameters.type === 'object' && parameters.additionalProperties === undefined ? { ...parameters, additionalProperties: false } : parameters;
-    return { name: f.name, description: f.description ?? '', parameters: closed };
+    return { name: f.name, description: f.description ?? '', parameters: closed, declared: parameters };
   });
 }
 
@@ -54,13 +57,60 @@ function callText(call) {
   return JSON.stringify({ name: call.function?.name, arguments: args });
 }
 
+/** Layout of a decoded call: JSON as Python's json.dumps writes it, as templates print calls. */
+const LAYOUT = { whitespace_flexible: false, item_separator: ', ', key_separator: ': ' };
+
 /**
- * The request's messages as the engine takes them (`{ role, content }`, with earlier calls
- * and their results as text turns), plus the constraint a required call decodes under.
+ * For a template that offers tools itself: the messages as they are (a call's `arguments`
+ * string read as the object templates print), the functions for the template's `tools`,
+ * and a required call as a grammar of the model's own format.
  */
-export function planTools(messages, tools, toolChoice) {
+function planNative(messages, functions, choice, format) {
+  const out = messages.map((m) => {
+    if (m.role !== 'assistant' || !Array.isArray(m.tool_calls)) return m;
+    const tool_calls = m.tool_calls.map((c) => {
+      let args = c.function?.arguments ?? {};
+      if (typeof args === 'string') {
+        try {
+          args = JSON.parse(args);
+        } catch {
+          // arguments that are not JSON are passed on as the string they are
+        }
+      }
+      return { ...c, function: { ...c.function, arguments: args } };
+    });
+    // OpenAI's `content: null` beside calls is '' here, as llama.cpp's server makes it:
+    // templates test `'</think>' in message.content` (Qwen3), which fails on none.
+    return { ...m, content: m.content ?? '', tool_calls };
+  });
+  const key = format === 'llama3' ? 'parameters' : 'arguments';
+  const schema = {
+    anyOf: choice.allowed.map((f) => ({
+      type: 'object',
+      properties: { name: { const: f.name }, [key]: f.parameters },
+      required: ['name', key],
+      additionalProperties: false,
+    })),
+    'x-guidance': LAYOUT,
+  };
+  let constraint;
+  if (choice.mode === 'required') {
+    constraint = format === 'hermes'
+      ? { type: 'lark', grammar: `start: "<tool_call>\\n" call "\\n</tool_call>"\ncall: %json ${JSON.stringify(schema)}` }
+      : { type: 'json_schema', schema };
+  }
+  const offered = choice.mode === 'none' ? undefined : choice.allowed.map((f) => ({ type: 'function', function: { name: f.name, ...(f.description ? { description: f.description } : {}), parameters: f.declared } }));
+  return { messages: out, constraint, mode: choice.mode, allowed: choice.allowed, tools: offered, native: format };
+}
+
+/**
+ * The request's messages as the engine takes them, plus the constraint a required call
+ * decodes under, and (for a template with its own tool format) the `tools` it renders.
+ */
+export function planTools(messages, tools, toolChoice, format = null) {
   const functions = tools == null ? [] : functionsOf(tools);
   const choice = choiceOf(toolChoice, functions);
+  if (format === 'hermes' || format === 'llama3') return planNative(messages, functions, choice, format);
   const names = new Map();
   const out = [];
   let toolTurn = null;
@@ -132,6 +182,19 @@ export function parseToolCall(text, allowed) {
   const args = v?.arguments ?? v?.parameters;
   if (!allowed.some((f) => f.name === v?.name) || (args !== undefined && (typeof args !== 'object' || args === null))) return null;
   return { id: `call_${Date.now().toString(36)}${(nextCall++).toString(36)}`, type: 'function', function: { name: v.name, arguments: JSON.stringify(args ?? {}) } };
+}
+
+/**
+ * The reply's calls: one as `parseToolCall` reads it, or several `<tool_call>` blocks one
+ * after another (Qwen calls functions in parallel that way); null when it is text.
+ */
+export function parseToolCalls(text, allowed) {
+  const one = parseToolCall(text, allowed);
+  if (one) return [one];
+  const blocks = text.trim().split(/(?<=<\/tool_call>)\s*(?=<tool_call>)/);
+  if (blocks.length < 2) return null;
+  const calls = blocks.map((b) => parseToolCall(b, allowed));
+  return calls.every(Boolean) ? calls : null;
 }
 
 /** Whether streamed text so far might still become a call (then it is held back). */

@@ -173,3 +173,25 @@ fn real_chat_templates_render_as_transformers_renders_them() {
         failures.join("\n")
     );
 }
+
+/// Which templates offer tools in a format the client decodes natively: the families whose
+/// calls are JSON in `<tool_call>` tags or bare JSON; the others (XML-style calls, no tools)
+/// get the functions described in the system message.
+#[test]
+fn tool_formats_are_recognised() {
+    let format = |name: &str| {
+        ChatTemplate::new(Some(&template_source(name)), Fallback::Plain, "<s>", "</s>")
+            .expect("template")
+            .tool_format()
+    };
+    assert_eq!(format("Qwen-Qwen2.5-7B-Instruct.jinja"), Some("hermes"));
+    assert_eq!(format("Qwen-Qwen3-0.6B.jinja"), Some("hermes"));
+    assert_eq!(format("ibm-granite-granite-4.0.jinja"), Some("hermes"));
+    assert_eq!(format("meta-llama-Llama-3.1-8B-Instruct.jinja"), Some("llama3"));
+    assert_eq!(format("meta-llama-Llama-3.2-3B-Instruct.jinja"), Some("llama3"));
+    assert_eq!(format("Qwen3-Coder.jinja"), None); // <function=…> XML calls
+    assert_eq!(format("meetkai-functionary-medium-v3.1.jinja"), None);
+    assert_eq!(format("GLM-4.6.jinja"), None);
+    assert_eq!(format("google-gemma-2-2b-it.jinja"), None);
+    assert_eq!(format("gguf:smollm2-135m-instruct-q4_1.gguf"), None);
+}

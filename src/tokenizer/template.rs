@@ -124,6 +124,29 @@ impl ChatTemplate {
         SWITCHES.into_iter().filter(|k| source.contains(k)).collect()
     }
 
+    /// How the model writes a function call, where its template offers tools itself (reads
+    /// `tools`, renders calls and results): `hermes`, a JSON `{"name", "arguments"}` object in
+    /// `<tool_call>` tags (Qwen 2.5/3, QwQ, Granite 4); `llama3`, a bare JSON
+    /// `{"name", "parameters"}` object (Llama 3.1–3.3). None: the model gets the functions
+    /// described in its system message instead (pkg/tools.js).
+    pub fn tool_format(&self) -> Option<&'static str> {
+        let source = self.source.as_deref()?;
+        if !source.contains("tools") {
+            return None;
+        }
+        // The template's own instructions, with its string escapes read.
+        let text = source.replace("\\n", "\n").replace("\\\"", "\"");
+        if text.contains("<tool_call>\n{\"name\"") {
+            Some("hermes")
+        } else if (text.contains("<|python_tag|>") || text.contains("\"parameters\": dictionary"))
+            && !text.contains("<function=")
+        {
+            Some("llama3")
+        } else {
+            None
+        }
+    }
+
     pub fn has_template(&self) -> bool {
         self.source.is_some()
     }

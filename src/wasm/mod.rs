@@ -266,6 +266,7 @@ impl WasmGpuEngine {
             "context": e.context_size(),
             "chat_template": e.template.has_template(),
             "template_switches": e.template.switches(),
+            "tool_format": e.template.tool_format(),
             "backend": "webgpu",
             "gpu": self.gpu.info(),
             "gpuWeightBytes": self.gpu.weight_bytes(),
@@ -352,6 +353,7 @@ impl WasmEngine {
             "context": self.inner.context_size(),
             "chat_template": self.inner.template.has_template(),
             "template_switches": self.inner.template.switches(),
+            "tool_format": self.inner.template.tool_format(),
         })
         .to_string()
     }

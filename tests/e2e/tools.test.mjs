@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { mightBeCall, parseToolCall, planTools } from '../../pkg/tools.js';
+import { mightBeCall, parseToolCall, parseToolCalls, planTools } from '../../pkg/tools.js';
 import { SMOLLM2, session } from './helpers.mjs';
 
 const weather = { type: 'function', function: { name: 'get_weather', description: 'The current weather in a city.', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } };
@@ -44,6 +44,31 @@ test('calls and results become turns every template renders; the required call i
   assert.equal(parseToolCall('The weather is fine.', allowed), null);
   assert.equal(parseToolCall('{"name":"get_weather","arguments":"Oslo"}', allowed), null);
   assert.ok(mightBeCall('  {"na') && mightBeCall('<tool') && mightBeCall('```py') === false && mightBeCall('The') === false);
+});
+
+test("a template with its own tool format renders the turns itself; a required call is the model's own format", () => {
+  const history = [
+    { role: 'user', content: 'Weather in Paris?' },
+    { role: 'assistant', content: null, tool_calls: [{ id: 'a', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] },
+    { role: 'tool', tool_call_id: 'a', content: '{"celsius":18}' },
+  ];
+  const hermes = planTools(history, [weather, time], 'required', 'hermes');
+  // The turns go to the template as they are; only the call's arguments are read as JSON.
+  assert.deepEqual(hermes.messages[2], history[2]);
+  assert.deepEqual(hermes.messages[1].tool_calls[0].function.arguments, { city: 'Paris' });
+  assert.equal(hermes.messages[1].content, '');
+  assert.equal(hermes.messages.length, 3);
+  assert.deepEqual(hermes.tools, [weather, time], 'the template gets the functions as declared');
+  assert.equal(hermes.constraint.type, 'lark');
+  assert.match(hermes.constraint.grammar, /^start: "<tool_call>\\n" call "\\n<\/tool_call>"\ncall: %json \{"anyOf":\[\{"type":"object","properties":\{"name":\{"const":"get_weather"\},"arguments":/);
+  const llama = planTools(history, [weather], 'required', 'llama3');
+  assert.deepEqual(Object.keys(llama.constraint.schema.anyOf[0].properties), ['name', 'parameters']);
+  assert.equal(planTools(history, [weather], 'none', 'hermes').tools, undefined, "'none' offers no functions");
+  // Qwen's parallel calls: several blocks in one reply.
+  const two = parseToolCalls('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>\n<tool_call>\n{"name": "get_time", "arguments": {"timezone": "CET"}}\n</tool_call>', hermes.allowed);
+  assert.deepEqual(two?.map((c) => c.function.name), ['get_weather', 'get_time']);
+  assert.equal(parseToolCalls('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call> and then?', hermes.allowed), null);
+  assert.equal(parseToolCall('{"name": "get_weather", "parameters": {"city": "Oslo"}}', hermes.allowed)?.function.arguments, '{"city":"Oslo"}');
 });
 
 let s;
@@ -141,4 +166,44 @@ test('with tools on offer the model may still answer in text, streamed as text',
   assert.match(unknown.error, /TypeError: tool_choice/);
   const nothingToCall = await create({ messages: [ask], tools: [], tool_choice: 'required' });
   assert.match(nothingToCall.error, /TypeError: tool_choice: 'required' needs at least one function/);
+});
+
+test("a model whose template has its own tool format calls and reads results in it (SmolLM2 under Qwen3's template)", async () => {
+  const r = await page.evaluate(async ([url, templateUrl, weather]) => {
+    const { CandlelitEngine } = await import('/pkg/client.js');
+    const e = new CandlelitEngine();
+    try {
+      const info = await e.load({ url }, { chatTemplate: await (await fetch(templateUrl)).text() });
+      const messages = [{ role: 'user', content: "What's the weather like in Paris today?" }];
+      const called = await e.chat.completions.create({ messages, tools: [weather], tool_choice: 'required', temperature: 0, max_tokens: 60 });
+      // The same conversation with the functions handed straight to the template.
+      const direct = await e.chat.completions.create({ messages, chat_template_kwargs: { tools: [weather] }, temperature: 0, max_tokens: 1 });
+      const plain = await e.chat.completions.create({ messages, temperature: 0, max_tokens: 1 });
+      const call = called.choices[0].message;
+      const followUp = [...messages, call, { role: 'tool', tool_call_id: call.tool_calls[0].id, content: '{"celsius": 31, "sky": "sunny"}' }];
+      const answer = await e.chat.completions.create({ messages: followUp, tools: [weather], temperature: 0, max_tokens: 40 });
+      const parsed = followUp.map((m) => (m.tool_calls ? { ...m, content: '', tool_calls: m.tool_calls.map((c) => ({ ...c, function: { ...c.function, arguments: JSON.parse(c.function.arguments) } })) } : m));
+      const answerDirect = await e.chat.completions.create({ messages: parsed, chat_template_kwargs: { tools: [weather] }, temperature: 0, max_tokens: 1 });
+      return {
+        format: info.tool_format, call, finish: called.choices[0].finish_reason,
+        withTools: called.usage.prompt_tokens, direct: direct.usage.prompt_tokens, without: plain.usage.prompt_tokens,
+        answer: answer.choices[0], answerTokens: answer.usage.prompt_tokens, answerDirect: answerDirect.usage.prompt_tokens,
+      };
+    } finally {
+      e.terminate();
+    }
+  }, [s.server.base + SMOLLM2, '/models/templates/Qwen-Qwen3-0.6B.jinja', weather]);
+  console.log(JSON.stringify(r));
+  assert.equal(r.format, 'hermes');
+  assert.equal(r.finish, 'tool_calls');
+  assert.equal(r.call.tool_calls[0].function.name, 'get_weather');
+  assert.match(JSON.parse(r.call.tool_calls[0].function.arguments).city, /Paris/);
+  // Qwen3's template wrote its own tools section: the prompt is the template's rendering
+  // with the functions handed to it, token for token, not the generic description.
+  assert.equal(r.withTools, r.direct);
+  assert.ok(r.withTools > r.without + 100, `${r.withTools} vs ${r.without} prompt tokens`);
+  // The call and its result went back through the template as they are: the answer is text.
+  assert.equal(r.answerTokens, r.answerDirect);
+  assert.equal(r.answer.message.tool_calls, undefined);
+  assert.ok(r.answer.message.content.length > 0);
 });
