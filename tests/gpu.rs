@@ -544,9 +544,44 @@ fn weights_stream_into_gpu_buffers_as_they_arrive() {
     for name in [SMOLLM2, GEMMA3] {
         stream_into_gpu(name);
     }
-    // In the same test: the GPU's pending uploads are found by tensor name, so two loads
-    // into one device at once (as parallel tests would do) take each other's weights.
     split_model_streams_into_gpu();
+}
+
+/// Streamed matrices belong to their load, not to the device: two models streamed into one
+/// device at once keep their own weights (they once shared a by-name map and took each
+/// other's), and weights streamed to one device are refused by a model built on another.
+#[test]
+fn two_loads_streaming_into_one_device_keep_their_own_weights() {
+    let g = gpu();
+    let streamed = |name: &str, g: &Gpu| {
+        let mut loader = Loader::new(Some(std::fs::metadata(model_path(name)).unwrap().len()));
+        loader.stream_to(Box::new(GpuSink::new(g.clone())));
+        loader.push(&std::fs::read(model_path(name)).unwrap()).unwrap();
+        loader
+    };
+    // Both loads have sent every tensor before either model is built.
+    let (smol, gemma) = (streamed(SMOLLM2, &g), streamed(GEMMA3, &g));
+    let (mut smol, mut gemma) = (smol.finish().unwrap(), gemma.finish().unwrap());
+    let (smol, gemma) = (
+        Decoder::load(&mut smol, g.clone()).unwrap(),
+        Decoder::load(&mut gemma, g.clone()).unwrap(),
+    );
+    let prompt = [2u32, 504, 3458, 314, 4750, 28];
+    for (name, m) in [(SMOLLM2, &smol), (GEMMA3, &gemma)] {
+        // Exactly what the model uploaded from a whole file computes.
+        let whole = Decoder::load(&mut Loader::load_file(model_path(name)).unwrap(), g.clone()).unwrap();
+        let want = whole.forward(&prompt, &mut whole.new_cache(), true).unwrap();
+        let got = m.forward(&prompt, &mut m.new_cache(), true).unwrap();
+        assert!(
+            got == want,
+            "{name}: another model's weights? relative difference {}",
+            rel_err(&got, &want)
+        );
+    }
+    let elsewhere = Gpu::new_blocking().expect("a Vulkan adapter");
+    let mut other = streamed(SMOLLM2, &elsewhere).finish().unwrap();
+    let err = Decoder::load(&mut other, g).err().expect("built on another device");
+    assert!(err.to_string().contains("another GPU device"), "{err}");
 }
 
 /// A split model's parts stream into the GPU one after another through one loader.
@@ -566,10 +601,8 @@ fn stream_into_gpu(name: &str) {
 
 fn stream_files_into_gpu(name: &str, files: &[std::path::PathBuf]) {
     use std::io::Read;
-    // A device of its own: streamed matrices wait on their device, by tensor name, for the
-    // decoder to take them, and the other tests (running at the same time) load other
-    // models by the same names on the shared device. The page opens a device per load.
-    let g = Gpu::new_blocking().expect("a Vulkan adapter");
+    // The shared device, which the other tests use at the same time.
+    let g = gpu();
     let path = model_path(name);
     let file_len: u64 = files.iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
     let mut loader = Loader::new(Some(std::fs::metadata(&files[0]).unwrap().len()));

@@ -12,6 +12,9 @@ use crate::model::config::Activation;
 use candle_core::quantized::QTensor;
 use std::sync::Arc;
 
+/// What a load's sink made of the tensors streamed to it ([`crate::gguf::Gguf::streamed`]).
+pub type Streamed = Option<Box<dyn std::any::Any>>;
+
 pub use cpu::{AttentionShape, RopeStyle};
 
 /// One implementation of the decoder's operations. Activations are `rows × width` row-major;
@@ -41,11 +44,17 @@ pub trait Backend {
     fn tied_output(&self, t: &Self::Table) -> Result<Self::Matrix>;
     /// A matrix the backend took while the file was still streaming in (the GPU uploads
     /// each tensor as it completes), with `bias` attached and its `[out, in]` dims.
-    fn preloaded(&self, _name: &str, _bias: Option<Vec<f32>>) -> Result<Option<(Self::Matrix, [usize; 2])>> {
+    /// `streamed` is what the load's sink made ([`crate::gguf::Gguf::streamed`]).
+    fn preloaded(
+        &self,
+        _streamed: &mut Streamed,
+        _name: &str,
+        _bias: Option<Vec<f32>>,
+    ) -> Result<Option<(Self::Matrix, [usize; 2])>> {
         Ok(None)
     }
     /// The embedding table, if it was taken while streaming.
-    fn preloaded_table(&self, _name: &str) -> Result<Option<(Self::Table, [usize; 2])>> {
+    fn preloaded_table(&self, _streamed: &mut Streamed, _name: &str) -> Result<Option<(Self::Table, [usize; 2])>> {
         Ok(None)
     }
     fn new_kv(&self) -> Self::Kv;

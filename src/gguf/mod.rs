@@ -25,6 +25,9 @@ pub struct Gguf {
     /// Tensors whose bytes were rearranged for this build's CPU kernels at load (see
     /// [`Loader::finish_for_cpu`]): only our kernels may read them.
     pub packed: Vec<String>,
+    /// What the sink made of the tensors streamed to it (see [`TensorSink::into_streamed`]):
+    /// it travels with this load, so that two loads at once never take each other's.
+    pub streamed: Option<Box<dyn std::any::Any>>,
 }
 
 impl Gguf {
@@ -70,6 +73,9 @@ pub trait TensorSink {
     fn write(&mut self, info: &TensorInfo, at: usize, data: &[u8]) -> Result<()>;
     /// Every byte of the tensor has arrived.
     fn complete(&mut self, info: &TensorInfo) -> Result<()>;
+    /// What the sink made of its tensors, handed to the backend with the loaded file
+    /// ([`Gguf::streamed`]).
+    fn into_streamed(self: Box<Self>) -> Box<dyn std::any::Any>;
 }
 
 /// One file's parsed header and tensor bytes, kept until the model's last file has arrived.
@@ -349,6 +355,7 @@ impl Loader {
             infos,
             tensors,
             packed,
+            streamed: self.sink.take().map(|s| s.into_streamed()),
         })
     }
 

@@ -142,7 +142,7 @@ impl<B: Backend> Loader<'_, B> {
     fn linear(&mut self, name: &str, out_dim: usize, in_dim: usize) -> Result<B::Matrix> {
         let bias = self.opt_f32(&format!("{name}.bias"), out_dim)?;
         let weight = format!("{name}.weight");
-        if let Some((m, dims)) = self.1.preloaded(&weight, bias.clone())? {
+        if let Some((m, dims)) = self.1.preloaded(&mut self.0.streamed, &weight, bias.clone())? {
             check_dims(&weight, &dims, [out_dim, in_dim])?;
             return Ok(m);
         }
@@ -203,7 +203,7 @@ impl<B: Backend> Decoder<B> {
         let (d, hd) = (cfg.n_embd, cfg.head_dim);
         let q_dim = cfg.n_head * hd;
         let kv_dim = cfg.n_kv_head * hd;
-        let embed = match backend.preloaded_table("token_embd.weight")? {
+        let embed = match backend.preloaded_table(&mut ld.0.streamed, "token_embd.weight")? {
             Some((t, dims)) => {
                 check_dims("token_embd.weight", &dims, [cfg.vocab_size, d])?;
                 t

@@ -36,8 +36,6 @@ struct Ctx {
     error: Arc<Mutex<Option<String>>>,
     weight_bytes: Mutex<u64>,
     subgroup_matmul: std::sync::atomic::AtomicBool,
-    /// Matrices uploaded while the file streamed in, by tensor name, until the decoder takes them.
-    preloaded: Mutex<HashMap<String, super::GpuMatrix>>,
 }
 
 /// A handle to the GPU (cheap to clone; clones share the device and the recording).
@@ -134,7 +132,6 @@ impl Gpu {
                 error,
                 weight_bytes: Mutex::new(0),
                 subgroup_matmul: std::sync::atomic::AtomicBool::new(subgroup_matmul),
-                preloaded: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -238,12 +235,9 @@ impl Gpu {
         self.ctx.queue.submit(std::iter::empty());
     }
 
-    pub(super) fn store_preloaded(&self, name: &str, m: super::GpuMatrix) {
-        lock(&self.ctx.preloaded).insert(name.to_string(), m);
-    }
-
-    pub(super) fn take_preloaded(&self, name: &str) -> Option<super::GpuMatrix> {
-        lock(&self.ctx.preloaded).remove(name)
+    /// Whether two handles share one device (a buffer of one is not usable on another).
+    pub(super) fn same_device(&self, other: &Gpu) -> bool {
+        Arc::ptr_eq(&self.ctx, &other.ctx)
     }
 
     fn pipeline(&self, k: Kernel) -> wgpu::ComputePipeline {

@@ -11,7 +11,7 @@ pub use context::{Gpu, GpuInfo};
 pub use kernels::GPU_TYPES;
 pub use stream::GpuSink;
 
-use super::{AttentionShape, Backend, RopeStyle};
+use super::{AttentionShape, Backend, RopeStyle, Streamed};
 use crate::error::{Error, Result};
 use crate::model::config::Activation;
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -206,8 +206,21 @@ impl Backend for Gpu {
     fn tied_output(&self, t: &GpuMatrix) -> Result<GpuMatrix> {
         Ok(t.clone())
     }
-    fn preloaded(&self, name: &str, bias: Option<Vec<f32>>) -> Result<Option<(GpuMatrix, [usize; 2])>> {
-        let Some(mut m) = self.take_preloaded(name) else {
+    fn preloaded(
+        &self,
+        streamed: &mut Streamed,
+        name: &str,
+        bias: Option<Vec<f32>>,
+    ) -> Result<Option<(GpuMatrix, [usize; 2])>> {
+        let Some(s) = streamed.as_mut().and_then(|s| s.downcast_mut::<stream::Streamed>()) else {
+            return Ok(None);
+        };
+        if !s.gpu.same_device(self) {
+            return Err(Error::Gpu(
+                "the weights were streamed to another GPU device than the one the model is built on".into(),
+            ));
+        }
+        let Some(mut m) = s.matrices.remove(name) else {
             return Ok(None);
         };
         if let Some(b) = bias {
@@ -216,8 +229,8 @@ impl Backend for Gpu {
         let dims = [m.out_dim, m.in_dim];
         Ok(Some((m, dims)))
     }
-    fn preloaded_table(&self, name: &str) -> Result<Option<(GpuMatrix, [usize; 2])>> {
-        self.preloaded(name, None)
+    fn preloaded_table(&self, streamed: &mut Streamed, name: &str) -> Result<Option<(GpuMatrix, [usize; 2])>> {
+        self.preloaded(streamed, name, None)
     }
     fn new_kv(&self) -> GpuKv {
         GpuKv {

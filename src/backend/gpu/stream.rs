@@ -6,11 +6,20 @@ use super::kernels::Variant;
 use super::{Gpu, GpuMatrix, Part};
 use crate::error::{Error, Result};
 use crate::gguf::{TensorInfo, TensorSink};
+use std::collections::HashMap;
 
 /// The [`TensorSink`] that uploads every 2-D tensor of a block type the kernels read.
 pub struct GpuSink {
     gpu: Gpu,
     open: Option<Open>,
+    done: HashMap<String, GpuMatrix>,
+}
+
+/// The matrices one load streamed to a device, by tensor name, until its decoder takes them
+/// ([`crate::gguf::Gguf::streamed`]).
+pub struct Streamed {
+    pub(super) gpu: Gpu,
+    pub(super) matrices: HashMap<String, GpuMatrix>,
 }
 
 /// The tensor being received.
@@ -35,7 +44,11 @@ struct Writer {
 
 impl GpuSink {
     pub fn new(gpu: Gpu) -> Self {
-        GpuSink { gpu, open: None }
+        GpuSink {
+            gpu,
+            open: None,
+            done: HashMap::new(),
+        }
     }
 }
 
@@ -127,7 +140,14 @@ impl TensorSink for GpuSink {
             out_dim: open.out_dim,
             in_dim: open.in_dim,
         };
-        self.gpu.store_preloaded(&open.name, m);
+        self.done.insert(open.name, m);
         Ok(())
+    }
+
+    fn into_streamed(self: Box<Self>) -> Box<dyn std::any::Any> {
+        Box::new(Streamed {
+            gpu: self.gpu,
+            matrices: self.done,
+        })
     }
 }
