@@ -174,3 +174,43 @@ fn bad_requests_are_errors() {
     assert!(classify(&mut e, "x", &["a".into(), "a".into()], &ClassifyOptions::default()).is_err());
     assert!(e.score(&Prompt::Text("x".into()), &["".into()]).is_err());
 }
+
+/// A reasoning model's recipes run with its own thinking off: a label is scored right after
+/// the prompt, where with thinking on the model's next token would be `<think>`. SmolLM2
+/// under Qwen3's chat template (the same ChatML tokens) has Qwen3's `enable_thinking`.
+#[test]
+fn recipes_turn_a_reasoning_models_thinking_off() {
+    let mut e = engine(SMOLLM2);
+    assert!(
+        candlelit::recipes::recipe_kwargs(&e).is_empty(),
+        "SmolLM2's own template has no switch"
+    );
+    let dir = std::env::var("CANDLELIT_MODELS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root().join("models"));
+    let qwen3 = std::fs::read_to_string(dir.join("templates/Qwen-Qwen3-0.6B.jinja")).expect("templates fetched");
+    e.set_chat_template(&qwen3).unwrap();
+    let kwargs = candlelit::recipes::recipe_kwargs(&e);
+    assert_eq!(
+        serde_json::Value::Object(kwargs.clone()),
+        serde_json::json!({"enable_thinking": false})
+    );
+
+    let labels = ["Negative", "Positive"].map(String::from);
+    let text = "The package arrived broken and support never answered.";
+    let opts = ClassifyOptions::default();
+    let scores = classify(&mut e, text, &labels, &opts).unwrap();
+    // The same prompt scored by hand, with and without the switch.
+    let instruction = "Classify the text. Answer with exactly one of these labels: Negative, Positive.";
+    let prompt = Prompt::Chat(vec![
+        candlelit::tokenizer::Message::new("system", instruction),
+        candlelit::tokenizer::Message::new("user", text),
+    ]);
+    let off = e.score_with(&prompt, &labels, &kwargs).unwrap();
+    let on = e.score(&prompt, &labels).unwrap();
+    println!("classify {scores:?}; thinking off {off:?}; thinking on {on:?}");
+    for (s, o) in scores.iter().zip(&off) {
+        assert_eq!(s.logprob, o.logprob);
+    }
+    assert!(on.iter().zip(&off).all(|(a, b)| a.logprob != b.logprob));
+}

@@ -254,7 +254,7 @@ impl<B: Backend> Engine<B> {
         self.tokenize_prompt_with(prompt, &TemplateKwargs::new())
     }
 
-    fn tokenize_prompt_with(&self, prompt: &Prompt, kwargs: &TemplateKwargs) -> Result<Vec<u32>> {
+    pub(crate) fn tokenize_prompt_with(&self, prompt: &Prompt, kwargs: &TemplateKwargs) -> Result<Vec<u32>> {
         match prompt {
             Prompt::Text(t) => self.tokenizer.encode(t, true, true),
             Prompt::Chat(messages) => self.tokenize_chat(messages, kwargs),

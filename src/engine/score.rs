@@ -5,6 +5,7 @@ use super::{Engine, Prompt};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::sample::log_sum_exp;
+use crate::tokenizer::TemplateKwargs;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -19,8 +20,18 @@ impl<B: Backend> Engine<B> {
     /// their own (no BOS, special-token texts kept as text), so write them with the leading
     /// space they would have in running text where that matters.
     pub fn score(&mut self, prompt: &Prompt, continuations: &[String]) -> Result<Vec<Scored>> {
+        self.score_with(prompt, continuations, &TemplateKwargs::new())
+    }
+
+    /// [`Engine::score`] with a chat prompt rendered with these template switches.
+    pub fn score_with(
+        &mut self,
+        prompt: &Prompt,
+        continuations: &[String],
+        kwargs: &TemplateKwargs,
+    ) -> Result<Vec<Scored>> {
         self.active = None;
-        let prompt_ids = self.tokenize_prompt(prompt)?;
+        let prompt_ids = self.tokenize_prompt_with(prompt, kwargs)?;
         if prompt_ids.is_empty() {
             return Err(Error::InvalidRequest("the prompt is empty".into()));
         }

@@ -116,8 +116,9 @@ fn label_logprobs(
         p += &format!("Text: {text}\nLabel:");
         (Prompt::Text(p), labels.iter().map(|l| format!(" {l}")).collect())
     };
+    let kwargs = super::recipe_kwargs(engine);
     Ok(engine
-        .score(&prompt, &continuations)?
+        .score_with(&prompt, &continuations, &kwargs)?
         .into_iter()
         .map(|s| s.logprob)
         .collect())

@@ -124,6 +124,7 @@ fn generate(
         constraint,
         // A task's input is never shortened behind the caller's back.
         truncation: Truncation::Disabled,
+        chat_template_kwargs: super::recipe_kwargs(engine),
         ..Request::default()
     };
     engine.start(prompt, &req)?;
