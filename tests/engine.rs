@@ -425,3 +425,48 @@ fn chat_template_kwargs_may_not_replace_the_conversation() {
         "{err}"
     );
 }
+
+/// A template that opens the thinking in the prompt (QwQ's with `enable_thinking`, DeepSeek
+/// R1's) has the reply start inside it: everything before `</think>` is thinking.
+#[test]
+fn a_prompt_that_opens_the_thinking_starts_the_reply_inside_it() {
+    let mut e = engine(SMOLLM2);
+    let dir = std::env::var("CANDLELIT_MODELS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root().join("models"));
+    let qwq = std::fs::read_to_string(dir.join("templates/Qwen-QwQ-32B.jinja")).expect("templates fetched");
+    e.set_chat_template(&qwq).unwrap();
+    let mut kwargs = candlelit::tokenizer::TemplateKwargs::new();
+    kwargs.insert("enable_thinking".into(), true.into());
+    let req = Request {
+        constraint: Some(Constraint::Regex {
+            pattern: r"[A-Za-z ,]{10,60}</think>\n\n[A-Z][a-z]+( [a-z]+){0,6}\.".into(),
+        }),
+        chat_template_kwargs: kwargs,
+        ..greedy(60)
+    };
+    let g = e
+        .generate(&chat(&[("user", "What is the capital of France?")]), &req)
+        .unwrap();
+    println!("{g:?}");
+    assert!(
+        g.reasoning.len() >= 10 && !g.reasoning.contains("think>"),
+        "{:?}",
+        g.reasoning
+    );
+    assert!(g.text.ends_with('.') && !g.text.contains("think>"), "{:?}", g.text);
+    // Without the switch this template closes the thinking itself: the reply is all answer.
+    let closed = e
+        .generate(
+            &chat(&[("user", "What is the capital of France?")]),
+            &Request {
+                chat_template_kwargs: Default::default(),
+                constraint: Some(Constraint::Regex {
+                    pattern: r"[A-Z][a-z]+( [a-z]+){0,6}\.".into(),
+                }),
+                ..req
+            },
+        )
+        .unwrap();
+    assert!(closed.reasoning.is_empty() && !closed.text.is_empty(), "{closed:?}");
+}

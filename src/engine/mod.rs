@@ -371,7 +371,7 @@ impl<B: Backend> Engine<B> {
     /// Whether a rendered chat prompt ends inside `<think>` (DeepSeek R1's and QwQ's
     /// templates open the thinking for the model).
     fn opens_thinking(&self, ids: &[u32]) -> bool {
-        let tail = &ids[ids.len().saturating_sub(4)..];
+        let tail = &ids[ids.len().saturating_sub(8)..];
         self.tokenizer.decode(tail, true).trim_end().ends_with("<think>")
     }
 
