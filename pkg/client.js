@@ -328,7 +328,8 @@ export class CandlelitEngine {
     };
     for (const k of Object.keys(sampling)) if (sampling[k] === undefined || sampling[k] === null) delete sampling[k];
     if (!messages && (params.tools || params.tool_choice)) throw new TypeError('create: tools need messages, not a raw prompt');
-    // Function calling: the tools described in the system message, earlier calls and results as turns.
+    // Function calling: in the template's own format where it has one, else the tools
+    // described in the system message and earlier calls and results as turns (tools.js).
     const tools = messages ? planTools(messages, params.tools, params.tool_choice, this.model?.tool_format) : { mode: 'none' };
     if (tools.constraint && params.response_format && params.response_format.type !== 'text') {
       throw new TypeError('create: a required tool call and response_format cannot both shape the reply');
