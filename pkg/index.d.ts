@@ -92,12 +92,17 @@ export interface StoredModel {
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant' | 'tool' | string;
-  /** null on an assistant message that only calls functions. */
-  content: string | null;
+  /**
+   * null on an assistant message that only calls functions. OpenAI's text parts are read one
+   * after another on their own lines; other parts (images) are refused: the model reads text.
+   */
+  content: string | null | { type: 'text'; text: string }[];
   /** The functions an assistant message called (pass the reply's message back as it came). */
   tool_calls?: ToolCall[];
   /** On a 'tool' message: which call this is the result of. */
   tool_call_id?: string;
+  /** An earlier reply's thinking, for templates that show it (Qwen3 keeps the last one's). */
+  reasoning_content?: string;
 }
 
 export interface ToolCall {

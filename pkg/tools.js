@@ -46,6 +46,20 @@ function describe(functions, required) {
   ].join('\n');
 }
 
+/**
+ * A turn's text: OpenAI's content parts (`[{ type: 'text', text }]`) one after another on
+ * their own lines, as the engine reads them; the model reads text only.
+ */
+function textOf(content) {
+  if (!Array.isArray(content)) return String(content ?? '');
+  return content
+    .map((p) => {
+      if (p?.type !== 'text' || typeof p.text !== 'string') throw new TypeError(`a content part of type ${p?.type ?? '(none)'} (only text parts are read: the model reads text)`);
+      return p.text;
+    })
+    .join('\n');
+}
+
 /** A call as the model writes it: {"name": …, "arguments": {…}}. */
 function callText(call) {
   let args = call.function?.arguments ?? '{}';
@@ -117,18 +131,18 @@ export function planTools(messages, tools, toolChoice, format = null) {
   for (const m of messages) {
     if (m.role === 'assistant' && Array.isArray(m.tool_calls) && m.tool_calls.length) {
       for (const c of m.tool_calls) names.set(c.id, c.function?.name);
-      const text = [m.content, ...m.tool_calls.map(callText)].filter(Boolean).join('\n');
+      const text = [textOf(m.content), ...m.tool_calls.map(callText)].filter(Boolean).join('\n');
       out.push({ role: 'assistant', content: text });
     } else if (m.role === 'tool') {
       const name = names.get(m.tool_call_id) ?? m.name ?? 'the function';
-      const result = `The function ${name} returned: ${typeof m.content === 'string' ? m.content : JSON.stringify(m.content)}`;
+      const result = `The function ${name} returned: ${typeof m.content === 'string' || Array.isArray(m.content) ? textOf(m.content) : JSON.stringify(m.content)}`;
       // Results of several calls are one turn: templates such as Gemma's want turns to alternate.
       const prev = out.at(-1);
       if (prev?.fromTool) prev.content += `\n${result}`;
       else out.push({ role: 'user', content: result, fromTool: true });
       toolTurn = out.at(-1);
     } else {
-      out.push({ role: m.role, content: String(m.content ?? '') });
+      out.push({ role: m.role, content: textOf(m.content) });
     }
   }
   // Results that end the conversation restate the question they serve: a small model

@@ -12,13 +12,48 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub role: String,
-    /// None for an assistant turn that only calls tools (OpenAI's `content: null`).
-    #[serde(default)]
+    /// None for an assistant turn that only calls tools (OpenAI's `content: null`). OpenAI's
+    /// list of content parts is read as its text parts, one after another on their own
+    /// lines (this engine reads text only).
+    #[serde(default, deserialize_with = "content_text")]
     pub content: Option<String>,
     /// Whatever else the turn carries, for the templates that read it: `tool_calls`,
     /// `tool_call_id`, `name`, `reasoning_content`.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A turn's content: a string, none, or OpenAI's parts (`[{"type": "text", "text": …}]`).
+fn content_text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    use serde::de::Error as _;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Content {
+        Text(String),
+        Parts(Vec<serde_json::Map<String, serde_json::Value>>),
+    }
+    Ok(match Option::<Content>::deserialize(d)? {
+        None => None,
+        Some(Content::Text(t)) => Some(t),
+        Some(Content::Parts(parts)) => {
+            let mut texts = Vec::with_capacity(parts.len());
+            for p in &parts {
+                match (
+                    p.get("type").and_then(|t| t.as_str()),
+                    p.get("text").and_then(|t| t.as_str()),
+                ) {
+                    (Some("text"), Some(text)) => texts.push(text),
+                    (kind, _) => {
+                        return Err(D::Error::custom(format!(
+                            "a content part of type {} (only text parts are read: the model reads text)",
+                            kind.unwrap_or("(none)")
+                        )))
+                    }
+                }
+            }
+            Some(texts.join("\n"))
+        }
+    })
 }
 
 impl Message {
@@ -300,6 +335,24 @@ mod tests {
     use super::*;
 
     const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'].strip() + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+    #[test]
+    fn content_is_a_string_none_or_text_parts() {
+        let read = |j: &str| serde_json::from_str::<Message>(j);
+        assert_eq!(
+            read(r#"{"role": "user", "content": "Hi"}"#).unwrap(),
+            Message::new("user", "Hi")
+        );
+        let parts =
+            r#"{"role": "user", "content": [{"type": "text", "text": "One"}, {"type": "text", "text": "two"}]}"#;
+        assert_eq!(read(parts).unwrap(), Message::new("user", "One\ntwo"));
+        let call = read(r#"{"role": "assistant", "content": null, "tool_calls": []}"#).unwrap();
+        assert_eq!((call.content, call.extra.len()), (None, 1));
+        assert_eq!(read(r#"{"role": "assistant"}"#).unwrap().content, None);
+        let image = r#"{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}"#;
+        assert!(read(image).unwrap_err().to_string().contains("only text parts"));
+        assert!(read(r#"{"role": "user", "content": 5}"#).is_err());
+    }
 
     #[test]
     fn renders_a_jinja_template_with_python_methods() {

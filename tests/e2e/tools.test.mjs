@@ -168,6 +168,17 @@ test('with tools on offer the model may still answer in text, streamed as text',
   assert.match(nothingToCall.error, /TypeError: tool_choice: 'required' needs at least one function/);
 });
 
+test("OpenAI's content parts are read as their text; other parts are a clear error", async () => {
+  assert.equal(planTools([{ role: 'user', content: [{ type: 'text', text: 'a' }, { type: 'text', text: 'b' }] }]).messages[0].content, 'a\nb');
+  const q = 'What is the capital of France?';
+  const asText = await create({ messages: [{ role: 'user', content: `${q}\nAnswer briefly.` }], temperature: 0, max_tokens: 12 });
+  const asParts = await create({ messages: [{ role: 'user', content: [{ type: 'text', text: q }, { type: 'text', text: 'Answer briefly.' }] }], temperature: 0, max_tokens: 12 });
+  assert.equal(asParts.ok.usage.prompt_tokens, asText.ok.usage.prompt_tokens);
+  assert.equal(asParts.ok.choices[0].message.content, asText.ok.choices[0].message.content);
+  const image = await create({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }], max_tokens: 4 });
+  assert.match(image.error, /content part of type image_url \(only text parts are read/);
+});
+
 test("a model whose template has its own tool format calls and reads results in it (SmolLM2 under Qwen3's template)", async () => {
   const r = await page.evaluate(async ([url, templateUrl, weather]) => {
     const { CandlelitEngine } = await import('/pkg/client.js');
