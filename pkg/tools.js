@@ -60,15 +60,20 @@ function textOf(content) {
     .join('\n');
 }
 
+/** A call's arguments as the object OpenAI's API sends as text; text that is not JSON stays text. */
+function argumentsOf(call) {
+  const args = call.function?.arguments ?? {};
+  if (typeof args !== 'string') return args;
+  try {
+    return JSON.parse(args);
+  } catch {
+    return args;
+  }
+}
+
 /** A call as the model writes it: {"name": …, "arguments": {…}}. */
 function callText(call) {
-  let args = call.function?.arguments ?? '{}';
-  try {
-    args = JSON.parse(args);
-  } catch {
-    // arguments that are not JSON are passed on as the string they are
-  }
-  return JSON.stringify({ name: call.function?.name, arguments: args });
+  return JSON.stringify({ name: call.function?.name, arguments: argumentsOf(call) });
 }
 
 /** Layout of a decoded call: JSON as Python's json.dumps writes it, as templates print calls. */
@@ -79,20 +84,10 @@ const LAYOUT = { whitespace_flexible: false, item_separator: ', ', key_separator
  * string read as the object templates print), the functions for the template's `tools`,
  * and a required call as a grammar of the model's own format.
  */
-function planNative(messages, functions, choice, format) {
+function planNative(messages, choice, format) {
   const out = messages.map((m) => {
     if (m.role !== 'assistant' || !Array.isArray(m.tool_calls)) return m;
-    const tool_calls = m.tool_calls.map((c) => {
-      let args = c.function?.arguments ?? {};
-      if (typeof args === 'string') {
-        try {
-          args = JSON.parse(args);
-        } catch {
-          // arguments that are not JSON are passed on as the string they are
-        }
-      }
-      return { ...c, function: { ...c.function, arguments: args } };
-    });
+    const tool_calls = m.tool_calls.map((c) => ({ ...c, function: { ...c.function, arguments: argumentsOf(c) } }));
     // OpenAI's `content: null` beside calls is '' here, as llama.cpp's server makes it:
     // templates test `'</think>' in message.content` (Qwen3), which fails on none.
     return { ...m, content: m.content ?? '', tool_calls };
@@ -114,7 +109,7 @@ function planNative(messages, functions, choice, format) {
       : { type: 'json_schema', schema };
   }
   const offered = choice.mode === 'none' ? undefined : choice.allowed.map((f) => ({ type: 'function', function: { name: f.name, ...(f.description ? { description: f.description } : {}), parameters: f.declared } }));
-  return { messages: out, constraint, mode: choice.mode, allowed: choice.allowed, tools: offered, native: format };
+  return { messages: out, constraint, mode: choice.mode, allowed: choice.allowed, tools: offered };
 }
 
 /**
@@ -124,7 +119,7 @@ function planNative(messages, functions, choice, format) {
 export function planTools(messages, tools, toolChoice, format = null) {
   const functions = tools == null ? [] : functionsOf(tools);
   const choice = choiceOf(toolChoice, functions);
-  if (format === 'hermes' || format === 'llama3') return planNative(messages, functions, choice, format);
+  if (format === 'hermes' || format === 'llama3') return planNative(messages, choice, format);
   const names = new Map();
   const out = [];
   let toolTurn = null;

@@ -8,7 +8,7 @@ mod common;
 
 use candlelit::gguf::Loader;
 use candlelit::tokenizer::{ChatTemplate, Fallback, Message, TemplateKwargs};
-use common::{model_path, root};
+use common::{model_path, root, template};
 use sha2::{Digest, Sha256};
 
 fn sha256(bytes: &[u8]) -> String {
@@ -26,12 +26,7 @@ fn template_source(name: &str) -> String {
             .expect("the model has a chat template")
             .to_string();
     }
-    let dir = std::env::var("CANDLELIT_MODELS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| root().join("models"))
-        .join("templates");
-    std::fs::read_to_string(dir.join(name))
-        .unwrap_or_else(|e| panic!("{name}: {e}; run `python3 scripts/fetch_models.py templates`"))
+    template(name)
 }
 
 #[test]

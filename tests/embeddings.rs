@@ -3,14 +3,11 @@
 
 mod common;
 use candlelit::embed::{cosine, Embedder, DEFAULT_MAX_TOKENS};
-use common::root;
+use common::{models_dir, root};
 use serde_json::Value;
 
 fn minilm() -> Embedder {
-    let dir = std::env::var("CANDLELIT_MODELS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| root().join("models"))
-        .join("minilm");
+    let dir = models_dir().join("minilm");
     let read = |f: &str| {
         std::fs::read(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}: run `python3 scripts/fetch_models.py`"))
     };
@@ -76,7 +73,7 @@ fn similar_sentences_are_closer_than_unrelated_ones() {
 
 #[test]
 fn bad_embedding_files_are_errors() {
-    let dir = root().join("models/minilm");
+    let dir = models_dir().join("minilm");
     let config = std::fs::read(dir.join("config.json")).unwrap();
     let tok = std::fs::read(dir.join("tokenizer.json")).unwrap();
     let err = Embedder::from_bytes(&config, b"not safetensors".to_vec(), &tok, 256)

@@ -431,11 +431,7 @@ fn chat_template_kwargs_may_not_replace_the_conversation() {
 #[test]
 fn a_prompt_that_opens_the_thinking_starts_the_reply_inside_it() {
     let mut e = engine(SMOLLM2);
-    let dir = std::env::var("CANDLELIT_MODELS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| root().join("models"));
-    let qwq = std::fs::read_to_string(dir.join("templates/Qwen-QwQ-32B.jinja")).expect("templates fetched");
-    e.set_chat_template(&qwq).unwrap();
+    e.set_chat_template(&template("Qwen-QwQ-32B.jinja")).unwrap();
     let mut kwargs = candlelit::tokenizer::TemplateKwargs::new();
     kwargs.insert("enable_thinking".into(), true.into());
     let req = Request {

@@ -185,11 +185,7 @@ fn recipes_turn_a_reasoning_models_thinking_off() {
         candlelit::recipes::recipe_kwargs(&e).is_empty(),
         "SmolLM2's own template has no switch"
     );
-    let dir = std::env::var("CANDLELIT_MODELS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| root().join("models"));
-    let qwen3 = std::fs::read_to_string(dir.join("templates/Qwen-Qwen3-0.6B.jinja")).expect("templates fetched");
-    e.set_chat_template(&qwen3).unwrap();
+    e.set_chat_template(&template("Qwen-Qwen3-0.6B.jinja")).unwrap();
     let kwargs = candlelit::recipes::recipe_kwargs(&e);
     assert_eq!(
         serde_json::Value::Object(kwargs.clone()),

@@ -5,10 +5,7 @@ use candlelit::tokenizer::Tokenizer;
 
 #[test]
 fn minilm_wordpiece_tokenizer_json() {
-    let dir = std::env::var("CANDLELIT_MODELS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| common::root().join("models"));
-    let bytes = std::fs::read(dir.join("minilm/tokenizer.json")).expect("run scripts/fetch_models.py");
+    let bytes = std::fs::read(common::models_dir().join("minilm/tokenizer.json")).expect("run scripts/fetch_models.py");
     let tok = Tokenizer::from_json(&bytes).unwrap();
     // BERT uncased: [CLS]=101, hello=7592, world=2088, [SEP]=102.
     assert_eq!(

@@ -12,8 +12,7 @@ use crate::model::config::Activation;
 use candle_core::quantized::QTensor;
 use std::sync::Arc;
 
-/// What a load's sink made of the tensors streamed to it ([`crate::gguf::Gguf::streamed`]).
-pub type Streamed = Option<Box<dyn std::any::Any>>;
+pub use crate::gguf::Streamed;
 
 pub use cpu::{AttentionShape, RopeStyle};
 

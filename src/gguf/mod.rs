@@ -27,8 +27,11 @@ pub struct Gguf {
     pub packed: Vec<String>,
     /// What the sink made of the tensors streamed to it (see [`TensorSink::into_streamed`]):
     /// it travels with this load, so that two loads at once never take each other's.
-    pub streamed: Option<Box<dyn std::any::Any>>,
+    pub streamed: Streamed,
 }
+
+/// What a load's sink made of the tensors streamed to it, for the backend to take.
+pub type Streamed = Option<Box<dyn std::any::Any>>;
 
 impl Gguf {
     /// Bytes held by tensor storage.

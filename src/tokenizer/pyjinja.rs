@@ -168,21 +168,29 @@ fn python_float(x: f64) -> String {
 /// JSON-like text. Templates print tool definitions this way (Apriel's `{{ tool }}`), and the
 /// model saw Python's spelling in training.
 pub fn format(out: &mut minijinja::Output<'_>, state: &minijinja::State<'_, '_>, value: &Value) -> Result<(), Error> {
-    let text = match value.kind() {
-        ValueKind::None | ValueKind::Bool | ValueKind::Map | ValueKind::Seq => python_repr(value),
-        _ => return minijinja::escape_formatter(out, state, value),
-    };
-    out.write_str(&text)
-        .map_err(|_| Error::new(ErrorKind::WriteFailure, "writing the template's output"))
+    match python_spelling(value) {
+        Some(text) => out
+            .write_str(&text)
+            .map_err(|_| Error::new(ErrorKind::WriteFailure, "writing the template's output")),
+        None => minijinja::escape_formatter(out, state, value),
+    }
 }
 
 /// Jinja's `string` filter as Python's `str()`: the same spelling as [`format`] prints
 /// (Apriel's templates write `{{ tool|string }}`).
 pub fn string(value: Value) -> Value {
+    match python_spelling(&value) {
+        Some(text) => Value::from(text),
+        None if value.kind() == ValueKind::String => value,
+        None => Value::from(value.to_string()),
+    }
+}
+
+/// Python's `str()` of the values minijinja spells otherwise (none, booleans, lists, dicts).
+fn python_spelling(value: &Value) -> Option<String> {
     match value.kind() {
-        ValueKind::None | ValueKind::Bool | ValueKind::Map | ValueKind::Seq => Value::from(python_repr(&value)),
-        ValueKind::String => value,
-        _ => Value::from(value.to_string()),
+        ValueKind::None | ValueKind::Bool | ValueKind::Map | ValueKind::Seq => Some(python_repr(value)),
+        _ => None,
     }
 }
 

@@ -93,7 +93,11 @@ pub enum Fallback {
 
 pub struct ChatTemplate {
     env: Environment<'static>,
-    source: Option<String>,
+    has_template: bool,
+    /// What the source says of itself, read once: see [`ChatTemplate::switches`] and
+    /// [`ChatTemplate::tool_format`].
+    switches: Vec<&'static str>,
+    tool_format: Option<&'static str>,
     fallback: Fallback,
     bos: String,
     eos: String,
@@ -136,7 +140,9 @@ impl ChatTemplate {
         }
         Ok(ChatTemplate {
             env,
-            source: source.map(str::to_string),
+            has_template: source.is_some(),
+            switches: source.map_or(vec![], |s| SWITCHES.into_iter().filter(|k| s.contains(k)).collect()),
+            tool_format: source.and_then(tool_format),
             fallback,
             bos: bos.into(),
             eos: eos.into(),
@@ -152,11 +158,8 @@ impl ChatTemplate {
 
     /// The switches a request can pass (`chat_template_kwargs`) that this template reads:
     /// a page offers "think first" only for a model whose template has the switch.
-    pub fn switches(&self) -> Vec<&'static str> {
-        let Some(source) = self.source.as_deref() else {
-            return vec![];
-        };
-        SWITCHES.into_iter().filter(|k| source.contains(k)).collect()
+    pub fn switches(&self) -> &[&'static str] {
+        &self.switches
     }
 
     /// How the model writes a function call, where its template offers tools itself (reads
@@ -165,25 +168,11 @@ impl ChatTemplate {
     /// `{"name", "parameters"}` object (Llama 3.1–3.3). None: the model gets the functions
     /// described in its system message instead (pkg/tools.js).
     pub fn tool_format(&self) -> Option<&'static str> {
-        let source = self.source.as_deref()?;
-        if !source.contains("tools") {
-            return None;
-        }
-        // The template's own instructions, with its string escapes read.
-        let text = source.replace("\\n", "\n").replace("\\\"", "\"");
-        if text.contains("<tool_call>\n{\"name\"") {
-            Some("hermes")
-        } else if (text.contains("<|python_tag|>") || text.contains("\"parameters\": dictionary"))
-            && !text.contains("<function=")
-        {
-            Some("llama3")
-        } else {
-            None
-        }
+        self.tool_format
     }
 
     pub fn has_template(&self) -> bool {
-        self.source.is_some()
+        self.has_template
     }
 
     pub fn fallback(&self) -> Fallback {
@@ -213,7 +202,7 @@ impl ChatTemplate {
                 "chat_template_kwargs may not set `{k}`: the request itself gives it"
             )));
         }
-        if self.source.is_none() {
+        if !self.has_template {
             return Ok(render_fallback(self.fallback, messages, add_generation_prompt));
         }
         let first = self.render_template(messages, add_generation_prompt, kwargs);
@@ -254,6 +243,24 @@ impl ChatTemplate {
         ]);
         tmpl.render(context)
             .map_err(|e| Error::Template(format!("rendering failed: {e}")))
+    }
+}
+
+/// [`ChatTemplate::tool_format`], read from the template's source.
+fn tool_format(source: &str) -> Option<&'static str> {
+    if !source.contains("tools") {
+        return None;
+    }
+    // The template's own instructions, with its string escapes read.
+    let text = source.replace("\\n", "\n").replace("\\\"", "\"");
+    if text.contains("<tool_call>\n{\"name\"") {
+        Some("hermes")
+    } else if (text.contains("<|python_tag|>") || text.contains("\"parameters\": dictionary"))
+        && !text.contains("<function=")
+    {
+        Some("llama3")
+    } else {
+        None
     }
 }
 

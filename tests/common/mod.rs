@@ -14,12 +14,22 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Where the test models are (`CANDLELIT_MODELS`, else models/).
+pub fn models_dir() -> PathBuf {
+    std::env::var("CANDLELIT_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("models"))
+}
+
+/// A chat template of llama.cpp's collection (scripts/fetch_models.py fetches them).
+pub fn template(name: &str) -> String {
+    std::fs::read_to_string(models_dir().join("templates").join(name))
+        .unwrap_or_else(|e| panic!("{name}: {e}; run `python3 scripts/fetch_models.py templates`"))
+}
+
 /// Path of a test model; `./build.sh test` fetches them first (scripts/fetch_models.py).
 pub fn model_path(name: &str) -> PathBuf {
-    let dir = std::env::var("CANDLELIT_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join("models"));
-    let p = dir.join(format!("{name}.gguf"));
+    let p = models_dir().join(format!("{name}.gguf"));
     assert!(
         p.exists(),
         "missing test model {}: run `python3 scripts/fetch_models.py`",
