@@ -271,8 +271,8 @@ export class CandlelitEngine {
   /**
    * Loads a model (a split model's first part brings the other parts).
    * `backend`: 'auto' (default: a hardware WebGPU adapter if there is one, else the CPU),
-   * 'webgpu' (fails with the reason when unavailable) or 'cpu'; scoring, classification and
-   * the text recipes need the CPU backend. `gpuMatmul` (WebGPU): 'auto' (the subgroup kernel
+   * 'webgpu' (fails with the reason when unavailable) or 'cpu'; chat, scoring, classification
+   * and the text recipes run on either. `gpuMatmul` (WebGPU): 'auto' (the subgroup kernel
    * on hardware adapters with subgroups), 'subgroup' or 'thread'.
    * `integrity`: the file's SHA-256 as Subresource Integrity's `sha256-<base64>` or 64 hex
    * digits, or for a split model one per part, in part order; the bytes are hashed as they

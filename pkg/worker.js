@@ -334,13 +334,8 @@ async function loadOn(id, source, options, chosen, signal) {
   }
 }
 
-// Scoring, classification and the text recipes run their steps synchronously inside the
-// engine, which the browser's GPU cannot do; they need the CPU backend for now.
-function needCpu(what) {
+function needModel() {
   if (!engine) throw Object.assign(new Error('No model is loaded.'), { name: 'NoModel' });
-  if (backend?.name === 'webgpu') {
-    throw Object.assign(new Error(`${what} runs on the CPU backend only; load the model with backend 'cpu' (or 'auto' without a GPU).`), { name: 'Unsupported' });
-  }
 }
 
 // The three Hugging Face files of an embedding model, each stored like a model file.
@@ -434,20 +429,21 @@ async function handle(msg) {
       post({ type: 'ok', id });
       break;
     case 'tokenize':
-      if (!engine) throw Object.assign(new Error('No model is loaded.'), { name: 'NoModel' });
+      needModel();
       post({ type: 'ok', id, result: Array.from(engine.tokenize(msg.text)) });
       break;
+    // On the GPU these return Promises (each step awaits its logits); on the CPU, strings.
     case 'score':
-      needCpu('Scoring');
-      post({ type: 'ok', id, result: JSON.parse(engine.score(JSON.stringify(msg.prompt), JSON.stringify(msg.continuations))) });
+      needModel();
+      post({ type: 'ok', id, result: JSON.parse(await engine.score(JSON.stringify(msg.prompt), JSON.stringify(msg.continuations))) });
       break;
     case 'classify':
-      needCpu('Classification');
-      post({ type: 'ok', id, result: JSON.parse(engine.classify(msg.text, JSON.stringify(msg.labels ?? []), JSON.stringify(msg.options ?? {}), msg.preset)) });
+      needModel();
+      post({ type: 'ok', id, result: JSON.parse(await engine.classify(msg.text, JSON.stringify(msg.labels ?? []), JSON.stringify(msg.options ?? {}), msg.preset)) });
       break;
     case 'task':
-      needCpu('The text recipes');
-      post({ type: 'ok', id, result: JSON.parse(engine.task(msg.kind, msg.text, JSON.stringify(msg.args ?? {}), JSON.stringify(msg.options ?? {}))) });
+      needModel();
+      post({ type: 'ok', id, result: JSON.parse(await engine.task(msg.kind, msg.text, JSON.stringify(msg.args ?? {}), JSON.stringify(msg.options ?? {}))) });
       break;
     case 'load-embedder':
       post({ type: 'loaded', id, info: await loadEmbedder(id, msg.urls) });

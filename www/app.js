@@ -292,8 +292,8 @@ async function reply() {
   updateActions();
   const answer = { role: 'assistant', content: '', reasoning: '' };
   const bubble = addBubble(answer);
-  // Set when the GPU failed during this reply (the message says why).
-  let gpuFailed = null;
+  // The error that ended this reply, if one did (a GPU failure moves the page to the CPU).
+  let failed = null;
   const s = state.settings;
   // Earlier thinking is not sent back (reasoning models' templates drop it too).
   const messages = [...(s.system.trim() ? [{ role: 'system', content: s.system.trim() }] : []), ...state.messages.map(({ role, content }) => ({ role, content }))];
@@ -350,7 +350,7 @@ async function reply() {
       bubble.meta.textContent = 'No reply.';
     }
     if (e.fatal) ui.status.textContent = 'The engine stopped; load the model again.';
-    if (e.name === 'Gpu') gpuFailed = e.message;
+    failed = e;
   } finally {
     save();
     setBusy(false);
@@ -358,12 +358,15 @@ async function reply() {
     aborter = null;
     ui.message.focus();
   }
-  // The GPU went away (a lost device, its memory): carry on with the CPU path, from storage.
-  if (gpuFailed && ui.status.dataset.backend === 'webgpu') {
-    $('backend').value = 'cpu';
-    await loadModel();
-    ui.status.textContent = `The GPU failed (${gpuFailed}), so the model was reloaded on the CPU. ${ui.status.textContent}`;
-  }
+  await fallBackFromGpu(failed);
+}
+
+/** The GPU went away (a lost device, its memory): carry on with the CPU path, from storage. */
+async function fallBackFromGpu(error) {
+  if (error?.name !== 'Gpu' || ui.status.dataset.backend !== 'webgpu') return;
+  $('backend').value = 'cpu';
+  await loadModel();
+  ui.status.textContent = `The GPU failed (${error.message}), so the model was reloaded on the CPU. ${ui.status.textContent}`;
 }
 
 /** Replaces the last reply with a new one; the question's tokens come from the KV cache. */
@@ -414,6 +417,7 @@ async function runTask(kind) {
   if (text === null) return;
   const out = $('task-result');
   out.replaceChildren(Object.assign(document.createElement('li'), { textContent: 'Scoring…' }));
+  let failed = null;
   try {
     const calibrate = $('task-calibrate').checked;
     const labels = $('task-labels').value.split(',').map((l) => l.trim()).filter(Boolean);
@@ -436,9 +440,11 @@ async function runTask(kind) {
   } catch (e) {
     out.replaceChildren();
     showError(e);
+    failed = e;
   } finally {
     setBusy(false);
   }
+  await fallBackFromGpu(failed);
 }
 
 async function runTextTask(kind) {
@@ -448,6 +454,7 @@ async function runTextTask(kind) {
   const meta = $('task-meta');
   out.textContent = '';
   meta.textContent = 'Working…';
+  let failed = null;
   const options = { persona: $('task-persona').value.trim() || undefined, reasoning: $('task-reasoning').checked, max_tokens: 300 };
   try {
     let r;
@@ -472,9 +479,11 @@ async function runTextTask(kind) {
   } catch (e) {
     meta.textContent = '';
     showError(e);
+    failed = e;
   } finally {
     setBusy(false);
   }
+  await fallBackFromGpu(failed);
 }
 
 // ---------------------------------------------------------------- semantic search

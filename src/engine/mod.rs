@@ -5,11 +5,13 @@
 
 pub mod clock;
 mod fit;
+mod ready;
 pub mod reasoning;
 mod score;
 mod stop;
 
 pub use fit::Truncation;
+pub use ready::run_now;
 pub use score::Scored;
 pub use stop::{StopMatcher, StopResult};
 
@@ -387,9 +389,14 @@ impl<B: Backend> Engine<B> {
 
     /// Runs one prefill chunk or generates one token.
     pub fn step(&mut self) -> Result<Step> {
+        run_now(self.step_async())
+    }
+
+    /// [`Engine::step`] for callers that must not block (the browser's GPU).
+    pub async fn step_async(&mut self) -> Result<Step> {
         let (step, pending) = self.step_lazy()?;
         if let Some(logits) = pending {
-            let logits = self.model.backend.read(logits);
+            let logits = self.model.backend.read_awaited(logits).await;
             self.deliver(logits)?;
         }
         Ok(step)

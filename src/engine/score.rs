@@ -1,7 +1,7 @@
 //! Scoring: the log-probability the model gives to candidate continuations of a prompt.
 //! The prompt is run once; every continuation starts from its cached keys and values.
 
-use super::{Engine, Prompt};
+use super::{run_now, Engine, Prompt};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::sample::log_sum_exp;
@@ -25,6 +25,16 @@ impl<B: Backend> Engine<B> {
 
     /// [`Engine::score`] with a chat prompt rendered with these template switches.
     pub fn score_with(
+        &mut self,
+        prompt: &Prompt,
+        continuations: &[String],
+        kwargs: &TemplateKwargs,
+    ) -> Result<Vec<Scored>> {
+        run_now(self.score_async(prompt, continuations, kwargs))
+    }
+
+    /// [`Engine::score_with`] for callers that must not block (the browser's GPU).
+    pub async fn score_async(
         &mut self,
         prompt: &Prompt,
         continuations: &[String],
@@ -55,7 +65,7 @@ impl<B: Backend> Engine<B> {
         self.cache.truncate(&self.model.backend, reuse);
         let mut last = Vec::new();
         for chunk in prompt_ids[reuse..].chunks(self.prefill_chunk.max(1)) {
-            last = self.model.forward(chunk, &mut self.cache, false)?;
+            last = self.model.forward_async(chunk, &mut self.cache, false).await?;
         }
         // One normaliser per row: the full log-softmax over a 262k vocabulary is not needed.
         let first_lse = log_sum_exp(&last);
@@ -66,7 +76,7 @@ impl<B: Backend> Engine<B> {
             let mut lps = vec![last[c[0] as usize] - first_lse];
             if c.len() > 1 {
                 // Teacher-forced: row i predicts token i + 1.
-                let logits = self.model.forward(&c[..c.len() - 1], &mut self.cache, true);
+                let logits = self.model.forward_async(&c[..c.len() - 1], &mut self.cache, true).await;
                 self.cache.truncate(&self.model.backend, prompt_ids.len());
                 for (row, &next) in logits?.chunks_exact(vocab).zip(&c[1..]) {
                     lps.push(row[next as usize] - log_sum_exp(row));

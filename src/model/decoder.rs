@@ -300,6 +300,12 @@ impl<B: Backend> Decoder<B> {
         self.backend.read(logits)
     }
 
+    /// [`Decoder::forward`] for callers that must not block (the browser's GPU).
+    pub async fn forward_async(&self, tokens: &[u32], cache: &mut KvCache<B>, all_logits: bool) -> Result<Vec<f32>> {
+        let logits = self.forward_lazy(tokens, cache, all_logits)?;
+        self.backend.read_awaited(logits).await
+    }
+
     /// [`Decoder::forward`] without reading the logits back: on the GPU they stay in a
     /// buffer until the caller reads them (the browser must await that).
     pub fn forward_lazy(&self, tokens: &[u32], cache: &mut KvCache<B>, all_logits: bool) -> Result<B::Act> {

@@ -2,7 +2,8 @@
 //! normalised over the labels, with contextual calibration (Zhao et al., 2021: divide by
 //! the probabilities the model gives a content-free input, then renormalise).
 
-use crate::engine::{Engine, Prompt};
+use crate::backend::Backend;
+use crate::engine::{run_now, Engine, Prompt};
 use crate::error::{Error, Result};
 use crate::tokenizer::Message;
 use serde::{Deserialize, Serialize};
@@ -33,7 +34,22 @@ const CONTENT_FREE: &str = "N/A";
 
 /// Scores every label as the continuation of the classification prompt for `text` and
 /// returns them in the order given, with probabilities that sum to one.
-pub fn classify(engine: &mut Engine, text: &str, labels: &[String], opts: &ClassifyOptions) -> Result<Vec<LabelScore>> {
+pub fn classify<B: Backend>(
+    engine: &mut Engine<B>,
+    text: &str,
+    labels: &[String],
+    opts: &ClassifyOptions,
+) -> Result<Vec<LabelScore>> {
+    run_now(classify_async(engine, text, labels, opts))
+}
+
+/// [`classify`] for callers that must not block (the browser's GPU).
+pub async fn classify_async<B: Backend>(
+    engine: &mut Engine<B>,
+    text: &str,
+    labels: &[String],
+    opts: &ClassifyOptions,
+) -> Result<Vec<LabelScore>> {
     if labels.len() < 2 {
         return Err(Error::InvalidRequest("classify needs at least two labels".into()));
     }
@@ -42,10 +58,10 @@ pub fn classify(engine: &mut Engine, text: &str, labels: &[String], opts: &Class
         return Err(Error::InvalidRequest(format!("label `{dup}` is given twice")));
     }
     let chat = engine.template.has_template();
-    let logprobs = label_logprobs(engine, text, labels, opts, chat)?;
+    let logprobs = label_logprobs(engine, text, labels, opts, chat).await?;
     let mut probs = normalise(&logprobs);
     if opts.calibrate {
-        let prior = normalise(&label_logprobs(engine, CONTENT_FREE, labels, opts, chat)?);
+        let prior = normalise(&label_logprobs(engine, CONTENT_FREE, labels, opts, chat).await?);
         for (p, q) in probs.iter_mut().zip(&prior) {
             *p /= q.max(1e-12);
         }
@@ -66,7 +82,16 @@ pub fn classify(engine: &mut Engine, text: &str, labels: &[String], opts: &Class
 
 /// Positive / Negative / Neutral, with one example of each: small models answer
 /// zero-shot sentiment questions poorly (SmolLM2-135M calls a scathing review "Positive").
-pub fn sentiment(engine: &mut Engine, text: &str, calibrate: bool) -> Result<Vec<LabelScore>> {
+pub fn sentiment<B: Backend>(engine: &mut Engine<B>, text: &str, calibrate: bool) -> Result<Vec<LabelScore>> {
+    run_now(sentiment_async(engine, text, calibrate))
+}
+
+/// [`sentiment`] for callers that must not block (the browser's GPU).
+pub async fn sentiment_async<B: Backend>(
+    engine: &mut Engine<B>,
+    text: &str,
+    calibrate: bool,
+) -> Result<Vec<LabelScore>> {
     let labels = ["Positive", "Negative", "Neutral"].map(String::from);
     let example = |t: &str, l: &str| (t.to_string(), l.to_string());
     let opts = ClassifyOptions {
@@ -80,11 +105,11 @@ pub fn sentiment(engine: &mut Engine, text: &str, calibrate: bool) -> Result<Vec
         ],
         calibrate,
     };
-    classify(engine, text, &labels, &opts)
+    classify_async(engine, text, &labels, &opts).await
 }
 
-fn label_logprobs(
-    engine: &mut Engine,
+async fn label_logprobs<B: Backend>(
+    engine: &mut Engine<B>,
     text: &str,
     labels: &[String],
     opts: &ClassifyOptions,
@@ -118,7 +143,8 @@ fn label_logprobs(
     };
     let kwargs = super::recipe_kwargs(engine);
     Ok(engine
-        .score_with(&prompt, &continuations, &kwargs)?
+        .score_async(&prompt, &continuations, &kwargs)
+        .await?
         .into_iter()
         .map(|s| s.logprob)
         .collect())

@@ -2,8 +2,9 @@
 //! so it always parses and validates; the model only chooses the values.
 
 use super::task::{run, Task, TaskOptions, TaskOutput};
+use crate::backend::Backend;
 use crate::constrain::Constraint;
-use crate::engine::{Engine, FinishReason};
+use crate::engine::{run_now, Engine, FinishReason};
 use crate::error::{Error, Result};
 use serde::Serialize;
 use serde_json::Value;
@@ -22,7 +23,22 @@ pub struct Extracted {
 /// items: small models otherwise keep inventing keys, or repeating a phrase or a digit,
 /// until they run out of tokens. The result is still valid against the schema as given
 /// (this only narrows what the model may write).
-pub fn extract(engine: &mut Engine, text: &str, schema: &Value, opts: &TaskOptions) -> Result<Extracted> {
+pub fn extract<B: Backend>(
+    engine: &mut Engine<B>,
+    text: &str,
+    schema: &Value,
+    opts: &TaskOptions,
+) -> Result<Extracted> {
+    run_now(extract_async(engine, text, schema, opts))
+}
+
+/// [`extract`] for callers that must not block (the browser's GPU).
+pub async fn extract_async<B: Backend>(
+    engine: &mut Engine<B>,
+    text: &str,
+    schema: &Value,
+    opts: &TaskOptions,
+) -> Result<Extracted> {
     if !schema.is_object() {
         return Err(Error::InvalidRequest("the JSON Schema must be an object".into()));
     }
@@ -41,7 +57,8 @@ pub fn extract(engine: &mut Engine, text: &str, schema: &Value, opts: &TaskOptio
             constraint: Some(Constraint::JsonSchema { schema: strict }),
         },
         opts,
-    )?;
+    )
+    .await?;
     if output.finish_reason == FinishReason::Length {
         return Err(Error::Constraint(format!(
             "the JSON was not complete after {} tokens (raise max_tokens): {}",

@@ -2,6 +2,7 @@
 //! a persona, optional step-by-step reasoning before the answer, an optional constraint
 //! on the answer, and the answer's probability under the model.
 
+use crate::backend::Backend;
 use crate::constrain::Constraint;
 use crate::engine::{Engine, FinishReason, Prompt, Request, Step, Truncation};
 use crate::error::Result;
@@ -60,7 +61,7 @@ pub(crate) struct Task<'a> {
 const THINK: &str = "Think it through step by step before giving the answer.";
 const NOW_ANSWER: &str = "Now give the final answer only, with no explanation.";
 
-pub(crate) fn run(engine: &mut Engine, task: Task<'_>, opts: &TaskOptions) -> Result<TaskOutput> {
+pub(crate) async fn run<B: Backend>(engine: &mut Engine<B>, task: Task<'_>, opts: &TaskOptions) -> Result<TaskOutput> {
     let system = match &opts.persona {
         Some(p) if !p.trim().is_empty() => format!("You are {}. {}", p.trim(), task.instruction),
         _ => task.instruction.clone(),
@@ -71,12 +72,12 @@ pub(crate) fn run(engine: &mut Engine, task: Task<'_>, opts: &TaskOptions) -> Re
     let mut input = task.input.to_string();
     if opts.reasoning {
         let thinking = format!("{input}\n\n{THINK}");
-        let out = generate(engine, &prompt(chat, &system, &turns, &thinking), None, opts)?;
+        let out = generate(engine, &prompt(chat, &system, &turns, &thinking), None, opts).await?;
         turns.push((thinking, out.text.trim().to_string()));
         reasoning = Some(out.text.trim().to_string());
         input = NOW_ANSWER.to_string();
     }
-    let mut out = generate(engine, &prompt(chat, &system, &turns, &input), task.constraint, opts)?;
+    let mut out = generate(engine, &prompt(chat, &system, &turns, &input), task.constraint, opts).await?;
     out.reasoning = reasoning;
     if out.finish_reason != FinishReason::Length {
         out.text = out.text.trim().to_string();
@@ -105,8 +106,8 @@ fn prompt(chat: bool, system: &str, turns: &[(String, String)], input: &str) -> 
     }
 }
 
-fn generate(
-    engine: &mut Engine,
+async fn generate<B: Backend>(
+    engine: &mut Engine<B>,
     prompt: &Prompt,
     constraint: Option<Constraint>,
     opts: &TaskOptions,
@@ -132,7 +133,7 @@ fn generate(
     let mut logprob = 0.0f32;
     let mut tokens = 0usize;
     loop {
-        match engine.step()? {
+        match engine.step_async().await? {
             Step::Prefill { .. } => {}
             Step::Token {
                 text: t, logprob: lp, ..

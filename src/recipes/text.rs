@@ -2,13 +2,14 @@
 //! request has a shape (n bullet points, at most n words) a constraint that guarantees it.
 
 use super::task::{run, Task, TaskOptions, TaskOutput};
+use crate::backend::Backend;
 use crate::constrain::Constraint;
-use crate::engine::Engine;
+use crate::engine::{run_now, Engine};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-pub fn translate(
-    engine: &mut Engine,
+pub async fn translate_async<B: Backend>(
+    engine: &mut Engine<B>,
     text: &str,
     from: Option<&str>,
     to: &str,
@@ -37,6 +38,7 @@ pub fn translate(
         },
         opts,
     )
+    .await
 }
 
 /// How long a summary may be.
@@ -49,7 +51,12 @@ pub enum SummaryLength {
     Points(usize),
 }
 
-pub fn summarize(engine: &mut Engine, text: &str, length: SummaryLength, opts: &TaskOptions) -> Result<TaskOutput> {
+pub async fn summarize_async<B: Backend>(
+    engine: &mut Engine<B>,
+    text: &str,
+    length: SummaryLength,
+    opts: &TaskOptions,
+) -> Result<TaskOutput> {
     let (instruction, pattern) = match length {
         SummaryLength::MaxWords(n) if (1..=500).contains(&n) => (
             format!("Summarize the user's text in at most {n} words. Reply with the summary only."),
@@ -77,10 +84,16 @@ pub fn summarize(engine: &mut Engine, text: &str, length: SummaryLength, opts: &
         },
         opts,
     )
+    .await
 }
 
 /// Applies an editing instruction ("fix the spelling", "make it shorter", "more formal").
-pub fn edit(engine: &mut Engine, text: &str, instruction: &str, opts: &TaskOptions) -> Result<TaskOutput> {
+pub async fn edit_async<B: Backend>(
+    engine: &mut Engine<B>,
+    text: &str,
+    instruction: &str,
+    opts: &TaskOptions,
+) -> Result<TaskOutput> {
     if instruction.trim().is_empty() {
         return Err(Error::InvalidRequest("edit needs an instruction".into()));
     }
@@ -96,4 +109,33 @@ pub fn edit(engine: &mut Engine, text: &str, instruction: &str, opts: &TaskOptio
         },
         opts,
     )
+    .await
+}
+
+pub fn translate<B: Backend>(
+    engine: &mut Engine<B>,
+    text: &str,
+    from: Option<&str>,
+    to: &str,
+    opts: &TaskOptions,
+) -> Result<TaskOutput> {
+    run_now(translate_async(engine, text, from, to, opts))
+}
+
+pub fn summarize<B: Backend>(
+    engine: &mut Engine<B>,
+    text: &str,
+    length: SummaryLength,
+    opts: &TaskOptions,
+) -> Result<TaskOutput> {
+    run_now(summarize_async(engine, text, length, opts))
+}
+
+pub fn edit<B: Backend>(
+    engine: &mut Engine<B>,
+    text: &str,
+    instruction: &str,
+    opts: &TaskOptions,
+) -> Result<TaskOutput> {
+    run_now(edit_async(engine, text, instruction, opts))
 }

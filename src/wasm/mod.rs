@@ -2,7 +2,7 @@
 //! crosses the boundary as bytes or JSON strings so the JS side needs no generated types.
 
 use crate::backend::gpu::Gpu;
-use crate::engine::{Engine, Prompt, Request};
+use crate::engine::{run_now, Engine, Prompt, Request};
 use crate::error::Error;
 use crate::gguf::Loader;
 use wasm_bindgen::prelude::*;
@@ -333,6 +333,46 @@ impl WasmGpuEngine {
         let e = self.inner.try_borrow().map_err(|_| busy())?;
         e.tokenizer.encode(text, true, true).map_err(js_error)
     }
+
+    /// [`WasmEngine::score`], as a Promise.
+    pub fn score(&self, prompt: String, continuations: String) -> js_sys::Promise {
+        self.run(Job::Score { prompt, continuations })
+    }
+
+    /// [`WasmEngine::classify`], as a Promise.
+    pub fn classify(&self, text: String, labels: String, options: String, preset: Option<String>) -> js_sys::Promise {
+        self.run(Job::Classify {
+            text,
+            labels,
+            options,
+            preset,
+        })
+    }
+
+    /// [`WasmEngine::task`], as a Promise.
+    pub fn task(&self, kind: String, text: String, args: String, options: String) -> js_sys::Promise {
+        self.run(Job::Task {
+            kind,
+            text,
+            args,
+            options,
+        })
+    }
+}
+
+impl WasmGpuEngine {
+    /// Runs a job to its end, holding the engine all the while: the worker sends one request
+    /// at a time, and a call that comes in meanwhile finds the engine busy (the borrow across
+    /// the awaits is the point, so that nothing else steps the engine mid-job).
+    #[allow(clippy::await_holding_refcell_ref)]
+    fn run(&self, job: Job) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mut e = inner.try_borrow_mut().map_err(|_| busy())?;
+            let json = job.run(&mut e).await.map_err(js_error)?;
+            Ok(JsValue::from_str(&json))
+        })
+    }
 }
 
 #[wasm_bindgen]
@@ -395,33 +435,26 @@ impl WasmEngine {
     }
 
     /// Log-probabilities of continuations after a prompt (JSON `[{logprob, token_logprobs}]`).
-    pub fn score(&mut self, prompt: &str, continuations: &str) -> Result<String, JsValue> {
-        let prompt: Prompt = serde_json::from_str(prompt).map_err(|e| json_error("prompt", e))?;
-        let conts: Vec<String> = serde_json::from_str(continuations).map_err(|e| json_error("continuations", e))?;
-        let out = self.inner.score(&prompt, &conts).map_err(js_error)?;
-        serde_json::to_string(&out).map_err(|e| json_error("score", e))
+    pub fn score(&mut self, prompt: String, continuations: String) -> Result<String, JsValue> {
+        run_now(Job::Score { prompt, continuations }.run(&mut self.inner)).map_err(js_error)
     }
 
     /// Label probabilities for `text` (JSON `[{label, probability, logprob}]`). `options`:
     /// `{instruction, examples: [[text, label]...], calibrate}`; `preset: "sentiment"` ignores labels.
     pub fn classify(
         &mut self,
-        text: &str,
-        labels: &str,
-        options: &str,
+        text: String,
+        labels: String,
+        options: String,
         preset: Option<String>,
     ) -> Result<String, JsValue> {
-        let out = if preset.as_deref() == Some("sentiment") {
-            let opts: crate::recipes::ClassifyOptions =
-                serde_json::from_str(options).map_err(|e| json_error("options", e))?;
-            crate::recipes::sentiment(&mut self.inner, text, opts.calibrate)
-        } else {
-            let labels: Vec<String> = serde_json::from_str(labels).map_err(|e| json_error("labels", e))?;
-            let opts = serde_json::from_str(options).map_err(|e| json_error("options", e))?;
-            crate::recipes::classify(&mut self.inner, text, &labels, &opts)
-        }
-        .map_err(js_error)?;
-        serde_json::to_string(&out).map_err(|e| json_error("classify", e))
+        let job = Job::Classify {
+            text,
+            labels,
+            options,
+            preset,
+        };
+        run_now(job.run(&mut self.inner)).map_err(js_error)
     }
 
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsValue> {
@@ -430,40 +463,112 @@ impl WasmEngine {
 
     /// A text recipe, run to the end (JSON result). `kind` and `args` (JSON):
     /// `translate {to, from?}`, `summarize {max_words | points}`, `edit {instruction}`,
-    /// `extract {schema}`; `options` are [`TaskOptions`] (persona, reasoning, examples, ...).
-    pub fn task(&mut self, kind: &str, text: &str, args: &str, options: &str) -> Result<String, JsValue> {
-        use crate::recipes::{edit, extract, summarize, translate, SummaryLength, TaskOptions};
-        let args: serde_json::Value = serde_json::from_str(args).map_err(|e| json_error("args", e))?;
-        let opts: TaskOptions = serde_json::from_str(options).map_err(|e| json_error("options", e))?;
-        let arg = |k: &str| args.get(k).and_then(|v| v.as_str()).map(str::to_string);
-        let need = |k: &str| arg(k).ok_or_else(|| js_error(Error::InvalidRequest(format!("{kind} needs `{k}`"))));
-        let e = &mut self.inner;
-        match kind {
-            "translate" => to_json(translate(e, text, arg("from").as_deref(), &need("to")?, &opts)),
-            "edit" => to_json(edit(e, text, &need("instruction")?, &opts)),
-            "summarize" => {
-                let n = |k: &str| args.get(k).and_then(|v| v.as_u64()).map(|n| n as usize);
-                let len = match (n("points"), n("max_words")) {
-                    (Some(p), _) => SummaryLength::Points(p),
-                    (None, Some(w)) => SummaryLength::MaxWords(w),
-                    (None, None) => SummaryLength::MaxWords(60),
-                };
-                to_json(summarize(e, text, len, &opts))
-            }
-            "extract" => {
-                let schema = args
-                    .get("schema")
-                    .ok_or_else(|| js_error(Error::InvalidRequest("extract needs `schema`".into())))?;
-                to_json(extract(e, text, schema, &opts))
-            }
-            other => Err(js_error(Error::InvalidRequest(format!("unknown task `{other}`")))),
-        }
+    /// `extract {schema}`; `options` are [`crate::recipes::TaskOptions`] (persona, reasoning,
+    /// examples, ...).
+    pub fn task(&mut self, kind: String, text: String, args: String, options: String) -> Result<String, JsValue> {
+        let job = Job::Task {
+            kind,
+            text,
+            args,
+            options,
+        };
+        run_now(job.run(&mut self.inner)).map_err(js_error)
     }
 }
 
-fn to_json<T: serde::Serialize>(r: crate::Result<T>) -> Result<String, JsValue> {
-    let v = r.map_err(js_error)?;
-    serde_json::to_string(&v).map_err(|e| json_error("result", e))
+/// Scoring, classification and the text recipes, written once for both engines: the CPU's
+/// runs at once, the GPU's awaits its logits.
+enum Job {
+    Score {
+        prompt: String,
+        continuations: String,
+    },
+    Classify {
+        text: String,
+        labels: String,
+        options: String,
+        preset: Option<String>,
+    },
+    Task {
+        kind: String,
+        text: String,
+        args: String,
+        options: String,
+    },
+}
+
+fn parse<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> crate::Result<T> {
+    serde_json::from_str(json).map_err(|e| Error::InvalidRequest(format!("{what}: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> crate::Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::InvalidRequest(format!("result: {e}")))
+}
+
+impl Job {
+    /// The result as JSON.
+    async fn run<B: crate::backend::Backend>(self, e: &mut Engine<B>) -> crate::Result<String> {
+        use crate::recipes::{
+            classify_async, edit_async, extract_async, sentiment_async, summarize_async, translate_async,
+            ClassifyOptions, SummaryLength, TaskOptions,
+        };
+        match self {
+            Job::Score { prompt, continuations } => {
+                let prompt: Prompt = parse("prompt", &prompt)?;
+                let conts: Vec<String> = parse("continuations", &continuations)?;
+                let kwargs = crate::tokenizer::TemplateKwargs::new();
+                to_json(&e.score_async(&prompt, &conts, &kwargs).await?)
+            }
+            Job::Classify {
+                text,
+                labels,
+                options,
+                preset,
+            } => {
+                let opts: ClassifyOptions = parse("options", &options)?;
+                let out = if preset.as_deref() == Some("sentiment") {
+                    sentiment_async(e, &text, opts.calibrate).await?
+                } else {
+                    let labels: Vec<String> = parse("labels", &labels)?;
+                    classify_async(e, &text, &labels, &opts).await?
+                };
+                to_json(&out)
+            }
+            Job::Task {
+                kind,
+                text,
+                args,
+                options,
+            } => {
+                let args: serde_json::Value = parse("args", &args)?;
+                let opts: TaskOptions = parse("options", &options)?;
+                let arg = |k: &str| args.get(k).and_then(|v| v.as_str()).map(str::to_string);
+                let need = |k: &str| arg(k).ok_or_else(|| Error::InvalidRequest(format!("{kind} needs `{k}`")));
+                match kind.as_str() {
+                    "translate" => {
+                        to_json(&translate_async(e, &text, arg("from").as_deref(), &need("to")?, &opts).await?)
+                    }
+                    "edit" => to_json(&edit_async(e, &text, &need("instruction")?, &opts).await?),
+                    "summarize" => {
+                        let n = |k: &str| args.get(k).and_then(|v| v.as_u64()).map(|n| n as usize);
+                        let len = match (n("points"), n("max_words")) {
+                            (Some(p), _) => SummaryLength::Points(p),
+                            (None, Some(w)) => SummaryLength::MaxWords(w),
+                            (None, None) => SummaryLength::MaxWords(60),
+                        };
+                        to_json(&summarize_async(e, &text, len, &opts).await?)
+                    }
+                    "extract" => {
+                        let schema = args
+                            .get("schema")
+                            .ok_or_else(|| Error::InvalidRequest("extract needs `schema`".into()))?;
+                        to_json(&extract_async(e, &text, schema, &opts).await?)
+                    }
+                    other => Err(Error::InvalidRequest(format!("unknown task `{other}`"))),
+                }
+            }
+        }
+    }
 }
 
 /// A sentence-embedding model (BERT family, e.g. all-MiniLM-L6-v2) from its Hugging Face files.

@@ -1,10 +1,37 @@
 // The WebGPU backend in a real headless Chromium (SwiftShader's software adapter): the same
-// greedy reply as the CPU path, `auto` choosing and explaining, and the fallback when the
+// greedy reply and task results as the CPU path, `auto` choosing and explaining, and the fallback when the
 // browser has no WebGPU at all.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ask, loadModel, session } from './helpers.mjs';
+
+// The Tasks panel's extraction and sentiment, as the page shows them.
+async function tasks(ui) {
+  const { page } = ui;
+  await page.evaluate(() => {
+    document.getElementById('tasks').open = true;
+  });
+  const text = page.getByRole('textbox', { name: 'Task text' });
+  const finished = (selector) =>
+    page.waitForFunction((selector) => document.querySelector(selector).textContent.trim().length > 0 && !/…/.test(document.querySelector(selector).textContent) || document.getElementById('error').textContent.length > 0, selector, { timeout: 600_000 });
+  await text.fill('Maria Lopez, 34, lives in Madrid.');
+  await page.getByRole('button', { name: 'Extract' }).click();
+  await finished('#task-output');
+  assert.equal(await page.locator('#error').textContent(), '');
+  const extract = JSON.parse(await page.locator('#task-output').textContent());
+  await text.fill('The battery died after two days and the seller ignored my emails.');
+  // Calibrated: SmolLM2-135M's prior leans to Neutral (two scoring passes per request).
+  await page.locator('#task-calibrate').check();
+  await page.getByRole('button', { name: 'Sentiment' }).click();
+  await finished('#task-result');
+  assert.equal(await page.locator('#error').textContent(), '');
+  const sentiment = (await page.locator('#task-result li').allInnerTexts()).map((r) => {
+    const [label, pct] = r.split(/\s+/).filter(Boolean);
+    return { label, p: parseFloat(pct) };
+  });
+  return { extract, sentiment };
+}
 
 async function loadOn(ui, backend) {
   await ui.page.getByLabel('Backend').selectOption(backend);
@@ -12,7 +39,7 @@ async function loadOn(ui, backend) {
   return { text: await ui.status.textContent(), backend: await ui.status.getAttribute('data-backend') };
 }
 
-test('WebGPU gives the CPU path\'s greedy reply; auto skips a software adapter and says so', { timeout: 900_000 }, async () => {
+test('WebGPU gives the CPU path\'s greedy reply and task results; auto skips a software adapter and says so', { timeout: 900_000 }, async () => {
   const s = await session({ webgpu: true });
   try {
     const { ui } = s;
@@ -54,11 +81,12 @@ test('WebGPU gives the CPU path\'s greedy reply; auto skips a software adapter a
     const second = await ask(ui, 'And of Italy?', { timeout: 600_000 });
     assert.match(second, /Rome/);
 
-    // The recipes say plainly that they need the CPU backend.
-    await ui.page.getByText('Tasks', { exact: true }).click();
-    await ui.page.getByRole('textbox', { name: 'Task text' }).fill('Maria Lopez, 34, lives in Madrid.');
-    await ui.page.getByRole('button', { name: 'Extract' }).click();
-    await ui.page.waitForFunction(() => /CPU backend/.test(document.getElementById('error').textContent), null, { timeout: 60_000 });
+    // The recipes run on the GPU too, each step awaiting its logits (compared with the CPU's
+    // below, after the fallback).
+    const t1 = Date.now();
+    const onGpu = await tasks(ui);
+    console.log(`tasks on WebGPU (${((Date.now() - t1) / 1000).toFixed(1)} s): ${JSON.stringify(onGpu)}`);
+    assert.equal(onGpu.extract.city, 'Madrid');
 
     // The GPU device is lost mid-chat (as after a driver reset): the error is shown and the
     // page carries on with the CPU path.
@@ -70,6 +98,24 @@ test('WebGPU gives the CPU path\'s greedy reply; auto skips a software adapter a
     assert.match(lost, /The GPU failed \(.+\), so the model was reloaded on the CPU\. .*Backend: CPU/);
     await ui.newChat.click();
     assert.match(await ask(ui, question), /Paris/);
+
+    // A GPU failure during a task moves the page to the CPU as well.
+    assert.equal((await loadOn(ui, 'webgpu')).backend, 'webgpu');
+    assert.equal(await ui.page.evaluate(() => window.candlelitEngine._debugCall({ type: 'fault-inject-gpu-loss' })), true);
+    await ui.page.getByRole('button', { name: 'Extract' }).click();
+    await ui.page.waitForFunction(() => document.getElementById('status').dataset.backend === 'cpu' && /ready/.test(document.getElementById('status').textContent), null, { timeout: 120_000 });
+    assert.match(await ui.status.textContent(), /The GPU failed \(.+\), so the model was reloaded on the CPU\./);
+
+    const onCpu = await tasks(ui);
+    console.log(`tasks on the CPU: ${JSON.stringify(onCpu)}`);
+    assert.deepEqual(onGpu.extract, onCpu.extract);
+    assert.deepEqual(onGpu.sentiment.map((r) => r.label), ['Positive', 'Negative', 'Neutral']);
+    assert.deepEqual(onCpu.sentiment.map((r) => r.label), ['Positive', 'Negative', 'Neutral']);
+    // Within the backends' noise floor (tests/gpu.rs: a mean logit difference of about 0.2).
+    onGpu.sentiment.forEach((r, i) => assert.ok(Math.abs(r.p - onCpu.sentiment[i].p) < 5, `${r.label}: ${r.p}% on WebGPU, ${onCpu.sentiment[i].p}% on the CPU`));
+    const top = (rows) => rows.reduce((a, b) => (b.p > a.p ? b : a)).label;
+    assert.equal(top(onGpu.sentiment), 'Negative');
+    assert.equal(top(onCpu.sentiment), 'Negative');
   } finally {
     await s.close();
   }

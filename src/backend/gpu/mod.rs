@@ -489,6 +489,11 @@ impl Backend for Gpu {
     fn read(&self, x: GpuAct) -> Result<Vec<f32>> {
         self.read_blocking(&x.buf, x.len)
     }
+
+    #[cfg(target_arch = "wasm32")]
+    fn read_awaited(&self, x: GpuAct) -> impl std::future::Future<Output = Result<Vec<f32>>> {
+        self.read_async(x)
+    }
 }
 
 fn act_code(act: Activation) -> u32 {
