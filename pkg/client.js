@@ -150,6 +150,19 @@ export class CandlelitEngine {
     return (await this.#call(msg).done).result;
   }
 
+  /** [`#simple`] that `signal` cancels (between two of the engine's steps: an AbortError). */
+  async #cancellable(msg, signal) {
+    if (signal?.aborted) throw engineError({ name: 'AbortError', message: 'the request was cancelled' });
+    const call = this.#call(msg);
+    const cancel = () => this.#worker?.postMessage({ type: 'cancel', target: call.id });
+    signal?.addEventListener('abort', cancel, { once: true });
+    try {
+      return (await call.done).result;
+    } finally {
+      signal?.removeEventListener('abort', cancel);
+    }
+  }
+
   /**
    * Loads a model. `source` is `{ url }`, `{ file }` (a File or Blob), `{ files }` (a split
    * model's parts) or `{ stored: name }`; a split model's first part brings the others.
@@ -197,9 +210,9 @@ export class CandlelitEngine {
    * Log-probabilities of `continuations` after a prompt (`{ messages }` or `{ prompt }`),
    * sharing the prompt's KV cache: `[{ logprob, token_logprobs }]`.
    */
-  score({ messages, prompt }, continuations) {
+  score({ messages, prompt }, continuations, { signal } = {}) {
     const p = messages ? { chat: messages } : { text: prompt };
-    return this.#simple({ type: 'score', prompt: p, continuations });
+    return this.#cancellable({ type: 'score', prompt: p, continuations }, signal);
   }
 
   /**
@@ -208,13 +221,13 @@ export class CandlelitEngine {
    * `[text, label]` pairs shown as earlier turns; `calibrate` divides by the label prior the
    * model gives a content-free input.
    */
-  classify(text, labels, { instruction, examples = [], calibrate = false } = {}) {
-    return this.#simple({ type: 'classify', text, labels, options: { instruction, examples, calibrate } });
+  classify(text, labels, { instruction, examples = [], calibrate = false, signal } = {}) {
+    return this.#cancellable({ type: 'classify', text, labels, options: { instruction, examples, calibrate } }, signal);
   }
 
   /** Positive / Negative / Neutral, with a built-in example of each. */
-  sentiment(text, { calibrate = false } = {}) {
-    return this.#simple({ type: 'classify', text, preset: 'sentiment', options: { calibrate } });
+  sentiment(text, { calibrate = false, signal } = {}) {
+    return this.#cancellable({ type: 'classify', text, preset: 'sentiment', options: { calibrate } }, signal);
   }
 
   tokenize(text) {
@@ -223,7 +236,8 @@ export class CandlelitEngine {
 
   // Text recipes. Every one takes `options`: `persona` (answer as this role), `reasoning`
   // (think step by step first; returned as `reasoning`), `examples` ([input, output]
-  // pairs as earlier turns), `max_tokens`, `sampling` (greedy by default). Each resolves
+  // pairs as earlier turns), `max_tokens`, `sampling` (greedy by default), `signal` (an
+  // AbortSignal: the recipe stops at its next step and rejects with an AbortError). Each resolves
   // with `{ text, reasoning, confidence, mean_logprob, finish_reason, tokens }`, where
   // `confidence` is the probability the model gives this exact answer.
 
@@ -251,9 +265,9 @@ export class CandlelitEngine {
     return this.#task('extract', text, { schema }, options);
   }
 
-  #task(kind, text, args, options) {
+  #task(kind, text, args, { signal, ...options }) {
     for (const k of Object.keys(args)) if (args[k] === undefined) delete args[k];
-    return this.#simple({ type: 'task', kind, text, args, options });
+    return this.#cancellable({ type: 'task', kind, text, args, options }, signal);
   }
 
   /**

@@ -192,6 +192,8 @@ export interface TaskOptions {
   max_tokens?: number;
   /** Greedy when absent. */
   sampling?: { temperature?: number; top_k?: number; top_p?: number; min_p?: number; seed?: number };
+  /** Cancels the recipe at its next step: the promise rejects with an AbortError. */
+  signal?: AbortSignal;
 }
 
 export interface TaskResult {
@@ -200,7 +202,7 @@ export interface TaskResult {
   /** Probability the model gives this exact answer (product of its token probabilities). */
   confidence: number;
   mean_logprob: number;
-  finish_reason: 'stop' | 'length' | 'context_full' | 'cancelled';
+  finish_reason: 'stop' | 'length' | 'context_full';
   tokens: number;
 }
 
@@ -284,9 +286,10 @@ export class CandlelitEngine {
   load(source: ModelSource, options?: { onProgress?: (p: LoadProgress) => void; contextSize?: number; backend?: Backend; gpuMatmul?: 'auto' | 'subgroup' | 'thread'; integrity?: string | string[]; /** Jinja source that replaces the file's chat template. */ chatTemplate?: string; signal?: AbortSignal }): Promise<ModelInfo>;
   unload(): Promise<void>;
   resetChat(): Promise<void>;
-  score(prompt: { messages?: ChatMessage[]; prompt?: string }, continuations: string[]): Promise<{ logprob: number; token_logprobs: number[] }[]>;
-  classify(text: string, labels: string[], options?: { instruction?: string; examples?: [string, string][]; calibrate?: boolean }): Promise<LabelScore[]>;
-  sentiment(text: string, options?: { calibrate?: boolean }): Promise<LabelScore[]>;
+  /** `signal` cancels it between two of the engine's steps (rejecting with an AbortError); so for every recipe. */
+  score(prompt: { messages?: ChatMessage[]; prompt?: string }, continuations: string[], options?: { signal?: AbortSignal }): Promise<{ logprob: number; token_logprobs: number[] }[]>;
+  classify(text: string, labels: string[], options?: { instruction?: string; examples?: [string, string][]; calibrate?: boolean; signal?: AbortSignal }): Promise<LabelScore[]>;
+  sentiment(text: string, options?: { calibrate?: boolean; signal?: AbortSignal }): Promise<LabelScore[]>;
   tokenize(text: string): Promise<number[]>;
   translate(text: string, options: TaskOptions & { to: string; from?: string }): Promise<TaskResult>;
   summarize(text: string, options?: TaskOptions & { maxWords?: number; points?: number }): Promise<TaskResult>;

@@ -306,6 +306,9 @@ async function loadOn(id, source, options, chosen, signal) {
       engine = loader.finish(contextSize);
     }
     backend = chosen;
+    // Scoring and the recipes await this between two steps: the worker's event loop runs, so
+    // a `cancel` message for them is seen, and they stop with an AbortError.
+    engine.setPause(() => yieldToEvents().then(() => current?.cancelled === true));
     if (options.chatTemplate !== undefined) {
       try {
         engine.setChatTemplate(String(options.chatTemplate));
@@ -336,6 +339,18 @@ async function loadOn(id, source, options, chosen, signal) {
 
 function needModel() {
   if (!engine) throw Object.assign(new Error('No model is loaded.'), { name: 'NoModel' });
+}
+
+// Scoring and the recipes (Promises of JSON on both backends) as the request `current`, so
+// that `cancel` reaches them at their next pause.
+async function cancellable(id, work) {
+  needModel();
+  current = { id, cancelled: false };
+  try {
+    return JSON.parse(await work());
+  } finally {
+    current = null;
+  }
 }
 
 // The three Hugging Face files of an embedding model, each stored like a model file.
@@ -432,18 +447,14 @@ async function handle(msg) {
       needModel();
       post({ type: 'ok', id, result: Array.from(engine.tokenize(msg.text)) });
       break;
-    // On the GPU these return Promises (each step awaits its logits); on the CPU, strings.
     case 'score':
-      needModel();
-      post({ type: 'ok', id, result: JSON.parse(await engine.score(JSON.stringify(msg.prompt), JSON.stringify(msg.continuations))) });
+      post({ type: 'ok', id, result: await cancellable(id, () => engine.score(JSON.stringify(msg.prompt), JSON.stringify(msg.continuations))) });
       break;
     case 'classify':
-      needModel();
-      post({ type: 'ok', id, result: JSON.parse(await engine.classify(msg.text, JSON.stringify(msg.labels ?? []), JSON.stringify(msg.options ?? {}), msg.preset)) });
+      post({ type: 'ok', id, result: await cancellable(id, () => engine.classify(msg.text, JSON.stringify(msg.labels ?? []), JSON.stringify(msg.options ?? {}), msg.preset)) });
       break;
     case 'task':
-      needModel();
-      post({ type: 'ok', id, result: JSON.parse(await engine.task(msg.kind, msg.text, JSON.stringify(msg.args ?? {}), JSON.stringify(msg.options ?? {}))) });
+      post({ type: 'ok', id, result: await cancellable(id, () => engine.task(msg.kind, msg.text, JSON.stringify(msg.args ?? {}), JSON.stringify(msg.options ?? {}))) });
       break;
     case 'load-embedder':
       post({ type: 'loaded', id, info: await loadEmbedder(id, msg.urls) });

@@ -49,6 +49,9 @@ pub enum Error {
     Constraint(String),
     #[error("GPU: {0}")]
     Gpu(String),
+    /// The caller cancelled the request (between two steps).
+    #[error("the request was cancelled")]
+    Cancelled,
     #[error("tensor backend: {0}")]
     Backend(#[from] candle_core::Error),
     #[error("io: {0}")]
@@ -78,6 +81,8 @@ impl Error {
             Error::Embedding(_) => "Embedding",
             Error::Constraint(_) => "Constraint",
             Error::Gpu(_) => "Gpu",
+            // The DOM's name for a cancelled operation, as `fetch` and the model load use it.
+            Error::Cancelled => "AbortError",
             Error::Backend(_) => "Backend",
             Error::Io(_) => "Io",
         }

@@ -210,3 +210,52 @@ fn recipes_turn_a_reasoning_models_thinking_off() {
     }
     assert!(on.iter().zip(&off).all(|(a, b)| a.logprob != b.logprob));
 }
+
+/// A pause that says "stop" at its `at`-th call, counting every call.
+fn stop_at(at: usize) -> (candlelit::engine::Pause, std::rc::Rc<std::cell::Cell<usize>>) {
+    let calls = std::rc::Rc::new(std::cell::Cell::new(0));
+    let seen = calls.clone();
+    let pause: candlelit::engine::Pause = Box::new(move || {
+        seen.set(seen.get() + 1);
+        let stop = seen.get() >= at;
+        Box::pin(async move { stop })
+    });
+    (pause, calls)
+}
+
+/// Scoring and the recipes stop between two steps when their pause says so (the browser's
+/// worker answers from a cancel message), and the engine then works as before.
+#[test]
+fn recipes_stop_at_a_pause_and_the_engine_carries_on() {
+    use candlelit::recipes::{translate, TaskOptions};
+    let opts = TaskOptions {
+        max_tokens: 40,
+        ..TaskOptions::default()
+    };
+    let text = "The weather is lovely today, so we will walk to the old harbour after lunch.";
+    let mut fresh = engine(SMOLLM2);
+    let whole = translate(&mut fresh, text, None, "French", &opts).unwrap();
+    assert!(whole.tokens > 5, "{whole:?}");
+
+    let mut e = engine(SMOLLM2);
+    let (pause, calls) = stop_at(5);
+    e.set_pause(Some(pause));
+    let err = translate(&mut e, text, None, "French", &opts).unwrap_err();
+    assert_eq!(err.code(), "AbortError", "{err}");
+    // One pause before the prefill, then one per token: it stopped after 3 tokens of the reply.
+    assert_eq!(calls.get(), 5);
+    assert!(!e.is_active());
+
+    let (pause, _) = stop_at(2);
+    e.set_pause(Some(pause));
+    let err = sentiment(&mut e, "Lovely.", false).unwrap_err();
+    assert_eq!(err.code(), "AbortError");
+
+    e.set_pause(None);
+    let again = translate(&mut e, text, None, "French", &opts).unwrap();
+    assert_eq!(again.text, whole.text);
+    println!(
+        "{:?} ({} tokens; the cancelled run stopped after 3)",
+        whole.text, whole.tokens
+    );
+}

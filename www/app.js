@@ -171,6 +171,7 @@ function setBusy(b) {
   busy = b;
   ui.send.disabled = b || !engine.model;
   ui.stop.disabled = !b;
+  $('task-stop').disabled = !b;
   ui.load.disabled = b;
 }
 
@@ -409,6 +410,8 @@ function startTask() {
   showError(problem && new Error(problem));
   if (problem) return null;
   setBusy(true);
+  // Stop (here or the chat's) cancels the task at its next step.
+  aborter = new AbortController();
   return text;
 }
 
@@ -425,7 +428,8 @@ async function runTask(kind) {
       .value.split('\n')
       .map((line) => line.split('=>').map((x) => x.trim()))
       .filter((pair) => pair.length === 2 && pair[0] && pair[1]);
-    const scores = kind === 'sentiment' ? await engine.sentiment(text, { calibrate }) : await engine.classify(text, labels, { examples, calibrate });
+    const { signal } = aborter;
+    const scores = kind === 'sentiment' ? await engine.sentiment(text, { calibrate, signal }) : await engine.classify(text, labels, { examples, calibrate, signal });
     out.replaceChildren(
       ...scores.map((s) => {
         const li = document.createElement('li');
@@ -438,11 +442,15 @@ async function runTask(kind) {
       }),
     );
   } catch (e) {
-    out.replaceChildren();
-    showError(e);
-    failed = e;
+    if (e.name === 'AbortError') out.replaceChildren(Object.assign(document.createElement('li'), { textContent: 'Stopped.' }));
+    else {
+      out.replaceChildren();
+      showError(e);
+      failed = e;
+    }
   } finally {
     setBusy(false);
+    aborter = null;
   }
   await fallBackFromGpu(failed);
 }
@@ -455,7 +463,7 @@ async function runTextTask(kind) {
   out.textContent = '';
   meta.textContent = 'Working…';
   let failed = null;
-  const options = { persona: $('task-persona').value.trim() || undefined, reasoning: $('task-reasoning').checked, max_tokens: 300 };
+  const options = { persona: $('task-persona').value.trim() || undefined, reasoning: $('task-reasoning').checked, max_tokens: 300, signal: aborter.signal };
   try {
     let r;
     if (kind === 'translate') r = await engine.translate(text, { to: $('task-language').value.trim(), ...options });
@@ -477,11 +485,14 @@ async function runTextTask(kind) {
       `confidence ${r.confidence.toPrecision(2)} (mean token probability ${(Math.exp(r.mean_logprob) * 100).toFixed(0)}%) · ${r.tokens} tokens · ${r.finish_reason}` +
       (r.reasoning ? ` · reasoning: ${r.reasoning}` : '');
   } catch (e) {
-    meta.textContent = '';
-    showError(e);
-    failed = e;
+    meta.textContent = e.name === 'AbortError' ? 'Stopped.' : '';
+    if (e.name !== 'AbortError') {
+      showError(e);
+      failed = e;
+    }
   } finally {
     setBusy(false);
+    aborter = null;
   }
   await fallBackFromGpu(failed);
 }
@@ -550,6 +561,7 @@ ui.message.addEventListener('keydown', (e) => {
   }
 });
 ui.stop.addEventListener('click', () => aborter?.abort());
+$('task-stop').addEventListener('click', () => aborter?.abort());
 ui.newChat.addEventListener('click', newChat);
 $('task-sentiment').addEventListener('click', () => runTask('sentiment'));
 $('task-classify').addEventListener('click', () => runTask('classify'));

@@ -11,7 +11,7 @@ mod score;
 mod stop;
 
 pub use fit::Truncation;
-pub use ready::run_now;
+pub use ready::{run_now, Pause};
 pub use score::Scored;
 pub use stop::{StopMatcher, StopResult};
 
@@ -180,6 +180,7 @@ pub struct Engine<B: Backend = Cpu> {
     grammar: Option<GrammarIndex>,
     /// Messages the last truncated chat left out: the cut the KV cache holds.
     last_dropped: usize,
+    pause: Option<Pause>,
 }
 
 impl Engine<Cpu> {
@@ -212,6 +213,7 @@ impl<B: Backend> Engine<B> {
             active: None,
             grammar: None,
             last_dropped: 0,
+            pause: None,
         })
     }
 
@@ -243,6 +245,25 @@ impl<B: Backend> Engine<B> {
     /// renders differently shares less of it.
     pub fn set_chat_template(&mut self, source: &str) -> Result<()> {
         self.template = self.tokenizer.chat_template_from(Some(source))?;
+        Ok(())
+    }
+
+    /// What scoring and the recipes await between two steps (see [`Pause`]); none by default.
+    pub fn set_pause(&mut self, pause: Option<Pause>) {
+        self.pause = pause;
+    }
+
+    /// The cancellation point of awaited work: ends the running request (the cache keeps
+    /// what was computed) and fails with [`Error::Cancelled`] when the pause says to stop.
+    pub async fn checkpoint(&mut self) -> Result<()> {
+        let stop = match &self.pause {
+            Some(pause) => pause().await,
+            None => false,
+        };
+        if stop {
+            self.active = None;
+            return Err(Error::Cancelled);
+        }
         Ok(())
     }
 

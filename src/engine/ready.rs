@@ -4,8 +4,12 @@
 
 use crate::error::{Error, Result};
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::task::{Context, Poll, Waker};
+
+/// Awaited between two steps of scoring and of the recipes: the browser's worker yields to
+/// its event loop there, so that a cancel message can arrive, and answers whether to stop.
+pub type Pause = Box<dyn Fn() -> Pin<Box<dyn Future<Output = bool>>>>;
 
 /// Runs `work` to its end when none of its reads has to wait; a read that would have to
 /// (the browser's GPU) is an error telling the caller to await the work instead.

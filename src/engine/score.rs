@@ -65,6 +65,7 @@ impl<B: Backend> Engine<B> {
         self.cache.truncate(&self.model.backend, reuse);
         let mut last = Vec::new();
         for chunk in prompt_ids[reuse..].chunks(self.prefill_chunk.max(1)) {
+            self.checkpoint().await?;
             last = self.model.forward_async(chunk, &mut self.cache, false).await?;
         }
         // One normaliser per row: the full log-softmax over a 262k vocabulary is not needed.
@@ -75,6 +76,7 @@ impl<B: Backend> Engine<B> {
         for c in &conts {
             let mut lps = vec![last[c[0] as usize] - first_lse];
             if c.len() > 1 {
+                self.checkpoint().await?;
                 // Teacher-forced: row i predicts token i + 1.
                 let logits = self.model.forward_async(&c[..c.len() - 1], &mut self.cache, true).await;
                 self.cache.truncate(&self.model.backend, prompt_ids.len());

@@ -133,6 +133,7 @@ async fn generate<B: Backend>(
     let mut logprob = 0.0f32;
     let mut tokens = 0usize;
     loop {
+        engine.checkpoint().await?;
         match engine.step_async().await? {
             Step::Prefill { .. } => {}
             Step::Token {

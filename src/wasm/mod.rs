@@ -2,9 +2,11 @@
 //! crosses the boundary as bytes or JSON strings so the JS side needs no generated types.
 
 use crate::backend::gpu::Gpu;
-use crate::engine::{run_now, Engine, Prompt, Request};
+use crate::engine::{Engine, Prompt, Request};
 use crate::error::Error;
 use crate::gguf::Loader;
+use std::cell::RefCell;
+use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
 fn js_error(e: Error) -> JsValue {
@@ -212,7 +214,9 @@ impl WasmLoader {
         let gguf = l.finish_for_cpu().map_err(js_error)?;
         let mut inner = Engine::new(gguf, context_size).map_err(js_error)?;
         inner.warm_up().map_err(js_error)?;
-        Ok(WasmEngine { inner })
+        Ok(WasmEngine {
+            inner: Rc::new(RefCell::new(inner)),
+        })
     }
 }
 
@@ -235,9 +239,6 @@ pub async fn finish_gpu(mut loader: WasmLoader, context_size: Option<usize>) -> 
         gpu,
     })
 }
-
-use std::cell::RefCell;
-use std::rc::Rc;
 
 /// The engine on WebGPU. The browser cannot wait for the GPU, so `step` returns a Promise:
 /// each step records its forward pass, submits it and awaits the logits. The engine is shared
@@ -323,6 +324,15 @@ impl WasmGpuEngine {
         e.set_chat_template(source).map_err(js_error)
     }
 
+    /// What scoring and the recipes await between two steps: `pause()` resolves to whether
+    /// to stop (they then fail with `AbortError`).
+    #[wasm_bindgen(js_name = setPause)]
+    pub fn set_pause(&self, pause: js_sys::Function) -> Result<(), JsValue> {
+        let mut e = self.inner.try_borrow_mut().map_err(|_| busy())?;
+        e.set_pause(Some(pause_from(pause)));
+        Ok(())
+    }
+
     /// Loses the GPU device on purpose (the test of the CPU fallback).
     #[wasm_bindgen(js_name = faultInjectDeviceLoss)]
     pub fn fault_inject_device_loss(&self) {
@@ -334,12 +344,12 @@ impl WasmGpuEngine {
         e.tokenizer.encode(text, true, true).map_err(js_error)
     }
 
-    /// [`WasmEngine::score`], as a Promise.
+    /// [`WasmEngine::score`] on the GPU.
     pub fn score(&self, prompt: String, continuations: String) -> js_sys::Promise {
         self.run(Job::Score { prompt, continuations })
     }
 
-    /// [`WasmEngine::classify`], as a Promise.
+    /// [`WasmEngine::classify`] on the GPU.
     pub fn classify(&self, text: String, labels: String, options: String, preset: Option<String>) -> js_sys::Promise {
         self.run(Job::Classify {
             text,
@@ -349,7 +359,7 @@ impl WasmGpuEngine {
         })
     }
 
-    /// [`WasmEngine::task`], as a Promise.
+    /// [`WasmEngine::task`] on the GPU.
     pub fn task(&self, kind: String, text: String, args: String, options: String) -> js_sys::Promise {
         self.run(Job::Task {
             kind,
@@ -361,123 +371,156 @@ impl WasmGpuEngine {
 }
 
 impl WasmGpuEngine {
-    /// Runs a job to its end, holding the engine all the while: the worker sends one request
-    /// at a time, and a call that comes in meanwhile finds the engine busy (the borrow across
-    /// the awaits is the point, so that nothing else steps the engine mid-job).
-    #[allow(clippy::await_holding_refcell_ref)]
     fn run(&self, job: Job) -> js_sys::Promise {
-        let inner = self.inner.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
-            let mut e = inner.try_borrow_mut().map_err(|_| busy())?;
-            let json = job.run(&mut e).await.map_err(js_error)?;
-            Ok(JsValue::from_str(&json))
-        })
+        run_job(self.inner.clone(), job)
     }
 }
 
+/// Runs a job to its end, holding the engine all the while: the worker sends one request at
+/// a time, and a call that comes in meanwhile finds the engine busy (the borrow across the
+/// awaits is the point, so that nothing else steps the engine mid-job; `cancel` reaches it
+/// through the pause).
+#[allow(clippy::await_holding_refcell_ref)]
+fn run_job<B: crate::backend::Backend + 'static>(inner: Rc<RefCell<Engine<B>>>, job: Job) -> js_sys::Promise {
+    wasm_bindgen_futures::future_to_promise(async move {
+        let mut e = inner.try_borrow_mut().map_err(|_| busy())?;
+        let json = job.run(&mut e).await.map_err(js_error)?;
+        Ok(JsValue::from_str(&json))
+    })
+}
+
+/// The worker's pause as the engine's: `pause()` returns a Promise of whether to stop (it
+/// yields to the worker's event loop first, so that a cancel message is seen).
+fn pause_from(f: js_sys::Function) -> crate::engine::Pause {
+    Box::new(move || {
+        let called = f.call0(&JsValue::NULL);
+        Box::pin(async move {
+            let Ok(answer) = called else { return false };
+            let answer = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&answer)).await;
+            answer.is_ok_and(|v| v.is_truthy())
+        })
+    })
+}
+
+/// The engine on the CPU. Chat steps run at once; scoring and the recipes return Promises,
+/// pausing between steps (see `setPause`) so that they can be cancelled.
 #[wasm_bindgen]
 pub struct WasmEngine {
-    inner: Engine,
+    inner: Rc<RefCell<Engine>>,
+}
+
+impl WasmEngine {
+    fn engine(&self) -> Result<std::cell::RefMut<'_, Engine>, JsValue> {
+        self.inner.try_borrow_mut().map_err(|_| busy())
+    }
 }
 
 #[wasm_bindgen]
 impl WasmEngine {
     /// Model facts as JSON.
-    pub fn info(&self) -> String {
-        let c = &self.inner.model.cfg;
-        serde_json::json!({
+    pub fn info(&self) -> Result<String, JsValue> {
+        let e = self.engine()?;
+        let c = &e.model.cfg;
+        Ok(serde_json::json!({
             "architecture": c.arch,
             "layers": c.n_layer,
             "embedding": c.n_embd,
             "vocab": c.vocab_size,
-            "context": self.inner.context_size(),
-            "chat_template": self.inner.template.has_template(),
-            "template_switches": self.inner.template.switches(),
-            "tool_format": self.inner.template.tool_format(),
+            "context": e.context_size(),
+            "chat_template": e.template.has_template(),
+            "template_switches": e.template.switches(),
+            "tool_format": e.template.tool_format(),
         })
-        .to_string()
+        .to_string())
     }
 
     /// Starts a request. `prompt` is `{"chat":[{role,content}...]}`, `{"text":"..."}` or
     /// `{"tokens":[...]}`; `request` holds `sampling`, `max_tokens` and `stop`.
-    pub fn start(&mut self, prompt: &str, request: &str) -> Result<(), JsValue> {
+    pub fn start(&self, prompt: &str, request: &str) -> Result<(), JsValue> {
         let prompt: Prompt = serde_json::from_str(prompt).map_err(|e| json_error("prompt", e))?;
         let request: Request = serde_json::from_str(request).map_err(|e| json_error("request", e))?;
-        self.inner.start(&prompt, &request).map_err(js_error)
+        self.engine()?.start(&prompt, &request).map_err(js_error)
     }
 
     /// One prefill chunk or one token, as a JSON event (`prefill`, `token` or `done`).
-    pub fn step(&mut self) -> Result<String, JsValue> {
-        let step = self.inner.step().map_err(js_error)?;
+    pub fn step(&self) -> Result<String, JsValue> {
+        let step = self.engine()?.step().map_err(js_error)?;
         serde_json::to_string(&step).map_err(|e| json_error("step", e))
     }
 
     /// Ends the running request; returns its `done` event, if one was running.
-    pub fn cancel(&mut self) -> Option<String> {
-        self.inner.cancel().and_then(|s| serde_json::to_string(&s).ok())
+    pub fn cancel(&self) -> Option<String> {
+        let mut e = self.engine().ok()?;
+        e.cancel().and_then(|s| serde_json::to_string(&s).ok())
     }
 
     /// Forgets the cached conversation.
-    pub fn reset(&mut self) {
-        self.inner.reset()
+    pub fn reset(&self) {
+        if let Ok(mut e) = self.engine() {
+            e.reset()
+        }
     }
 
     /// Uses this chat template instead of the file's.
     #[wasm_bindgen(js_name = setChatTemplate)]
-    pub fn set_chat_template(&mut self, source: &str) -> Result<(), JsValue> {
-        self.inner.set_chat_template(source).map_err(js_error)
+    pub fn set_chat_template(&self, source: &str) -> Result<(), JsValue> {
+        self.engine()?.set_chat_template(source).map_err(js_error)
+    }
+
+    /// What scoring and the recipes await between two steps: `pause()` resolves to whether
+    /// to stop (they then fail with `AbortError`).
+    #[wasm_bindgen(js_name = setPause)]
+    pub fn set_pause(&self, pause: js_sys::Function) -> Result<(), JsValue> {
+        self.engine()?.set_pause(Some(pause_from(pause)));
+        Ok(())
     }
 
     /// SIMD kernels against their scalar references on this model's own weights (JSON).
     #[wasm_bindgen(js_name = kernelSelfTest)]
-    pub fn kernel_self_test(&self) -> String {
-        serde_json::to_string(&self.inner.model.kernel_self_test()).unwrap_or_default()
+    pub fn kernel_self_test(&self) -> Result<String, JsValue> {
+        Ok(serde_json::to_string(&self.engine()?.model.kernel_self_test()).unwrap_or_default())
     }
 
-    /// Log-probabilities of continuations after a prompt (JSON `[{logprob, token_logprobs}]`).
-    pub fn score(&mut self, prompt: String, continuations: String) -> Result<String, JsValue> {
-        run_now(Job::Score { prompt, continuations }.run(&mut self.inner)).map_err(js_error)
+    /// Log-probabilities of continuations after a prompt: a Promise of JSON
+    /// `[{logprob, token_logprobs}]`.
+    pub fn score(&self, prompt: String, continuations: String) -> js_sys::Promise {
+        run_job(self.inner.clone(), Job::Score { prompt, continuations })
     }
 
-    /// Label probabilities for `text` (JSON `[{label, probability, logprob}]`). `options`:
-    /// `{instruction, examples: [[text, label]...], calibrate}`; `preset: "sentiment"` ignores labels.
-    pub fn classify(
-        &mut self,
-        text: String,
-        labels: String,
-        options: String,
-        preset: Option<String>,
-    ) -> Result<String, JsValue> {
+    /// Label probabilities for `text`: a Promise of JSON `[{label, probability, logprob}]`.
+    /// `options`: `{instruction, examples: [[text, label]...], calibrate}`; `preset:
+    /// "sentiment"` ignores labels.
+    pub fn classify(&self, text: String, labels: String, options: String, preset: Option<String>) -> js_sys::Promise {
         let job = Job::Classify {
             text,
             labels,
             options,
             preset,
         };
-        run_now(job.run(&mut self.inner)).map_err(js_error)
+        run_job(self.inner.clone(), job)
     }
 
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsValue> {
-        self.inner.tokenizer.encode(text, true, true).map_err(js_error)
+        self.engine()?.tokenizer.encode(text, true, true).map_err(js_error)
     }
 
-    /// A text recipe, run to the end (JSON result). `kind` and `args` (JSON):
+    /// A text recipe, run to the end: a Promise of its JSON result. `kind` and `args` (JSON):
     /// `translate {to, from?}`, `summarize {max_words | points}`, `edit {instruction}`,
     /// `extract {schema}`; `options` are [`crate::recipes::TaskOptions`] (persona, reasoning,
     /// examples, ...).
-    pub fn task(&mut self, kind: String, text: String, args: String, options: String) -> Result<String, JsValue> {
+    pub fn task(&self, kind: String, text: String, args: String, options: String) -> js_sys::Promise {
         let job = Job::Task {
             kind,
             text,
             args,
             options,
         };
-        run_now(job.run(&mut self.inner)).map_err(js_error)
+        run_job(self.inner.clone(), job)
     }
 }
 
 /// Scoring, classification and the text recipes, written once for both engines: the CPU's
-/// runs at once, the GPU's awaits its logits.
+/// reads come at once, the GPU's are awaited.
 enum Job {
     Score {
         prompt: String,

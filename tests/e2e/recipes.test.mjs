@@ -94,6 +94,52 @@ test('response_format constrains chat completions; recipes through the client AP
   assert.ok(r.persona.text.length > 0);
 });
 
+test('a recipe stops at its next step when its signal aborts (API and the Tasks panel\'s Stop), and the engine carries on', async () => {
+  const { ui } = s;
+  const text =
+    'The city council met on Monday to discuss the new bus lanes. Shop owners worried about deliveries, cyclists asked for protected lanes, and the mayor promised a trial on two streets next spring.';
+  const r = await ui.page.evaluate(async (text) => {
+    const e = window.candlelitEngine;
+    const opts = { to: 'French', max_tokens: 96, sampling: { temperature: 0.8, seed: 7 } };
+    let t0 = performance.now();
+    const whole = await e.translate(text, opts);
+    const wholeMs = performance.now() - t0;
+    const failure = (p) => p.then(() => null, (err) => err.name);
+    // Aborted a quarter of the way into what the whole run took.
+    const aborter = new AbortController();
+    t0 = performance.now();
+    const stopped = failure(e.translate(text, { ...opts, signal: aborter.signal }));
+    setTimeout(() => aborter.abort(), wholeMs / 4);
+    const error = await stopped;
+    const stoppedMs = performance.now() - t0;
+    const scoring = new AbortController();
+    const scored = failure(e.sentiment(text, { calibrate: true, signal: scoring.signal }));
+    scoring.abort();
+    const again = await e.translate(text, opts);
+    return { whole, wholeMs, error, stoppedMs, scoreError: await scored, early: await failure(e.extract(text, { type: 'object' }, { signal: AbortSignal.abort() })), again };
+  }, text);
+  console.log(`whole translation: ${r.whole.tokens} tokens in ${r.wholeMs.toFixed(0)} ms; aborted at a quarter: ${r.error} after ${r.stoppedMs.toFixed(0)} ms (${(r.stoppedMs / r.wholeMs).toFixed(2)} of the whole)`);
+  assert.equal(r.error, 'AbortError');
+  assert.equal(r.scoreError, 'AbortError');
+  assert.equal(r.early, 'AbortError');
+  assert.ok(r.whole.tokens > 20, `${r.whole.tokens} tokens`);
+  assert.ok(r.stoppedMs < 0.75 * r.wholeMs, `the cancelled run took ${r.stoppedMs} ms, the whole one ${r.wholeMs} ms`);
+  // The same seed after a cancelled run: the engine was left as it should be.
+  assert.equal(r.again.text, r.whole.text);
+
+  await ui.page.evaluate(() => {
+    document.getElementById('tasks').open = true;
+  });
+  await ui.page.getByRole('textbox', { name: 'Task text' }).fill(text);
+  await ui.page.getByRole('button', { name: 'Translate' }).click();
+  await ui.page.waitForFunction(() => document.getElementById('task-meta').textContent === 'Working…');
+  await ui.page.getByRole('button', { name: 'Stop task' }).click();
+  await ui.page.waitForFunction(() => document.getElementById('task-meta').textContent !== 'Working…', null, { timeout: 60_000 });
+  assert.equal(await ui.page.locator('#task-meta').textContent(), 'Stopped.');
+  assert.equal(await ui.page.locator('#error').textContent(), '');
+  assert.ok(await ui.page.getByRole('button', { name: 'Stop task' }).isDisabled());
+});
+
 test('semantic search ranks by meaning with MiniLM embeddings in the browser', async () => {
   const { ui } = s;
   await ui.page.getByText('Semantic search', { exact: true }).click();

@@ -41,9 +41,9 @@ export async function chat(out: { textContent: string | null }): Promise<string>
   }
   // @ts-expect-error tool_choice names a function as { type: 'function', function: { name } }
   await engine.chat.completions.create({ messages: [], tools, tool_choice: 'get_weather' });
-  const labels: LabelScore[] = await engine.sentiment('Great!');
+  const labels: LabelScore[] = await engine.sentiment('Great!', { signal: aborter.signal });
   const best: number = labels[0].probability;
-  const { value } = await engine.extract<{ name: string }>('Ann, 30', { type: 'object', properties: { name: { type: 'string' } } });
+  const { value } = await engine.extract<{ name: string }>('Ann, 30', { type: 'object', properties: { name: { type: 'string' } } }, { signal: aborter.signal });
   const name: string = value.name;
   const { data } = await engine.embeddings.create({ input: ['a', 'b'] });
   const dims: number = data[0].embedding.length;
