@@ -50,6 +50,17 @@ fn qwen3_matches_llama_cpp() {
     parity("qwen3", "variant-qwen3", FIXTURE_CONTEXT);
 }
 
+/// SmolLM3: Llama's layers with every fourth one left without RoPE (NoPE), which llama.cpp
+/// fixes by the architecture's name.
+#[test]
+fn smollm3_matches_llama_cpp() {
+    let engine = parity("smollm3", "variant-smollm3", FIXTURE_CONTEXT);
+    assert_eq!(
+        &engine.model.cfg.layer_has_rope[..8],
+        &[true, true, true, false, true, true, true, false]
+    );
+}
+
 #[test]
 fn phi3_matches_llama_cpp_within_and_past_its_original_context() {
     parity("phi3", "variant-phi3", FIXTURE_CONTEXT);

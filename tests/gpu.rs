@@ -665,6 +665,7 @@ fn other_families_match_llama_cpp_on_the_gpu() {
         ("gemma3-window-rope", "variant-gemma3-window-rope", 1024),
         ("gemma2", "variant-gemma2", 1024),
         ("granite", "variant-granite", 1024),
+        ("smollm3", "variant-smollm3", 1024),
     ] {
         let how = Derive {
             layers: None,

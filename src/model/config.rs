@@ -38,6 +38,9 @@ pub struct Config {
     pub sliding_window: Option<usize>,
     /// Per layer: does it use the sliding window (and the local RoPE base)?
     pub layer_is_local: Vec<bool>,
+    /// Per layer: does it rotate Q and K? SmolLM3 leaves every fourth layer without
+    /// positions (NoPE), as llama.cpp fixes it for the architecture (no metadata key says so).
+    pub layer_has_rope: Vec<bool>,
     pub activation: Activation,
     /// Gemma multiplies token embeddings by sqrt(n_embd).
     pub embed_scale: Option<f32>,
@@ -51,7 +54,9 @@ pub struct Config {
 }
 
 /// Architectures whose tensors and metadata the decoder understands.
-pub const SUPPORTED: &[&str] = &["llama", "granite", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"];
+pub const SUPPORTED: &[&str] = &[
+    "llama", "granite", "smollm3", "qwen2", "qwen3", "gemma2", "gemma3", "phi3",
+];
 
 impl Config {
     pub fn from_metadata(meta: &Metadata) -> Result<Self> {
@@ -149,7 +154,8 @@ impl Config {
             });
         let (embedding_scale, residual_scale, attention_scale, logit_scale) =
             (embedding_scale?, residual_scale?, attention_scale?, logit_scale?);
-        let rope_style = if arch == "llama" || granite {
+        let layer_has_rope = (0..n_layer).map(|i| arch != "smollm3" || (i + 1) % 4 != 0).collect();
+        let rope_style = if arch == "llama" || granite || arch == "smollm3" {
             RopeStyle::Interleaved
         } else {
             RopeStyle::Halves
@@ -173,6 +179,7 @@ impl Config {
             rope_base_local: if arch == "gemma3" { 10_000.0 } else { rope_base },
             sliding_window,
             layer_is_local,
+            layer_has_rope,
             activation: if gemma { Activation::GeluTanh } else { Activation::Silu },
             embed_scale: if gemma {
                 Some((n_embd as f32).sqrt())

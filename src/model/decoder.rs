@@ -347,8 +347,10 @@ impl<B: Backend> Decoder<B> {
             if let Some(w) = &l.k_norm {
                 b.rms_norm_in_place(&mut k, w, cfg.rms_eps)?;
             }
-            b.rope(&mut q, n, cfg.n_head, hd, pos0, &l.inv_freq, cfg.rope_style)?;
-            b.rope(&mut k, n, cfg.n_kv_head, hd, pos0, &l.inv_freq, cfg.rope_style)?;
+            if cfg.layer_has_rope[li] {
+                b.rope(&mut q, n, cfg.n_head, hd, pos0, &l.inv_freq, cfg.rope_style)?;
+                b.rope(&mut k, n, cfg.n_kv_head, hd, pos0, &l.inv_freq, cfg.rope_style)?;
+            }
             let shape = AttentionShape {
                 n_head: cfg.n_head,
                 n_kv_head: cfg.n_kv_head,

@@ -11,7 +11,7 @@ use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
 
-pub const VARIANTS: &[&str] = &["qwen2", "qwen3", "phi3", "llama-rope-freqs", "granite"];
+pub const VARIANTS: &[&str] = &["qwen2", "qwen3", "phi3", "llama-rope-freqs", "granite", "smollm3"];
 
 /// Gemma 2's variant scales Gemma 3's Q and K weights by this (a power of two: exact).
 const GEMMA2_QK_SCALE: f64 = 0.125;
@@ -149,7 +149,7 @@ pub fn derive(source: &Path, variant: &str, how: Derive) -> Vec<u8> {
     let mut order: Vec<String> = names.iter().map(|n| n.to_string()).collect();
 
     // Rows back in the original order for the families that rotate halves.
-    if source_arch == "llama" && !matches!(arch, "llama" | "granite") {
+    if source_arch == "llama" && !matches!(arch, "llama" | "granite" | "smollm3") {
         for i in 0..n_layer {
             for w in ["attn_q", "attn_k"] {
                 let name = format!("blk.{i}.{w}.weight");
@@ -238,7 +238,9 @@ pub fn derive(source: &Path, variant: &str, how: Derive) -> Vec<u8> {
                 metadata.push((format!("granite.{key}"), gguf_file::Value::F32(v)));
             }
         }
-        "same" => {}
+        // SmolLM3: Llama's tensors and rotation, with every fourth layer left without RoPE
+        // (the architecture's name alone says so, in llama.cpp and here).
+        "smollm3" | "same" => {}
         "gemma3-window-rope" => {
             // A 32-token sliding window, so that short prompts cross it, and Gemma 3 4B's
             // linear RoPE scaling (global layers only).
