@@ -78,6 +78,7 @@ VARIANTS = {
     "variant-llama-rope-freqs": ("variant-llama-rope-freqs", 1024, SMOL),
     "variant-granite": ("variant-granite", 1024, SMOL),
     "variant-smollm3": ("variant-smollm3", 1024, SMOL),
+    "variant-llama-yarn": ("variant-llama-yarn", 1024, SMOL),
     "smollm2-135m-instruct-f32": ("smollm2-135m-instruct-f32", 1024, SMOL),
     "gemma-3-270m-f32": ("gemma-3-270m-f32", 1024, "gemma-3-270m-q4_k_m"),
     "variant-gemma3-window-rope": ("variant-gemma3-window-rope", 1024, "gemma-3-270m-q4_k_m"),

@@ -61,6 +61,13 @@ fn smollm3_matches_llama_cpp() {
     );
 }
 
+/// YaRN-stretched RoPE (Qwen3's 128K files, SmolLM3's long context), on Llama.
+#[test]
+fn yarn_matches_llama_cpp() {
+    let engine = parity("llama-yarn", "variant-llama-yarn", FIXTURE_CONTEXT);
+    assert!(engine.model.cfg.yarn.is_some());
+}
+
 #[test]
 fn phi3_matches_llama_cpp_within_and_past_its_original_context() {
     parity("phi3", "variant-phi3", FIXTURE_CONTEXT);

@@ -666,6 +666,7 @@ fn other_families_match_llama_cpp_on_the_gpu() {
         ("gemma2", "variant-gemma2", 1024),
         ("granite", "variant-granite", 1024),
         ("smollm3", "variant-smollm3", 1024),
+        ("llama-yarn", "variant-llama-yarn", 1024),
     ] {
         let how = Derive {
             layers: None,

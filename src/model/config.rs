@@ -33,6 +33,8 @@ pub struct Config {
     /// The context the model was trained for before its RoPE was stretched: past it,
     /// Phi-3's long factors apply, within it the short ones (as llama.cpp chooses).
     pub rope_orig_context: Option<usize>,
+    /// YaRN's stretch of the RoPE frequencies, where the file asks for it.
+    pub yarn: Option<Yarn>,
     /// Base for sliding-window layers (Gemma 3 trains them with 10 000).
     pub rope_base_local: f32,
     pub sliding_window: Option<usize>,
@@ -51,6 +53,50 @@ pub struct Config {
     pub residual_scale: Option<f32>,
     /// Granite divides the logits by this.
     pub logit_scale: Option<f32>,
+}
+
+/// YaRN (Peng et al., 2023) as llama.cpp applies it, statically: each RoPE frequency is
+/// interpolated (divided by `factor`), kept (extrapolated), or mixed between the two by a ramp
+/// over the dimensions whose wavelengths fall between `beta_fast` and `beta_slow` rotations
+/// of the original context; Q·K then grows by (1 + 0.1 ln factor)².
+#[derive(Debug, Clone, Copy)]
+pub struct Yarn {
+    pub factor: f32,
+    pub original_context: usize,
+    pub beta_fast: f32,
+    pub beta_slow: f32,
+    /// How far the ramp mixes in the extrapolated frequencies (1: fully).
+    pub ext_factor: f32,
+}
+
+impl Yarn {
+    /// The dimension (pair) range over which the ramp falls, as llama.cpp rounds it.
+    fn correction_dims(&self, rope_dim: usize, base: f32) -> (f32, f32) {
+        let n = rope_dim as f32;
+        let dim = |rotations: f32| {
+            n * (self.original_context as f32 / (rotations * 2.0 * std::f32::consts::PI)).ln() / (2.0 * base.ln())
+        };
+        (
+            dim(self.beta_fast).floor().max(0.0),
+            dim(self.beta_slow).ceil().min(n - 1.0),
+        )
+    }
+
+    /// The multiplier of frequency `i` of `rope_dim / 2`.
+    fn stretch(&self, i: usize, (low, high): (f32, f32)) -> f32 {
+        let y = (i as f32 - low) / (high - low).max(0.001);
+        let mix = (1.0 - y.clamp(0.0, 1.0)) * self.ext_factor;
+        (1.0 - mix) / self.factor + mix
+    }
+
+    /// How much the rotation scales Q and K each (llama.cpp's `mscale`).
+    pub fn magnitude(&self) -> f32 {
+        if self.ext_factor != 0.0 {
+            1.0 + 0.1 * self.factor.ln()
+        } else {
+            1.0
+        }
+    }
 }
 
 /// Architectures whose tensors and metadata the decoder understands.
@@ -92,7 +138,7 @@ impl Config {
             Some("linear") | None => meta.f64(&k("rope.scaling.factor"))?.unwrap_or(1.0) as f32,
             // Per-dimension factors come as tensors (`rope_factors_*`, `rope_freqs`), read by
             // the decoder; the type names them only.
-            Some("longrope" | "su" | "llama3") => 1.0,
+            Some("longrope" | "su" | "llama3" | "yarn") => 1.0,
             Some(other) => return Err(Error::Metadata(format!("RoPE scaling `{other}` is not supported yet"))),
         };
         let rope_attn_factor = meta.f64(&k("rope.scaling.attn_factor"))?.unwrap_or(1.0) as f32;
@@ -107,6 +153,30 @@ impl Config {
             ));
         }
         let rope_orig_context = meta.usize(&k("rope.scaling.original_context_length"))?;
+        let yarn = match meta.str(&k("rope.scaling.type"))? {
+            Some("yarn") => {
+                let f = |key: &str, default: f64| -> Result<f32> { Ok(meta.f64(&k(key))?.unwrap_or(default) as f32) };
+                let yarn = Yarn {
+                    factor: f("rope.scaling.factor", 1.0)?,
+                    original_context: rope_orig_context
+                        .ok_or_else(|| Error::Metadata("YaRN without `rope.scaling.original_context_length`".into()))?,
+                    beta_fast: f("rope.scaling.yarn_beta_fast", 32.0)?,
+                    beta_slow: f("rope.scaling.yarn_beta_slow", 1.0)?,
+                    ext_factor: f("rope.scaling.yarn_ext_factor", 1.0)?,
+                };
+                let sane = |v: f32| v.is_finite() && v > 0.0;
+                if !(sane(yarn.factor) && sane(yarn.beta_fast) && sane(yarn.beta_slow) && yarn.ext_factor.is_finite())
+                    || yarn.original_context == 0
+                {
+                    return Err(Error::Metadata(format!("YaRN parameters {yarn:?}")));
+                }
+                if rope_dim != head_dim {
+                    return Err(Error::Metadata("YaRN with a partial rotation is not supported".into()));
+                }
+                Some(yarn)
+            }
+            _ => None,
+        };
         let vocab_size = meta
             .array("tokenizer.ggml.tokens")?
             .map(|a| a.len())
@@ -160,6 +230,8 @@ impl Config {
         } else {
             RopeStyle::Halves
         };
+        // RoPE's scaling of Q and K each, folded into the attention scale (only Q·K sees it).
+        let rope_magnitude = rope_attn_factor * yarn.map_or(1.0, |y| y.magnitude());
         Ok(Config {
             n_layer,
             n_embd,
@@ -176,6 +248,7 @@ impl Config {
             rope_scale,
             rope_attn_factor,
             rope_orig_context,
+            yarn,
             rope_base_local: if arch == "gemma3" { 10_000.0 } else { rope_base },
             sliding_window,
             layer_is_local,
@@ -186,7 +259,7 @@ impl Config {
             } else {
                 embedding_scale
             },
-            attn_scale: attention_scale.unwrap_or(rope_attn_factor * rope_attn_factor / query_scale_dim.sqrt()),
+            attn_scale: attention_scale.unwrap_or(rope_magnitude * rope_magnitude / query_scale_dim.sqrt()),
             attn_softcap: meta.f64(&k("attn_logit_softcapping"))?.map(|v| v as f32),
             final_softcap: meta.f64(&k("final_logit_softcapping"))?.map(|v| v as f32),
             residual_scale,
@@ -199,8 +272,15 @@ impl Config {
     pub fn inv_freq(&self, local: bool) -> Vec<f32> {
         let base = if local { self.rope_base_local } else { self.rope_base };
         let scale = if local { 1.0 } else { self.rope_scale };
+        let yarn = self.yarn.map(|y| (y, y.correction_dims(self.rope_dim, base)));
         (0..self.rope_dim / 2)
-            .map(|i| base.powf(-2.0 * i as f32 / self.rope_dim as f32) / scale)
+            .map(|i| {
+                let f = base.powf(-2.0 * i as f32 / self.rope_dim as f32) / scale;
+                match yarn {
+                    Some((y, dims)) => f * y.stretch(i, dims),
+                    None => f,
+                }
+            })
             .collect()
     }
 }

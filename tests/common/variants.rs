@@ -11,7 +11,15 @@ use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
 
-pub const VARIANTS: &[&str] = &["qwen2", "qwen3", "phi3", "llama-rope-freqs", "granite", "smollm3"];
+pub const VARIANTS: &[&str] = &[
+    "qwen2",
+    "qwen3",
+    "phi3",
+    "llama-rope-freqs",
+    "granite",
+    "smollm3",
+    "llama-yarn",
+];
 
 /// Gemma 2's variant scales Gemma 3's Q and K weights by this (a power of two: exact).
 const GEMMA2_QK_SCALE: f64 = 0.125;
@@ -124,7 +132,7 @@ pub fn derive(source: &Path, variant: &str, how: Derive) -> Vec<u8> {
             assert_eq!(source_arch, "gemma3", "the Gemma 2 variant is made from Gemma 3");
             "gemma2"
         }
-        "llama-rope-freqs" => "llama",
+        "llama-rope-freqs" | "llama-yarn" => "llama",
         v => {
             assert_eq!(source_arch, "llama", "variants are made from SmolLM2");
             v
@@ -226,6 +234,19 @@ pub fn derive(source: &Path, variant: &str, how: Derive) -> Vec<u8> {
                 "rope_freqs.weight".into(),
                 f32_tensor(pattern(head_dim / 2, 3, 0.5, 4.0)),
             );
+        }
+        "llama-yarn" => {
+            // YaRN (Qwen3's 128K files, SmolLM3's long context): a 512-token original context
+            // stretched 4 times, so that the frequencies between the correction dimensions mix.
+            metadata.push((
+                "llama.rope.scaling.type".into(),
+                gguf_file::Value::String("yarn".into()),
+            ));
+            metadata.push(("llama.rope.scaling.factor".into(), gguf_file::Value::F32(4.0)));
+            metadata.push((
+                "llama.rope.scaling.original_context_length".into(),
+                gguf_file::Value::U32(512),
+            ));
         }
         "granite" => {
             // Granite 3.3 2B's scalars (its head size is SmolLM2's, 64).
