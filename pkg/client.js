@@ -76,6 +76,7 @@ export class CandlelitEngine {
     this.#threads = threads ?? (globalThis.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1);
     this.#simd = simd ?? 'auto';
     this.chat = { completions: { create: (params) => this.#create(params) } };
+    this.completions = { create: (params) => this.#complete(params) };
     this.embeddings = { create: (params) => this.#embed(params) };
   }
 
@@ -323,6 +324,30 @@ export class CandlelitEngine {
   /** Stops the worker; the next call starts a new one. */
   terminate() {
     this.#failAll(engineError({ name: 'AbortError', message: 'The engine was terminated.' }));
+  }
+
+  /**
+   * OpenAI's (legacy) text completions, as WebLLM offers them: a raw `prompt` continued with no
+   * chat template; chunks and the result carry `choices[0].text`.
+   */
+  async #complete(params) {
+    if (typeof params?.prompt !== 'string') throw new TypeError('completions.create: give a prompt (a string)');
+    if (params.messages || params.tools) throw new TypeError('completions.create: a raw prompt only; use chat.completions.create for messages and tools');
+    const chat = await this.#create({ ...params, messages: undefined });
+    const recast = (c, choice) => ({ id: c.id.replace(/^chatcmpl-/, 'cmpl-'), object: 'text_completion', created: c.created, model: c.model, choices: [choice] });
+    const logprobsOf = (lp) => (lp ? { content: lp.content } : null);
+    if (!params.stream) {
+      const ch = chat.choices[0];
+      return { ...recast(chat, { index: 0, text: ch.message.content ?? '', finish_reason: ch.finish_reason, logprobs: logprobsOf(ch.logprobs) }), usage: chat.usage };
+    }
+    return (async function* () {
+      for await (const c of chat) {
+        const ch = c.choices[0];
+        const out = recast(c, { index: 0, text: ch.delta.content ?? '', finish_reason: ch.finish_reason, logprobs: logprobsOf(ch.logprobs) });
+        if (c.usage) out.usage = c.usage;
+        yield out;
+      }
+    })();
   }
 
   #create(params) {

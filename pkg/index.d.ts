@@ -266,6 +266,28 @@ export interface ChatCompletion {
   usage: Usage;
 }
 
+export interface TextCompletionChunk {
+  id: string;
+  object: 'text_completion';
+  created: number;
+  model: string;
+  choices: { index: number; text: string; finish_reason: FinishReason | null; logprobs: { content: TokenLogprob[] } | null }[];
+  /** Only on the last chunk (always on a whole completion). */
+  usage?: Usage;
+}
+
+export interface TextCompletion {
+  id: string;
+  object: 'text_completion';
+  created: number;
+  model: string;
+  choices: { index: number; text: string; finish_reason: FinishReason; logprobs: { content: TokenLogprob[] } | null }[];
+  usage: Usage;
+}
+
+/** OpenAI's legacy text completions: a raw prompt, no chat template, no messages or tools. */
+export type TextCompletionParams = Omit<CompletionParams, 'messages' | 'prompt' | 'tools' | 'tool_choice'> & { prompt: string };
+
 export class CandlelitEngine {
   constructor(options?: EngineOptions);
   static create(options?: EngineOptions): Promise<CandlelitEngine>;
@@ -309,5 +331,9 @@ export class CandlelitEngine {
       create(params: CompletionParams & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;
       create(params: CompletionParams & { stream?: false }): Promise<ChatCompletion>;
     };
+  };
+  completions: {
+    create(params: TextCompletionParams & { stream: true }): Promise<AsyncIterable<TextCompletionChunk>>;
+    create(params: TextCompletionParams & { stream?: false }): Promise<TextCompletion>;
   };
 }

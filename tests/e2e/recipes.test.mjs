@@ -140,6 +140,40 @@ test('a recipe stops at its next step when its signal aborts (API and the Tasks 
   assert.ok(await ui.page.getByRole('button', { name: 'Stop task' }).isDisabled());
 });
 
+test('completions.create: OpenAI\'s text completions continue a raw prompt, whole or streamed', async () => {
+  const r = await s.ui.page.evaluate(async () => {
+    const e = window.candlelitEngine;
+    const params = { prompt: 'The capital of France is', temperature: 0, max_tokens: 12 };
+    const whole = await e.completions.create(params);
+    let streamed = '';
+    const objects = new Set();
+    let last;
+    for await (const c of await e.completions.create({ ...params, stream: true })) {
+      streamed += c.choices[0].text;
+      objects.add(c.object);
+      last = c;
+    }
+    const chat = await e.chat.completions.create(params);
+    let refused = null;
+    try {
+      await e.completions.create({ messages: [{ role: 'user', content: 'Hi' }] });
+    } catch (err) {
+      refused = err.message;
+    }
+    return { whole, streamed, objects: [...objects], lastFinish: last.choices[0].finish_reason, lastUsage: last.usage, chat: chat.choices[0].message.content, refused };
+  });
+  console.log(JSON.stringify(r.whole));
+  assert.equal(r.whole.object, 'text_completion');
+  assert.match(r.whole.id, /^cmpl-/);
+  assert.match(r.whole.choices[0].text, /Paris/);
+  assert.equal(r.whole.choices[0].text, r.chat);
+  assert.equal(r.streamed, r.whole.choices[0].text);
+  assert.deepEqual(r.objects, ['text_completion']);
+  assert.equal(r.lastFinish, r.whole.choices[0].finish_reason);
+  assert.equal(r.lastUsage.completion_tokens, r.whole.usage.completion_tokens);
+  assert.match(r.refused, /prompt/);
+});
+
 test('semantic search ranks by meaning with MiniLM embeddings in the browser', async () => {
   const { ui } = s;
   await ui.page.getByText('Semantic search', { exact: true }).click();

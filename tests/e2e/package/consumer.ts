@@ -41,6 +41,11 @@ export async function chat(out: { textContent: string | null }): Promise<string>
   }
   // @ts-expect-error tool_choice names a function as { type: 'function', function: { name } }
   await engine.chat.completions.create({ messages: [], tools, tool_choice: 'get_weather' });
+  const completion = await engine.completions.create({ prompt: 'The capital of France is', max_tokens: 8, temperature: 0 });
+  const continued: string = completion.choices[0].text;
+  for await (const c of await engine.completions.create({ prompt: continued, stream: true })) text += c.choices[0].text;
+  // @ts-expect-error text completions take a prompt, not messages
+  await engine.completions.create({ messages: [] });
   const labels: LabelScore[] = await engine.sentiment('Great!', { signal: aborter.signal });
   const best: number = labels[0].probability;
   const { value } = await engine.extract<{ name: string }>('Ann, 30', { type: 'object', properties: { name: { type: 'string' } } }, { signal: aborter.signal });
