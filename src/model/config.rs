@@ -134,7 +134,8 @@ impl Config {
         let context_length = meta.usize(&k("context_length"))?.unwrap_or(2048);
         let rms_eps = meta.f64(&k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-6) as f32;
         let rope_base = meta.f64(&k("rope.freq_base"))?.unwrap_or(10_000.0) as f32;
-        let rope_scale = match meta.str(&k("rope.scaling.type"))? {
+        let scaling = meta.str(&k("rope.scaling.type"))?;
+        let rope_scale = match scaling {
             Some("linear") | None => meta.f64(&k("rope.scaling.factor"))?.unwrap_or(1.0) as f32,
             // Per-dimension factors come as tensors (`rope_factors_*`, `rope_freqs`), read by
             // the decoder; the type names them only.
@@ -153,7 +154,7 @@ impl Config {
             ));
         }
         let rope_orig_context = meta.usize(&k("rope.scaling.original_context_length"))?;
-        let yarn = match meta.str(&k("rope.scaling.type"))? {
+        let yarn = match scaling {
             Some("yarn") => {
                 let f = |key: &str, default: f64| -> Result<f32> { Ok(meta.f64(&k(key))?.unwrap_or(default) as f32) };
                 let yarn = Yarn {

@@ -346,33 +346,33 @@ impl WasmGpuEngine {
 
     /// [`WasmEngine::score`] on the GPU.
     pub fn score(&self, prompt: String, continuations: String) -> js_sys::Promise {
-        self.run(Job::Score { prompt, continuations })
+        run_job(self.inner.clone(), Job::Score { prompt, continuations })
     }
 
     /// [`WasmEngine::classify`] on the GPU.
     pub fn classify(&self, text: String, labels: String, options: String, preset: Option<String>) -> js_sys::Promise {
-        self.run(Job::Classify {
-            text,
-            labels,
-            options,
-            preset,
-        })
+        run_job(
+            self.inner.clone(),
+            Job::Classify {
+                text,
+                labels,
+                options,
+                preset,
+            },
+        )
     }
 
     /// [`WasmEngine::task`] on the GPU.
     pub fn task(&self, kind: String, text: String, args: String, options: String) -> js_sys::Promise {
-        self.run(Job::Task {
-            kind,
-            text,
-            args,
-            options,
-        })
-    }
-}
-
-impl WasmGpuEngine {
-    fn run(&self, job: Job) -> js_sys::Promise {
-        run_job(self.inner.clone(), job)
+        run_job(
+            self.inner.clone(),
+            Job::Task {
+                kind,
+                text,
+                args,
+                options,
+            },
+        )
     }
 }
 
