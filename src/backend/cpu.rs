@@ -245,15 +245,15 @@ pub fn silu(x: f32) -> f32 {
     super::kernels::scalar::silu(x)
 }
 
-/// GELU, tanh approximation (what llama.cpp uses for Gemma).
+/// GELU, tanh approximation (what llama.cpp uses for Gemma), its tanh from our `exp`: the
+/// platform's `tanh` differs between native builds, the browser and the GPU, ours does not.
 pub fn gelu_tanh(x: f32) -> f32 {
-    use super::kernels::scalar::{GELU_CUBE, GELU_SCALE};
-    0.5 * x * (1.0 + (GELU_SCALE * (x + GELU_CUBE * x * x * x)).tanh())
+    super::kernels::scalar::gelu_by_exp(x)
 }
 
 pub fn softcap(x: &mut [f32], cap: f32) {
     for v in x {
-        *v = (*v / cap).tanh() * cap;
+        *v = super::kernels::scalar::tanh(*v / cap) * cap;
     }
 }
 
@@ -373,7 +373,7 @@ fn softmax_f16(scores: &mut [f32], scale: f32, softcap: Option<f32>, simd: bool)
     for d in scores.iter_mut() {
         *d *= scale;
         if let Some(c) = softcap {
-            *d = (*d / c).tanh() * c;
+            *d = super::kernels::scalar::tanh(*d / c) * c;
         }
         max = max.max(*d);
     }
@@ -620,8 +620,8 @@ impl Backend for Cpu {
     }
 }
 
-/// `g = act(g) · u`. In the browser four at a time, with exponentials of our own (see
-/// `scalar::gelu_by_exp`); natively GELU keeps the platform's `tanh`.
+/// `g = act(g) · u`, with exponentials of our own (see `scalar::gelu_by_exp`); in the
+/// browser four at a time (the same bits).
 fn gate_in_place(g: &mut [f32], u: &[f32], act: Activation) {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return super::kernels::simd128::gate(g, u, matches!(act, Activation::GeluTanh));

@@ -26,6 +26,9 @@ const ROPE: &str = include_str!("shaders/rope.wgsl");
 const ATTENTION: &str = include_str!("shaders/attention.wgsl");
 const KV_APPEND: &str = include_str!("shaders/kv_append.wgsl");
 const ELEMENTWISE: &str = include_str!("shaders/elementwise.wgsl");
+const EXP: &str = include_str!("shaders/exp.wgsl");
+const F16: &str = include_str!("shaders/f16.wgsl");
+const KEEP: &str = include_str!("shaders/keep.wgsl");
 const QUANTIZE_ACT: &str = include_str!("shaders/quantize_act.wgsl");
 
 /// A GGUF block type the kernels read directly.
@@ -80,27 +83,73 @@ impl Variant {
         in_dim / self.block_values() * self.block_bytes as usize
     }
 
+    /// How many sub-blocks' scaled integer sums f32 adds exactly (every partial sum below
+    /// 2^24): a sub-block's is at most 16 · max|code| · 128 · max|scale| for each half, so
+    /// Q4_K 3 870 720 (four), Q5_K 7 999 488 (two), Q6_K 16 777 216 (one).
+    fn exact_sums(&self) -> u32 {
+        match self.name {
+            "q4_k" => 4,
+            "q5_k" => 2,
+            _ => 1,
+        }
+    }
+
     /// Types whose blocks carry a minimum (`q * d + m`).
     pub fn has_min(&self) -> bool {
         matches!(self.name, "q4_1" | "q5_1")
     }
 
     fn prefix(&self) -> String {
-        let (dot, min) = if self.has_min() {
-            (format!("deq_{}_scaled", self.name), format!("min_{}", self.name))
-        } else {
-            (format!("deq_{}", self.name), "no_min".to_string())
+        // The block type's functions in quant.wgsl: integer codes, their integer scales per
+        // sub-block, the block's float epilogue, its dequantized values (the embedding).
+        let (codes, scales, block, term, deq) = match self.name {
+            "q4_0" | "q4_1" | "q5_0" | "q5_1" | "q8_0" => (
+                format!("codes_{}", self.name),
+                "sub_scales_one",
+                "scales_32",
+                if self.has_min() { "term_32_min" } else { "term_32" },
+                "deq_32".to_string(),
+            ),
+            "q4_k" | "q5_k" => (
+                format!("codes_{}", self.name),
+                "sub_scales_k4",
+                "scales_k4",
+                "term_k4",
+                "deq_k4".into(),
+            ),
+            "q6_k" => (
+                "codes_q6_k".into(),
+                "sub_scales_q6_k",
+                "scales_q6_k",
+                "term_q6_k",
+                "deq_q6_k".into(),
+            ),
+            _ => (
+                "no_codes".into(),
+                "sub_scales_one",
+                "no_scales",
+                "no_term",
+                format!("deq_{}", self.name),
+            ),
         };
+        let min = if self.has_min() { "min_at_2" } else { "no_min" };
         format!(
             "const BLOCK_BYTES: u32 = {}u;\nconst SUBS: u32 = {}u;\nconst HAS_MIN: bool = {};\n\
-             const R: u32 = {MATMUL_ROWS}u;\n\
-             fn deq(b: u32, s: u32) -> array<f32, 32> {{ return deq_{}(b, s); }}\n\
-             fn deq_dot(b: u32, s: u32) -> array<f32, 32> {{ return {dot}(b, s); }}\n\
-             fn block_min(b: u32) -> f32 {{ return {min}(b); }}\n{QUANT}\n",
+             const FLOAT: bool = {};\nconst USES_ASUM: bool = {};\nconst SUMS_EXACT: u32 = {}u;\n\
+             const R: u32 = {MATMUL_ROWS}u;\nconst R2: u32 = {}u;\n\
+             fn deq(b: u32, s: u32) -> array<f32, 32> {{ return {deq}(b, s); }}\n\
+             fn codes(b: u32, s: u32) -> array<f32, 32> {{ return {codes}(b, s); }}\n\
+             fn sub_scales(b: u32, s: u32) -> vec3<i32> {{ return {scales}(b, s); }}\n\
+             fn block_scales(b: u32) -> vec2<f32> {{ return {block}(b); }}\n\
+             fn block_term(bs: vec2<f32>, si: f32, sm: f32, xd: f32, xs: f32, z: u32) -> f32 {{ return {term}(bs, si, sm, xd, xs, z); }}\n\
+             fn block_min(b: u32) -> f32 {{ return {min}(b); }}\n{KEEP}\n{F16}\n{QUANT}\n",
             self.block_bytes,
             self.subs,
             self.has_min(),
-            self.name
+            !self.quantizes_activations(),
+            matches!(self.name, "q4_k" | "q5_k"),
+            self.exact_sums(),
+            2 * MATMUL_ROWS,
         )
     }
 }
@@ -144,12 +193,12 @@ impl Kernel {
                 "main",
             ),
             Kernel::Embed(v) => (v.prefix() + EMBED, "main"),
-            Kernel::RmsNorm => (RMS_NORM.into(), "main"),
-            Kernel::Rope => (ROPE.into(), "main"),
-            Kernel::Attention => (ATTENTION.into(), "main"),
-            Kernel::KvAppend => (KV_APPEND.into(), "main"),
-            Kernel::QuantizeAct => (QUANTIZE_ACT.into(), "main"),
-            Kernel::Elementwise(entry) => (ELEMENTWISE.into(), entry),
+            Kernel::RmsNorm => (KEEP.to_string() + RMS_NORM, "main"),
+            Kernel::Rope => (KEEP.to_string() + ROPE, "main"),
+            Kernel::Attention => (KEEP.to_string() + EXP + F16 + ATTENTION, "main"),
+            Kernel::KvAppend => (F16.to_string() + KV_APPEND, "main"),
+            Kernel::QuantizeAct => (F16.to_string() + QUANTIZE_ACT, "main"),
+            Kernel::Elementwise(entry) => (KEEP.to_string() + EXP + ELEMENTWISE, entry),
         }
     }
 }

@@ -289,23 +289,24 @@ impl Backend for Gpu {
                 x.len, w.in_dim
             )));
         }
-        // The CPU kernels multiply 8-bit-rounded activations; round them the same way here so
-        // that both backends compute the same products.
-        // Per weight block (32 or 256 values), which whole rows always hold.
-        let (xq, sums);
-        let (x, xsum) = if w.variant.quantizes_activations() {
+        // The CPU kernels multiply 8-bit codes of the activations; make the same codes here
+        // so that both backends compute the same products. Per weight block (32 or 256
+        // values), which whole rows always hold: codes, and each block's scale (32-value
+        // blocks: and ggml's q8_1 sum).
+        let (xq, scales);
+        let (x, xscale) = if w.variant.quantizes_activations() {
             let block = w.variant.block_values();
-            let mode = if block == 32 { 1 } else { 2 };
+            let (mode, slots) = if block == 32 { (1, 2) } else { (2, 9) };
             xq = self.act(x.len);
             let blocks = x.len / block;
-            sums = self.transient(self.storage(blocks * 4, "sums"));
+            scales = self.transient(self.storage(blocks * slots * 4, "act scales"));
             self.dispatch(
                 Kernel::QuantizeAct,
-                &[(0, &x.buf), (1, &xq.buf), (2, &sums)],
+                &[(0, &x.buf), (1, &xq.buf), (2, &scales)],
                 (3, &[blocks as u32, mode, 0, 0]),
                 grid_1d(blocks),
             );
-            (&xq, &sums)
+            (&xq, &scales)
         } else {
             (x, &x.buf)
         };
@@ -332,7 +333,7 @@ impl Backend for Gpu {
             ];
             self.dispatch(
                 kernel,
-                &[(0, &part.buf), (1, &x.buf), (2, &y.buf), (3, bias), (5, xsum)],
+                &[(0, &part.buf), (1, &x.buf), (2, &y.buf), (3, bias), (5, xscale)],
                 (4, &params),
                 [gx, gy, rows.div_ceil(kernels::MATMUL_ROWS) as u32],
             );
@@ -406,7 +407,8 @@ impl Backend for Gpu {
         s: &AttentionShape,
     ) -> Result<GpuAct> {
         let kv_width = s.n_kv_head * s.head_dim;
-        if !s.head_dim.is_multiple_of(2) || k.len != rows * kv_width {
+        // attention.wgsl keeps the f16-rounded query of one head in workgroup memory.
+        if !s.head_dim.is_multiple_of(2) || s.head_dim > 512 || k.len != rows * kv_width {
             return Err(Error::Gpu(format!("attention shape: head_dim {}", s.head_dim)));
         }
         self.grow_kv(kv, pos0 + rows, kv_width, pos0);
@@ -436,6 +438,10 @@ impl Backend for Gpu {
             s.softcap.unwrap_or(0.0).to_bits(),
             s.window.unwrap_or(0) as u32,
             stride as u32,
+            0,
+            0,
+            0,
+            0,
         ];
         self.dispatch(
             Kernel::Attention,

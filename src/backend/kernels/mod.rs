@@ -62,7 +62,7 @@ pub const SUPPORTED: [GgmlDType; 12] = [
 /// ours for every type natively, Gemma 3 decoded at 19 tok/s instead of 24, and its greedy
 /// continuation of "The capital of France is" parted from llama.cpp's at a near-tie).
 pub fn preferred(dtype: GgmlDType) -> bool {
-    if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
+    if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) || browser_kernels() {
         kernel(dtype, true).is_some()
     } else {
         matches!(
@@ -70,6 +70,22 @@ pub fn preferred(dtype: GgmlDType) -> bool {
             GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 | GgmlDType::F16 | GgmlDType::BF16
         )
     }
+}
+
+static BROWSER_KERNELS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Natively, multiply every block type with our kernels (their bits are the browser's and the
+/// GPU's; where there is no AVX2 form, the scalar references run) instead of candle's for
+/// Q8_0 and the k-quants: the CPU that the GPU backend is checked against bit for bit. Also
+/// `CANDLELIT_BROWSER_KERNELS=1`. Read at every product.
+pub fn use_browser_kernels(on: bool) {
+    BROWSER_KERNELS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn browser_kernels() -> bool {
+    static ENV: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    BROWSER_KERNELS.load(std::sync::atomic::Ordering::Relaxed)
+        || *ENV.get_or_init(|| std::env::var_os("CANDLELIT_BROWSER_KERNELS").is_some())
 }
 
 pub type Four<B> = fn(&[u8], [&[B]; 4]) -> [f32; 4];

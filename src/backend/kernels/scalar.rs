@@ -127,6 +127,20 @@ pub fn gelu_by_exp(x: f32) -> f32 {
     0.5 * x * (1.0 + tanh)
 }
 
+/// tanh with [`exp`], as `sign(x) · (1 − e) / (1 + e)`, e = e^−2|x| (no overflow): the soft-caps
+/// use it so that native builds, the browser and the GPU give the same bits (the platforms'
+/// `tanh` differ). Near 0 its error is absolute (about 1e-7), not relative: a soft-cap
+/// multiplies it by the cap, a few millionths of a logit.
+pub fn tanh(x: f32) -> f32 {
+    let e = exp(-2.0 * x.abs());
+    let t = (1.0 - e) / (1.0 + e);
+    if x < 0.0 {
+        -t
+    } else {
+        t
+    }
+}
+
 /// The 6-bit scale and minimum of sub-block `j` of a Q4_K/Q5_K super-block.
 #[inline]
 pub(crate) fn scale_min_k4(j: usize, s: &[u8]) -> (u8, u8) {

@@ -13,6 +13,10 @@ struct Params {
     softcap: f32,    // 0: none
     window: u32,     // 0: none
     stride: u32,     // scratch slots per (row, head)
+    zero: u32,       // always 0 (exp.wgsl's `keep`)
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
@@ -24,11 +28,10 @@ struct Params {
 
 const WG: u32 = 64u;
 var<workgroup> red: array<f32, 64>;
-
-fn tanh_safe(z: f32) -> f32 {
-    let e = exp(-2.0 * abs(z));
-    return sign(z) * (1.0 - e) / (1.0 + e);
-}
+// The query rounded to f16 once for all positions (src/backend/gpu/mod.rs keeps head_dim
+// within it).
+const MAX_HEAD_DIM: u32 = 512u;
+var<workgroup> qh: array<f32, MAX_HEAD_DIM>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) g: vec3<u32>, @builtin(local_invocation_index) t: u32) {
@@ -44,18 +47,22 @@ fn main(@builtin(workgroup_id) g: vec3<u32>, @builtin(local_invocation_index) t:
     let qo = (r * p.n_head + h) * p.head_dim;
     let so = (r * p.n_head + h) * p.stride;
 
+    for (var i = t; i < p.head_dim; i += WG) {
+        qh[i] = round_f16(q[qo + i]);
+    }
+    workgroupBarrier();
     var mx = -3.0e38;
     for (var pp = first + t; pp <= pos; pp += WG) {
         let ko = (pp * p.n_kv_head + kvh) * half;
         var d = 0.0;
         for (var i = 0u; i < half; i++) {
-            let k = unpack2x16float(kc[ko + i]);
-            d += quantizeToF16(q[qo + 2u * i]) * k.x;
-            d += quantizeToF16(q[qo + 2u * i + 1u]) * k.y;
+            let k = unpack_f16(kc[ko + i]);
+            d += keep(qh[2u * i] * k.x, p.zero);
+            d += keep(qh[2u * i + 1u] * k.y, p.zero);
         }
         d *= p.scale;
         if (p.softcap > 0.0) {
-            d = tanh_safe(d / p.softcap) * p.softcap;
+            d = tanh_cpu(d / p.softcap, p.zero) * p.softcap;
         }
         scratch[so + pp - first] = d;
         mx = max(mx, d);
@@ -70,27 +77,27 @@ fn main(@builtin(workgroup_id) g: vec3<u32>, @builtin(local_invocation_index) t:
     }
     mx = red[0];
     workgroupBarrier();
-    var sum = 0.0;
     for (var pp = first + t; pp <= pos; pp += WG) {
-        let e = exp(scratch[so + pp - first] - mx);
-        scratch[so + pp - first] = e;
-        sum += e;
+        scratch[so + pp - first] = exp_cpu(scratch[so + pp - first] - mx, p.zero);
     }
-    red[t] = sum;
-    workgroupBarrier();
-    for (var st = WG / 2u; st > 0u; st >>= 1u) {
-        if (t < st) {
-            red[t] += red[t + st];
-        }
-        workgroupBarrier();
-    }
-    let total = red[0];
+    // The CPU's exp, and its sum in position order (one thread; a tree over the workgroup
+    // rounds differently), so that the f16 weights are the CPU's.
     storageBarrier();
+    workgroupBarrier();
+    if (t == 0u) {
+        var sum = 0.0;
+        for (var pp = first; pp <= pos; pp++) {
+            sum += scratch[so + pp - first];
+        }
+        red[0] = sum;
+    }
+    workgroupBarrier();
+    let total = red[0];
     for (var i = t; i < half; i += WG) {
         var a = vec2<f32>(0.0, 0.0);
         for (var pp = first; pp <= pos; pp++) {
-            let wgt = quantizeToF16(scratch[so + pp - first] / total);
-            a += wgt * unpack2x16float(vc[(pp * p.n_kv_head + kvh) * half + i]);
+            let wgt = round_f16(scratch[so + pp - first] / total);
+            a += keep2(wgt * unpack_f16(vc[(pp * p.n_kv_head + kvh) * half + i]), p.zero);
         }
         out[qo + 2u * i] = a.x;
         out[qo + 2u * i + 1u] = a.y;

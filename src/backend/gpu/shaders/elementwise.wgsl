@@ -6,7 +6,7 @@ struct Params {
     b: u32,
     c: u32,
     f: f32,
-    _p0: u32,
+    zero: u32,       // always 0 (exp.wgsl's `keep`)
     _p1: u32,
     _p2: u32,
 }
@@ -19,19 +19,16 @@ fn index(gid: vec3<u32>) -> u32 {
     return gid.x + gid.y * 65535u * 64u;
 }
 
-// tanh without overflow: exp of a large argument is never taken (some drivers' tanh
-// returns NaN past |z| ~ 45).
-fn tanh_safe(z: f32) -> f32 {
-    let e = exp(-2.0 * abs(z));
-    return sign(z) * (1.0 - e) / (1.0 + e);
-}
-
+// The CPU's activations step for step (scalar.rs `silu`, `gelu_by_exp`), with its exp.
 fn act(v: f32) -> f32 {
     if (p.a == 0u) {
-        return v / (1.0 + exp(-v));
+        return v / (1.0 + exp_cpu(-v, p.zero));
     }
-    // GELU, tanh approximation (what llama.cpp uses for Gemma).
-    return 0.5 * v * (1.0 + tanh_safe(0.7978846 * (v + 0.044715 * v * v * v)));
+    // GELU, tanh approximation (what llama.cpp uses for Gemma), tanh(t) = 1 - 2 / (e^2t + 1).
+    let z = p.zero;
+    let t = 0.7978846 * (v + keep(keep(keep(0.044715 * v, z) * v, z) * v, z));
+    let tanh = 1.0 - 2.0 / (exp_cpu(2.0 * t, z) + 1.0);
+    return keep(0.5 * v, z) * (1.0 + keep(tanh, z));
 }
 
 @compute @workgroup_size(64)
@@ -83,6 +80,6 @@ fn scale(@builtin(global_invocation_id) gid: vec3<u32>) {
 fn softcap(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = index(gid);
     if (i < p.n) {
-        x[i] = tanh_safe(x[i] / p.f) * p.f;
+        x[i] = tanh_cpu(x[i] / p.f, p.zero) * p.f;
     }
 }

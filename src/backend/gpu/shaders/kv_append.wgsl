@@ -20,6 +20,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i >= p.n) {
         return;
     }
-    kc[p.offset + i] = pack2x16float(vec2<f32>(k[2u * i], k[2u * i + 1u]));
-    vc[p.offset + i] = pack2x16float(vec2<f32>(v[2u * i], v[2u * i + 1u]));
+    kc[p.offset + i] = pack_f16(k[2u * i], k[2u * i + 1u]);
+    vc[p.offset + i] = pack_f16(v[2u * i], v[2u * i + 1u]);
 }

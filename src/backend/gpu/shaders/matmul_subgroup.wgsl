@@ -28,9 +28,13 @@ fn main(
     }
     let nr = min(R, p.rows - r0);
     let row = row_start(o);
+    // Each thread takes 32-value sub-blocks (the k-quants' epilogue then runs per
+    // sub-block, and the threads' sums meet in another order than the CPU's: close to its
+    // bits, not equal).
     var acc: array<f32, R>;
+    var lanes: array<vec4<f32>, R2>;
     for (var i = t; i < p.in_dim / 32u; i += WG) {
-        add_sub_block(&acc, row, i, r0, nr);
+        add_block(&acc, &lanes, row, i / SUBS, i % SUBS, i % SUBS + 1u, r0, nr);
     }
     // The subgroup's first thread (subgroupElect, which wgpu's compiler lacks) claims a slot.
     let first = subgroupBroadcastFirst(lane) == lane;
@@ -40,7 +44,7 @@ fn main(
     }
     slot = subgroupBroadcastFirst(slot);
     for (var r = 0u; r < R; r++) {
-        let s = subgroupAdd(acc[r]);
+        let s = subgroupAdd(total(&acc, &lanes, r));
         if (first && slot < MAX_SLOTS) {
             partial[slot * R + r] = s;
         }
@@ -49,11 +53,11 @@ fn main(
     if (t == 0u) {
         let n = min(atomicLoad(&slots), MAX_SLOTS);
         for (var r = 0u; r < nr; r++) {
-            var total = 0.0;
+            var sum = 0.0;
             for (var s = 0u; s < n; s++) {
-                total += partial[s * R + r];
+                sum += partial[s * R + r];
             }
-            write_out(o, r0 + r, total);
+            write_out(o, r0 + r, sum);
         }
     }
 }

@@ -1,11 +1,11 @@
-// RMSNorm of every `seg`-wide segment (a row, or one head for QK-norm): one workgroup per
-// segment. In place when `x` and `y` are the same data (the kernel reads before it writes).
+// RMSNorm of every `seg`-wide segment (a row, or one head for QK-norm) into a fresh buffer:
+// one workgroup per segment, the CPU's arithmetic in its order (src/backend/cpu.rs).
 
 struct Params {
     seg: u32,
     eps: f32,
     n_seg: u32,
-    _p1: u32,
+    zero: u32,       // always 0 (keep.wgsl)
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -14,7 +14,10 @@ struct Params {
 @group(0) @binding(3) var<uniform> p: Params;
 
 const WG: u32 = 64u;
-var<workgroup> part: array<f32, 64>;
+
+// One thread sums the squares in element order, as the CPU does (a tree over the workgroup
+// rounds differently), and hands the scale to the others.
+var<workgroup> scale_of_segment: f32;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) g: vec3<u32>, @builtin(local_invocation_index) t: u32) {
@@ -23,20 +26,16 @@ fn main(@builtin(workgroup_id) g: vec3<u32>, @builtin(local_invocation_index) t:
         return;
     }
     let base = si * p.seg;
-    var ss = 0.0;
-    for (var i = t; i < p.seg; i += WG) {
-        let v = x[base + i];
-        ss += v * v;
-    }
-    part[t] = ss;
-    workgroupBarrier();
-    for (var st = WG / 2u; st > 0u; st >>= 1u) {
-        if (t < st) {
-            part[t] += part[t + st];
+    if (t == 0u) {
+        var ss = 0.0;
+        for (var i = 0u; i < p.seg; i++) {
+            let v = x[base + i];
+            ss += keep(v * v, p.zero);
         }
-        workgroupBarrier();
+        scale_of_segment = 1.0 / sqrt(ss / f32(p.seg) + p.eps);
     }
-    let scale = 1.0 / sqrt(part[0] / f32(p.seg) + p.eps);
+    workgroupBarrier();
+    let scale = scale_of_segment;
     for (var i = t; i < p.seg; i += WG) {
         y[base + i] = x[base + i] * scale * wt[i];
     }

@@ -7,7 +7,7 @@ struct Params {
     head_dim: u32,
     half: u32,
     interleaved: u32,
-    _p0: u32,
+    zero: u32,       // always 0 (keep.wgsl)
     _p1: u32,
     _p2: u32,
 }
@@ -35,6 +35,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c = cs[r * p.half + i];
     let x0 = x[a];
     let x1 = x[b];
-    x[a] = x0 * c.x - x1 * c.y;
-    x[b] = x0 * c.y + x1 * c.x;
+    x[a] = keep(x0 * c.x, p.zero) - keep(x1 * c.y, p.zero);
+    x[b] = keep(x0 * c.y, p.zero) + keep(x1 * c.x, p.zero);
 }
