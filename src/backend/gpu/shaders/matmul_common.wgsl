@@ -6,9 +6,9 @@
 // The arithmetic is the CPU kernels' (src/backend/kernels/scalar.rs), so that a thread that
 // runs a whole row gets the CPU's bits: the activations arrive as 8-bit codes (exact small
 // integers in f32) with their block's scale; the codes' products are summed exactly (every
-// partial sum is an integer below 2^24) and weighted by the sub-blocks' integer scales in
-// i32; only then does the float epilogue of the block run, in the CPU's order, added to one
-// running sum in block order. F16/BF16/F32 weights meet unrounded activations in eight
+// partial sum is an integer below 2^24) and weighted by the sub-blocks' integer scales (in
+// f32 while that is exact, then in i32); only then does the float epilogue of the block run,
+// in the CPU's order, added to one running sum in block order. F16/BF16/F32 weights meet unrounded activations in eight
 // running sums (the CPU's lanes), added up in lane order at the end.
 
 struct Params {
