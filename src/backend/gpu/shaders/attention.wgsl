@@ -13,7 +13,7 @@ struct Params {
     softcap: f32,    // 0: none
     window: u32,     // 0: none
     stride: u32,     // scratch slots per (row, head)
-    zero: u32,       // always 0 (exp.wgsl's `keep`)
+    zero: u32,       // always 0 (keep.wgsl)
     _p0: u32,
     _p1: u32,
     _p2: u32,

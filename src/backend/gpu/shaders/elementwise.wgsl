@@ -6,7 +6,7 @@ struct Params {
     b: u32,
     c: u32,
     f: f32,
-    zero: u32,       // always 0 (exp.wgsl's `keep`)
+    zero: u32,       // always 0 (keep.wgsl)
     _p1: u32,
     _p2: u32,
 }
