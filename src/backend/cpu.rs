@@ -245,12 +245,6 @@ pub fn silu(x: f32) -> f32 {
     super::kernels::scalar::silu(x)
 }
 
-/// GELU, tanh approximation (what llama.cpp uses for Gemma), its tanh from our `exp`: the
-/// platform's `tanh` differs between native builds, the browser and the GPU, ours does not.
-pub fn gelu_tanh(x: f32) -> f32 {
-    super::kernels::scalar::gelu_by_exp(x)
-}
-
 pub fn softcap(x: &mut [f32], cap: f32) {
     for v in x {
         *v = super::kernels::scalar::tanh(*v / cap) * cap;
@@ -637,7 +631,9 @@ fn gate_in_place(g: &mut [f32], u: &[f32], act: Activation) {
 pub fn activation(act: Activation) -> fn(f32) -> f32 {
     match act {
         Activation::Silu => silu,
-        Activation::GeluTanh => gelu_tanh,
+        // GELU's tanh from our `exp`: the platform's `tanh` differs between native builds,
+        // the browser and the GPU, ours does not.
+        Activation::GeluTanh => super::kernels::scalar::gelu_by_exp,
     }
 }
 

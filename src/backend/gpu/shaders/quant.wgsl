@@ -125,12 +125,11 @@ fn term_32_min(bs: vec2<f32>, si: f32, sm: f32, xd: f32, xs: f32, z: u32) -> f32
 
 fn deq_32(b: u32, s: u32) -> array<f32, 32> {
     var v = codes(b, s);
-    let d = f16_at(b);
-    let m = block_min(b);
+    let dm = scales_32(b);
     for (var k = 0u; k < 32u; k++) {
-        v[k] = v[k] * d;
+        v[k] = v[k] * dm.x;
         if (HAS_MIN) {
-            v[k] += m;
+            v[k] += dm.y;
         }
     }
     return v;
