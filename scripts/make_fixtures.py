@@ -2,10 +2,21 @@
 """Write the llama.cpp reference fixtures that the parity tests compare against.
 
 Runs llama.cpp through llama-cpp-python (PyPI; it compiles llama.cpp, so this is not
-part of CI: the fixtures it writes are committed). Usage:
+part of CI: the fixtures it writes are committed). llama.cpp is built portable: x86-64's
+baseline (SSE2) without AVX, FMA, F16C, llamafile's GEMM or weight repacking. Its matrix
+products are then ggml's reference kernels, the same for a batch as for one token (an AVX2
+build's batched and token-by-token passes disagree at 3.6% of SmolLM2's positions, every
+SIMD build rounds its own way), and `--numerics llama-cpp` in the engine reproduces them
+(src/backend/llama_cpp.rs). Usage:
 
-    python3 -m venv .venv && .venv/bin/pip install llama-cpp-python==0.3.36 numpy
+    python3 -m venv .venv
+    CMAKE_ARGS="$PORTABLE" .venv/bin/pip install llama-cpp-python==0.3.36 numpy gguf
     .venv/bin/python scripts/make_fixtures.py
+
+with PORTABLE="-DGGML_NATIVE=OFF -DGGML_SSE42=OFF -DGGML_AVX=OFF -DGGML_AVX2=OFF
+-DGGML_BMI2=OFF -DGGML_FMA=OFF -DGGML_F16C=OFF -DGGML_AVX512=OFF -DGGML_LLAMAFILE=OFF
+-DGGML_CPU_REPACK=OFF -DLLAVA_BUILD=OFF". The script refuses a build that reports SIMD
+features (`llama_print_system_info`).
 
 Writes tests/fixtures/<model>.llamacpp.json with, per model:
   - tokenizer: token ids for fixed multilingual texts (special tokens parsed);
@@ -29,7 +40,11 @@ import subprocess
 import sys
 
 import numpy as np
-from llama_cpp import Llama, __version__ as llama_cpp_version
+from llama_cpp import Llama, __version__ as llama_cpp_version, llama_print_system_info
+
+BUILD = llama_print_system_info().decode().strip()
+if any(f in BUILD for f in ("SSE3", "AVX", "F16C", "FMA", "LLAMAFILE", "REPACK")):
+    sys.exit(f"llama.cpp is not the portable build (see the docstring): {BUILD}")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = os.path.join(ROOT, "models")
@@ -134,7 +149,7 @@ def variants(only=()):
             continue
         path = os.path.join(MODELS, "variants", file + ".gguf")
         llm = Llama(model_path=path, n_ctx=n_ctx, n_batch=1024, logits_all=True, n_threads=2, verbose=False, seed=0)
-        fixture = {"llama_cpp_python": llama_cpp_version, "model": file + ".gguf", "n_ctx": n_ctx, "tokenizer": []}
+        fixture = {"llama_cpp_python": llama_cpp_version, "build": BUILD, "model": file + ".gguf", "n_ctx": n_ctx, "tokenizer": []}
         fixture["logits"] = logits_cases(llm, name, PROMPTS[prompts])
         with open(os.path.join(OUT, name + ".llamacpp.json"), "w") as f:
             json.dump(fixture, f, ensure_ascii=False, indent=1)
@@ -200,7 +215,7 @@ def main():
     for name in names:
         path = os.path.join(MODELS, name + ".gguf")
         llm = Llama(model_path=path, n_ctx=1024, n_batch=1024, logits_all=True, n_threads=2, verbose=False, seed=0)
-        fixture = {"llama_cpp_python": llama_cpp_version, "model": name + ".gguf", "tokenizer": [], "logits": []}
+        fixture = {"llama_cpp_python": llama_cpp_version, "build": BUILD, "model": name + ".gguf", "tokenizer": [], "logits": []}
         for text in COMMON_TEXTS + SPECIAL_TEXTS[name]:
             ids = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
             fixture["tokenizer"].append({"text": text, "add_special": True, "parse_special": True, "ids": ids})

@@ -7,7 +7,7 @@ use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{Device, Tensor};
 use candlelit::backend::cpu::{Cpu, Linear};
 use candlelit::backend::gpu::{Gpu, GpuSink, GPU_TYPES};
-use candlelit::backend::{kernels, AttentionShape, Backend, RopeStyle};
+use candlelit::backend::{kernels, AttentionShape, Backend, RopeStyle, Rotation};
 use candlelit::gguf::Loader;
 use candlelit::model::{Activation, Decoder};
 use candlelit::Result;
@@ -307,7 +307,7 @@ fn every_decoder_operation_matches_the_cpu() {
     c.softcap(&mut b, 30.0).unwrap();
     assert_same("softcap", &g.read(a).unwrap(), &b);
 
-    let inv: Vec<f32> = (0..16).map(|i| 10000f32.powf(-(i as f32) / 16.0)).collect();
+    let inv = Rotation::new((0..16).map(|i| 10000f32.powf(-(i as f32) / 16.0)).collect());
     for style in [RopeStyle::Interleaved, RopeStyle::Halves] {
         let mut a = up(&x);
         g.rope(&mut a, rows, 4, 32, 77, &inv, style).unwrap();
@@ -431,7 +431,7 @@ impl Backend for Nudged {
     fn split(&self, x: &Vec<f32>, r: usize, w: [usize; 3]) -> Result<[Vec<f32>; 3]> {
         Cpu.split(x, r, w)
     }
-    fn rope(&self, x: &mut Vec<f32>, r: usize, h: usize, d: usize, p: usize, f: &[f32], s: RopeStyle) -> Result<()> {
+    fn rope(&self, x: &mut Vec<f32>, r: usize, h: usize, d: usize, p: usize, f: &Rotation, s: RopeStyle) -> Result<()> {
         Cpu.rope(x, r, h, d, p, f, s)
     }
     fn attention(

@@ -86,6 +86,44 @@ fn random_blocks_of_every_type() {
     }
 }
 
+/// llama.cpp's k-quant products (`--numerics llama-cpp`) decode the blocks right: they equal
+/// the exact product of the dequantized weights and their activation codes up to f32 rounding.
+#[test]
+fn llama_cpp_k_quant_products_are_exact_but_for_rounding() {
+    use candlelit::backend::llama_cpp;
+    let mut seed = 5;
+    let (n, k) = (16, 1024);
+    let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
+    let x: Vec<f32> = (0..k).map(|_| lcg(&mut seed) * 3.0).collect();
+    let wt = Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap();
+    let mut acts = vec![];
+    llama_cpp::quantize_q8k(&x, &mut acts);
+    let xq: Vec<f64> = acts
+        .iter()
+        .flat_map(|b| b.qs.iter().map(move |&q| q as f64 * b.d as f64))
+        .collect();
+    for (dtype, dot, bytes) in [
+        (
+            GgmlDType::Q4K,
+            llama_cpp::dot_q4_k as fn(&[u8], &[q8::BlockQ8K]) -> f32,
+            144,
+        ),
+        (GgmlDType::Q5K, llama_cpp::dot_q5_k, 176),
+        (GgmlDType::Q6K, llama_cpp::dot_q6_k, 210),
+    ] {
+        let q = QTensor::quantize(&wt, dtype).unwrap();
+        let deq = q.dequantize(&Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+        let data = q.data().unwrap();
+        let row_bytes = k / 256 * bytes;
+        for (o, row) in deq.iter().enumerate() {
+            let exact: f64 = row.iter().zip(&xq).map(|(a, b)| *a as f64 * b).sum();
+            let mag: f64 = row.iter().zip(&xq).map(|(a, b)| (*a as f64 * b).abs()).sum();
+            let got = dot(&data[o * row_bytes..(o + 1) * row_bytes], &acts) as f64;
+            assert!((got - exact).abs() / mag < 1e-5, "{dtype:?} row {o}: {got} vs {exact}");
+        }
+    }
+}
+
 #[test]
 fn real_blocks_from_the_test_models() {
     let mut seed = 11;

@@ -199,6 +199,9 @@ fn packed_embedding_rows(table: &QTensor, ids: &[u32]) -> Result<Vec<f32>> {
 
 /// RMSNorm of every `w.len()`-wide row of `x`, in place.
 pub fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
+    if super::llama_cpp::enabled() {
+        return super::llama_cpp::rms_norm(x, w, eps);
+    }
     for row in x.chunks_exact_mut(w.len()) {
         let ms = row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32;
         let scale = 1.0 / (ms + eps).sqrt();
@@ -216,16 +219,40 @@ pub enum RopeStyle {
     Halves,
 }
 
+/// One layer's rotary frequencies.
+#[derive(Clone, Debug)]
+pub struct Rotation {
+    /// Angle per position of each rotated pair (`rot_dim / 2` entries).
+    pub inv_freq: Vec<f32>,
+    /// llama.cpp's way to the same angles, for its numerics (none for YaRN's).
+    pub recurrence: Option<super::llama_cpp::AngleRecurrence>,
+}
+
+impl Rotation {
+    pub fn new(inv_freq: Vec<f32>) -> Self {
+        Rotation {
+            inv_freq,
+            recurrence: None,
+        }
+    }
+}
+
 /// Rotary position embedding for `n_heads` heads of `head_dim` in each row of `x`;
-/// row `r` is at position `pos0 + r`. `inv_freq` has `rot_dim / 2` entries.
-pub fn rope(x: &mut [f32], n_heads: usize, head_dim: usize, pos0: usize, inv_freq: &[f32], style: RopeStyle) {
+/// row `r` is at position `pos0 + r`.
+pub fn rope(x: &mut [f32], n_heads: usize, head_dim: usize, pos0: usize, rot: &Rotation, style: RopeStyle) {
+    let inv_freq = &rot.inv_freq;
     let half = inv_freq.len();
+    let recurrence = rot.recurrence.as_ref().filter(|_| super::llama_cpp::enabled());
     let mut cs = vec![(0f32, 0f32); half];
     for (r, row) in x.chunks_exact_mut(n_heads * head_dim).enumerate() {
         let pos = (pos0 + r) as f32;
-        for (c, f) in cs.iter_mut().zip(inv_freq) {
-            let (s, co) = (pos * f).sin_cos();
-            *c = (co, s);
+        if let Some(rec) = recurrence {
+            rec.cos_sin(pos0 + r, half, &mut cs);
+        } else {
+            for (c, f) in cs.iter_mut().zip(inv_freq) {
+                let (s, co) = (pos * f).sin_cos();
+                *c = (co, s);
+            }
         }
         for head in row.chunks_exact_mut(head_dim) {
             for (i, &(c, s)) in cs.iter().enumerate() {
@@ -348,11 +375,19 @@ fn attend<const G: usize>(q: &[f32], k: &[f16], v: &[f16], at: &Query, s: &Atten
         Some(w) if at.pos + 1 > w => at.pos + 1 - w,
         _ => 0,
     };
+    let row = |p: usize| p * kv_width + kvh * hd;
+    if super::llama_cpp::enabled() {
+        for (j, o) in o.chunks_exact_mut(hd).enumerate() {
+            let q_at = (at.r * s.n_head + at.h0 + j) * hd;
+            let (key, value) = (|p| &k[row(p)..row(p) + hd], |p| &v[row(p)..row(p) + hd]);
+            super::llama_cpp::attend_head(&q[q_at..q_at + hd], first, at.pos, key, value, s.scale, s.softcap, o);
+        }
+        return;
+    }
     let qv: [Vec<f32>; G] = std::array::from_fn(|j| {
         let q_at = (at.r * s.n_head + at.h0 + j) * hd;
         q[q_at..q_at + hd].iter().map(|&x| round_f16(x)).collect()
     });
-    let row = |p: usize| p * kv_width + kvh * hd;
     let mut scores: [Vec<f32>; G] = std::array::from_fn(|_| Vec::with_capacity(at.pos + 1 - first));
     key_dots(&qv, first..at.pos + 1, |p| &k[row(p)..row(p) + hd], simd, &mut scores);
     for sc in scores.iter_mut() {
@@ -550,10 +585,10 @@ impl Backend for Cpu {
         n_heads: usize,
         head_dim: usize,
         pos0: usize,
-        inv_freq: &[f32],
+        rot: &Rotation,
         style: RopeStyle,
     ) -> Result<()> {
-        rope(x, n_heads, head_dim, pos0, inv_freq, style);
+        rope(x, n_heads, head_dim, pos0, rot, style);
         Ok(())
     }
     fn attention(
@@ -617,6 +652,12 @@ impl Backend for Cpu {
 /// `g = act(g) · u`, with exponentials of our own (see `scalar::gelu_by_exp`); in the
 /// browser four at a time (the same bits).
 fn gate_in_place(g: &mut [f32], u: &[f32], act: Activation) {
+    if super::llama_cpp::enabled() {
+        return match act {
+            Activation::Silu => super::llama_cpp::swiglu(g, u),
+            Activation::GeluTanh => super::llama_cpp::geglu(g, u),
+        };
+    }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return super::kernels::simd128::gate(g, u, matches!(act, Activation::GeluTanh));
     #[allow(unreachable_code)]
@@ -676,7 +717,7 @@ mod tests {
 
     #[test]
     fn rope_styles_rotate_different_pairs() {
-        let inv = [1.0f32, 0.0];
+        let inv = Rotation::new(vec![1.0f32, 0.0]);
         let mut a = [1.0, 0.0, 1.0, 0.0];
         rope(&mut a, 1, 4, 1, &inv, RopeStyle::Interleaved);
         assert!((a[0] - 1f32.cos()).abs() < 1e-6 && (a[1] - 1f32.sin()).abs() < 1e-6);

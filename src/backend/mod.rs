@@ -5,6 +5,7 @@
 pub mod cpu;
 pub mod gpu;
 pub mod kernels;
+pub mod llama_cpp;
 pub mod pool;
 
 use crate::error::Result;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 
 pub use crate::gguf::Streamed;
 
-pub use cpu::{AttentionShape, RopeStyle};
+pub use cpu::{AttentionShape, RopeStyle, Rotation};
 
 /// One implementation of the decoder's operations. Activations are `rows × width` row-major;
 /// the decoder passes the row count where a backend cannot know it from the buffer alone.
@@ -77,7 +78,7 @@ pub trait Backend {
         n_heads: usize,
         head_dim: usize,
         pos0: usize,
-        inv_freq: &[f32],
+        rot: &Rotation,
         style: RopeStyle,
     ) -> Result<()>;
     /// Appends `k` and `v` (rows at `pos0..`) to the layer's cache and attends `q` over it.

@@ -190,6 +190,11 @@ mod cli {
         /// CPU threads for the matrix products (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// CPU arithmetic: `engine` (the browser's and the GPU's steps, the fastest here) or
+        /// `llama-cpp` (the steps of llama.cpp's portable build, to compare with it bit for
+        /// bit; slower).
+        #[arg(long, default_value = "engine")]
+        numerics: String,
     }
 
     #[derive(Args)]
@@ -411,6 +416,15 @@ mod cli {
     }
 
     fn load(m: &ModelArgs) -> Result<(Engine, f64)> {
+        match m.numerics.as_str() {
+            "engine" => {}
+            "llama-cpp" => candlelit::backend::llama_cpp::use_llama_cpp_numerics(true),
+            other => {
+                return Err(Error::InvalidRequest(format!(
+                    "--numerics must be engine or llama-cpp, not {other}"
+                )))
+            }
+        }
         if let Some(n) = m.threads {
             // Read by the thread pool when it starts, which is at the first matrix product.
             std::env::set_var("RAYON_NUM_THREADS", n.to_string());

@@ -4,7 +4,8 @@
 
 use super::config::Config;
 use super::kv_cache::KvCache;
-use crate::backend::cpu::{self, Cpu, Linear};
+use crate::backend::cpu::{self, Cpu, Linear, Rotation};
+use crate::backend::llama_cpp::AngleRecurrence;
 use crate::backend::{AttentionShape, Backend};
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
@@ -41,7 +42,7 @@ struct Layer<B: Backend> {
     ffn: Ffn<B::Matrix>,
     down: B::Matrix,
     post_ffn_norm: Option<B::Vector>,
-    inv_freq: Vec<f32>,
+    rotation: Rotation,
     local: bool,
     window: Option<usize>,
 }
@@ -72,14 +73,24 @@ impl RopeFactors {
 /// The context an engine gets unless asked otherwise: the trained one, at most this.
 pub const DEFAULT_CONTEXT: usize = 4096;
 
-fn layer_inv_freq(cfg: &Config, local: bool, factors: Option<&[f32]>) -> Vec<f32> {
+fn layer_rotation(cfg: &Config, local: bool, factors: Option<&[f32]>) -> Rotation {
     let mut f = cfg.inv_freq(local);
     if let Some(factors) = factors {
         for (f, d) in f.iter_mut().zip(factors) {
             *f /= d;
         }
     }
-    f
+    let base = if local { cfg.rope_base_local } else { cfg.rope_base };
+    let scale = if local { 1.0 } else { cfg.rope_scale };
+    Rotation {
+        inv_freq: f,
+        // llama.cpp folds no YaRN ramp or magnitude into this recurrence.
+        recurrence: (cfg.yarn.is_none() && cfg.rope_attn_factor == 1.0).then(|| AngleRecurrence {
+            theta_scale: base.powf(-2.0 / cfg.rope_dim as f32),
+            freq_scale: 1.0 / scale,
+            factors: factors.map(<[f32]>::to_vec),
+        }),
+    }
 }
 
 /// The model, its weights held by backend `B` (the CPU unless said otherwise).
@@ -257,7 +268,7 @@ impl<B: Backend> Decoder<B> {
                 ffn,
                 down: ld.linear(&p("ffn_down"), d, cfg.n_ff)?,
                 post_ffn_norm: ld.opt_vector(&p("post_ffw_norm.weight"), d)?,
-                inv_freq: layer_inv_freq(&cfg, local, rope_factors.for_context(&cfg, context)),
+                rotation: layer_rotation(&cfg, local, rope_factors.for_context(&cfg, context)),
                 local,
                 window: if local { cfg.sliding_window } else { None },
             });
@@ -285,7 +296,7 @@ impl<B: Backend> Decoder<B> {
     pub fn fit_context(&mut self, context: usize) {
         let factors = self.rope_factors.for_context(&self.cfg, context);
         for l in &mut self.layers {
-            l.inv_freq = layer_inv_freq(&self.cfg, l.local, factors);
+            l.rotation = layer_rotation(&self.cfg, l.local, factors);
         }
     }
 
@@ -348,14 +359,21 @@ impl<B: Backend> Decoder<B> {
                 b.rms_norm_in_place(&mut k, w, cfg.rms_eps)?;
             }
             if cfg.layer_has_rope[li] {
-                b.rope(&mut q, n, cfg.n_head, hd, pos0, &l.inv_freq, cfg.rope_style)?;
-                b.rope(&mut k, n, cfg.n_kv_head, hd, pos0, &l.inv_freq, cfg.rope_style)?;
+                b.rope(&mut q, n, cfg.n_head, hd, pos0, &l.rotation, cfg.rope_style)?;
+                b.rope(&mut k, n, cfg.n_kv_head, hd, pos0, &l.rotation, cfg.rope_style)?;
+            }
+            // Gemma's queries are scaled before they meet the keys (llama.cpp's graph, and
+            // the f16 rounding of the query then sees the scaled values), others' scores.
+            let mut scale = cfg.attn_scale;
+            if cfg.arch.starts_with("gemma") {
+                b.scale(&mut q, scale)?;
+                scale = 1.0;
             }
             let shape = AttentionShape {
                 n_head: cfg.n_head,
                 n_kv_head: cfg.n_kv_head,
                 head_dim: hd,
-                scale: cfg.attn_scale,
+                scale,
                 softcap: cfg.attn_softcap,
                 window: l.window,
             };

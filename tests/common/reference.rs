@@ -1,8 +1,21 @@
 //! Comparison of a model's logits with llama.cpp's fixtures (scripts/make_fixtures.py).
 
 use super::ids;
+use candlelit::backend::llama_cpp::use_llama_cpp_numerics;
 use candlelit::backend::Backend;
 use candlelit::model::Decoder;
+use std::sync::Mutex;
+
+/// Runs `f` with the CPU computing as llama.cpp's portable build does (`llama_cpp`) or as
+/// the engine does. The setting is the process's, so the tests that depend on it take turns.
+pub fn with_numerics<T>(llama_cpp: bool, f: impl FnOnce() -> T) -> T {
+    static TURN: Mutex<()> = Mutex::new(());
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    use_llama_cpp_numerics(llama_cpp);
+    let out = f();
+    use_llama_cpp_numerics(false);
+    out
+}
 
 pub fn argmax(x: &[f32]) -> u32 {
     let mut best = 0;

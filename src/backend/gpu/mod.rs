@@ -367,9 +367,10 @@ impl Backend for Gpu {
         n_heads: usize,
         head_dim: usize,
         pos0: usize,
-        inv_freq: &[f32],
+        rot: &super::Rotation,
         style: RopeStyle,
     ) -> Result<()> {
+        let inv_freq = &rot.inv_freq;
         let half = inv_freq.len();
         // Same angles as the CPU path: computed here in f32, uploaded as (cos, sin) pairs.
         let mut cs = Vec::with_capacity(rows * half * 2);

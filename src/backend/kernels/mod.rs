@@ -62,6 +62,9 @@ pub const SUPPORTED: [GgmlDType; 12] = [
 /// ours for every type natively, Gemma 3 decoded at 19 tok/s instead of 24, and its greedy
 /// continuation of "The capital of France is" parted from llama.cpp's at a near-tie).
 pub fn preferred(dtype: GgmlDType) -> bool {
+    if super::llama_cpp::enabled() {
+        return kernel(dtype, false).is_some();
+    }
     if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) || browser_kernels() {
         kernel(dtype, true).is_some()
     } else {
@@ -118,6 +121,16 @@ pub fn kernel(dtype: GgmlDType, simd: bool) -> Option<(Dot, usize, usize)> {
     let pick = |f, s| Dot::Q8(choose(simd, f, s, four_q8(dtype)));
     let pick_k = |f, s| Dot::Q8K(choose(simd, f, s, four_q8k(dtype)));
     let pick_f = |f, s| Dot::F32(choose(simd, f, s, None));
+    if !simd && super::llama_cpp::enabled() {
+        use super::llama_cpp as l;
+        match dtype {
+            T::Q4K => return Some((pick_k(l::dot_q4_k, l::dot_q4_k), 144, 256)),
+            T::Q5K => return Some((pick_k(l::dot_q5_k, l::dot_q5_k), 176, 256)),
+            T::Q6K => return Some((pick_k(l::dot_q6_k, l::dot_q6_k), 210, 256)),
+            T::F32 => return Some((pick_f(l::dot_f32, l::dot_f32), 4, 1)),
+            _ => {}
+        }
+    }
     Some(match dtype {
         T::F16 => (pick_f(fast::dot_f16, scalar::dot_f16), 2, 1),
         T::BF16 => (pick_f(fast::dot_bf16, scalar::dot_bf16), 2, 1),
@@ -306,6 +319,8 @@ pub fn file_row(dtype: GgmlDType, data: &[u8], in_dim: usize, r: usize, out: &mu
 /// `out[r][o] = W[o] · x[r]` for `rows` activation rows of `in_dim`. Returns false when the
 /// block type has no kernel here (the caller then uses candle's).
 pub fn matmul(w: &Weights, x: &[f32], rows: usize, out: &mut [f32], simd: bool) -> bool {
+    let llama_cpp = super::llama_cpp::enabled();
+    let simd = simd && !llama_cpp;
     let Some((dot, block_bytes, block_elems)) = kernel(w.dtype, simd) else {
         return false;
     };
@@ -354,7 +369,11 @@ pub fn matmul(w: &Weights, x: &[f32], rows: usize, out: &mut [f32], simd: bool) 
                 x,
                 w.in_dim,
                 rows,
-                if simd { q8::quantize_q8k } else { q8::quantize_q8k_ref },
+                match (simd, llama_cpp) {
+                    (true, _) => q8::quantize_q8k,
+                    (false, true) => super::llama_cpp::quantize_q8k,
+                    (false, false) => q8::quantize_q8k_ref,
+                },
             );
             // Prefill multiplies k-quant super-blocks as quads in both wasm builds; decode does
             // only where the weights are packed (the relaxed build). The SIMD128 build unpacks
