@@ -200,32 +200,7 @@ pub fn dot_f32(row: &[u8], act: &[f32]) -> f32 {
 /// ggml's `quantize_row_q8_K_ref`: the scale maps the largest-magnitude value to -127 and the
 /// codes are rounded half to even.
 pub fn quantize_q8k(x: &[f32], out: &mut Vec<BlockQ8K>) {
-    out.clear();
-    for chunk in x.chunks_exact(256) {
-        let (mut max, mut amax) = (0f32, 0f32);
-        for &v in chunk {
-            if v.abs() > amax {
-                amax = v.abs();
-                max = v;
-            }
-        }
-        let mut b = BlockQ8K {
-            qs: [0; 256],
-            bsums: [0; 16],
-            d: 0.0,
-        };
-        if amax != 0.0 {
-            let iscale = -127.0 / max;
-            for (q, v) in b.qs.iter_mut().zip(chunk) {
-                *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
-            }
-            for (g, s) in b.bsums.iter_mut().enumerate() {
-                *s = b.qs[16 * g..16 * g + 16].iter().map(|&q| q as i16).sum();
-            }
-            b.d = 1.0 / iscale;
-        }
-        out.push(b);
-    }
+    super::kernels::q8::quantize_q8k_by(x, out, -127.0, f32::round_ties_even)
 }
 
 /// Unpacks one super-block into its values and scales; returns d, dmin, how many values share

@@ -91,8 +91,15 @@ pub fn fill_fours(out: &mut [BlockQ8]) {
     }
 }
 
-/// ggml's `quantize_row_q8_K_ref`: the scale maps the largest-magnitude value to -128.
+/// ggml's `quantize_row_q8_K_ref` as it was: the scale maps the largest-magnitude value to
+/// -128 (llama.cpp now maps it to -127, see `llama_cpp::quantize_q8k`).
 pub fn quantize_q8k_ref(x: &[f32], out: &mut Vec<BlockQ8K>) {
+    quantize_q8k_by(x, out, -128.0, f32::round)
+}
+
+/// Q8_K blocks whose largest-magnitude value becomes code `top`, the codes rounded by `round`.
+#[inline(always)]
+pub fn quantize_q8k_by(x: &[f32], out: &mut Vec<BlockQ8K>, top: f32, round: impl Fn(f32) -> f32) {
     out.clear();
     for chunk in x.chunks_exact(256) {
         let mut max = 0f32;
@@ -109,9 +116,9 @@ pub fn quantize_q8k_ref(x: &[f32], out: &mut Vec<BlockQ8K>) {
             d: 0.0,
         };
         if amax != 0.0 {
-            let iscale = -128.0 / max;
+            let iscale = top / max;
             for (q, v) in b.qs.iter_mut().zip(chunk) {
-                *q = ((iscale * v).round() as i32).min(127) as i8;
+                *q = (round(iscale * v) as i32).min(127) as i8;
             }
             for (g, s) in b.bsums.iter_mut().enumerate() {
                 *s = b.qs[16 * g..16 * g + 16].iter().map(|&q| q as i16).sum();
