@@ -10,8 +10,8 @@
 //! `scripts/make_fixtures.py` builds from llama-cpp-python's sources), whose kernels are
 //! ggml's reference ones; each SIMD build of llama.cpp rounds in its own way (its AVX2
 //! batched and token-by-token passes disagree with each other at 3.6% of SmolLM2's
-//! positions). The libm calls (`expf` for stragglers, `tanhf`, `sinf`, `cosf`, `powf`) are the
-//! platform's, as in llama.cpp: glibc natively.
+//! positions). The libm functions both call (`tanhf`, `sinf`, `cosf`, `powf`) are the
+//! platform's: glibc natively, as llama.cpp's.
 //!
 //! Not followed (the engine's arithmetic runs there): YaRN's angles and RoPE attention
 //! factors, F16/BF16 weights (llama.cpp rounds the activations to f16 for them), Q2_K and
